@@ -1,0 +1,188 @@
+"""Admin routes: accounts (root key), keys and gateways (an account's admin key).
+
+Handlers are plain `def`s: FastAPI runs them in its thread pool, where the synchronous
+database work belongs. Another account's ids answer 404, never 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+
+from alicerce.api.auth import require_admin, require_root, services_of
+from alicerce.api.json import json_response
+from alicerce.errors import InvalidRequest, NotFound
+from alicerce.gateways import GatewaySpec
+from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, Principal
+from alicerce.services import Services
+
+router = APIRouter()
+
+
+def _services(request: Request) -> Services:
+    return services_of(request)
+
+
+def _listing(data: list[dict[str, Any]]) -> Response:
+    return json_response({"object": "list", "data": data})
+
+
+# -- accounts (root key) -----------------------------------------------------------------
+
+
+@router.post("/accounts", status_code=201, tags=["accounts"])
+def create_account(
+    spec: AccountCreate,
+    services: Services = Depends(_services),
+    _: Principal = Depends(require_root),
+) -> Response:
+    """Creates an account; the answer carries its first admin key, shown this once."""
+    return json_response(services.keys.create_account(spec), status=201)
+
+
+@router.get("/accounts", tags=["accounts"])
+def list_accounts(
+    services: Services = Depends(_services), _: Principal = Depends(require_root)
+) -> Response:
+    return _listing(services.keys.list_accounts())
+
+
+@router.get("/accounts/{account_id}", tags=["accounts"])
+def get_account(
+    account_id: str, services: Services = Depends(_services), _: Principal = Depends(require_root)
+) -> Response:
+    return json_response(services.keys.get_account(account_id))
+
+
+@router.patch("/accounts/{account_id}", tags=["accounts"])
+def update_account(
+    account_id: str,
+    spec: AccountUpdate,
+    services: Services = Depends(_services),
+    _: Principal = Depends(require_root),
+) -> Response:
+    return json_response(services.keys.update_account(account_id, spec))
+
+
+@router.delete("/accounts/{account_id}", status_code=204, tags=["accounts"])
+def delete_account(
+    account_id: str, services: Services = Depends(_services), _: Principal = Depends(require_root)
+) -> Response:
+    """Deletes the account with its keys and gateways."""
+    services.keys.delete_account(account_id)
+    services.gateways.forget_cached()
+    return Response(status_code=204)
+
+
+# -- keys (admin key) --------------------------------------------------------------------
+
+
+@router.post("/keys", status_code=201, tags=["keys"])
+def create_key(
+    spec: KeyCreate,
+    services: Services = Depends(_services),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """Creates a key; the secret (`key`) is in this answer only."""
+    assert principal.account_id is not None
+    if spec.gateways is not None:
+        ids = []
+        for i, ref in enumerate(spec.gateways):
+            try:
+                ids.append(services.gateways.resolve_id(principal.account_id, ref))
+            except NotFound:
+                raise InvalidRequest(
+                    f"gateways.{i}: no gateway {ref!r} in this account.", param=f"gateways.{i}"
+                ) from None
+        spec = spec.model_copy(update={"gateways": ids})
+    return json_response(services.keys.create_key(principal.account_id, spec), status=201)
+
+
+@router.get("/keys", tags=["keys"])
+def list_keys(
+    services: Services = Depends(_services), principal: Principal = Depends(require_admin)
+) -> Response:
+    assert principal.account_id is not None
+    return _listing(services.keys.list_keys(principal.account_id))
+
+
+@router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
+def delete_key(
+    key_id: str,
+    services: Services = Depends(_services),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    assert principal.account_id is not None
+    services.keys.delete_key(principal.account_id, key_id)
+    return Response(status_code=204)
+
+
+# -- gateways (admin key) ----------------------------------------------------------------
+
+
+@router.post(
+    "/gateways",
+    status_code=201,
+    tags=["gateways"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/GatewaySpec"}}
+            },
+        }
+    },
+)
+def create_gateway(
+    payload: Any = Body(None),
+    services: Services = Depends(_services),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    assert principal.account_id is not None
+    return json_response(services.gateways.create(principal.account_id, payload), status=201)
+
+
+@router.get("/gateways", tags=["gateways"])
+def list_gateways(
+    services: Services = Depends(_services), principal: Principal = Depends(require_admin)
+) -> Response:
+    assert principal.account_id is not None
+    return _listing(services.gateways.list(principal.account_id))
+
+
+@router.get("/gateways/{ref}", tags=["gateways"])
+def get_gateway(
+    ref: str, services: Services = Depends(_services), principal: Principal = Depends(require_admin)
+) -> Response:
+    """A gateway by id or slug (`name:xxxx`)."""
+    assert principal.account_id is not None
+    return json_response(services.gateways.get(principal.account_id, ref))
+
+
+@router.patch("/gateways/{ref}", tags=["gateways"])
+def update_gateway(
+    ref: str,
+    patch: Any = Body(None),
+    services: Services = Depends(_services),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """A JSON merge patch (RFC 7396): objects merge key by key, `null` clears a field.
+
+    Setting `model` drops `endpoint` and the other way round; an `endpoint` patch without
+    `api_key` keeps the stored key.
+    """
+    assert principal.account_id is not None
+    return json_response(services.gateways.update(principal.account_id, ref, patch))
+
+
+@router.delete("/gateways/{ref}", status_code=204, tags=["gateways"])
+def delete_gateway(
+    ref: str, services: Services = Depends(_services), principal: Principal = Depends(require_admin)
+) -> Response:
+    assert principal.account_id is not None
+    services.gateways.delete(principal.account_id, ref)
+    return Response(status_code=204)
+
+
+OPENAPI_MODELS = [GatewaySpec]

@@ -1,0 +1,71 @@
+"""The ASGI application: routes mounted under `/api/v1` and `/v1`, errors as OpenAI objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+
+from alicerce import __version__
+from alicerce.api import admin, inference, ops
+from alicerce.api.errors import install_error_handlers
+from alicerce.gateways import GatewaySpec
+from alicerce.inference.request import ChatRequest
+from alicerce.services import Services
+from alicerce.settings import Settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app; its parts are built in the lifespan (or handed in, already built)."""
+    settings = settings or (services.settings if services else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or Services.build(settings)
+        app.state.services = built
+        await built.start()
+        try:
+            yield
+        finally:
+            await built.close()
+
+    app = FastAPI(
+        title="Alicerce",
+        version=__version__,
+        description="An AI gateway with an OpenAI-compatible API.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    for prefix in ("/api/v1", "/v1"):
+        app.include_router(inference.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+        app.include_router(admin.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+    app.include_router(ops.router)
+    _document_hand_validated_bodies(app)
+    return app
+
+
+def _document_hand_validated_bodies(app: FastAPI) -> None:
+    """Bodies validated by hand (msgspec, merge patches) still get their schema in the docs."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        _, chat_defs = msgspec.json.schema_components(
+            [ChatRequest], ref_template="#/components/schemas/{name}"
+        )
+        components.update(chat_defs)
+        gateway = GatewaySpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(gateway.pop("$defs", {}))
+        components["GatewaySpec"] = gateway
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

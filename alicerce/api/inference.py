@@ -1,0 +1,166 @@
+"""The OpenAI-compatible inference routes: chat completions and the model list.
+
+This is the hot path. The key and the gateway come from in-memory caches; the request is
+decoded and validated in one msgspec pass; the request log is written later, in batches.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from alicerce.api.auth import require_inference, services_of
+from alicerce.api.json import json_response
+from alicerce.catalog import LOCAL_CHAT_MODEL
+from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTooLarge
+from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
+from alicerce.ids import new_id
+from alicerce.inference.chat import Call
+from alicerce.inference.plan import plan_chat
+from alicerce.inference.request import ChatRequest, parse_chat_request
+from alicerce.keys import Principal
+from alicerce.services import Services
+from alicerce.upstreams.registry import Target
+
+router = APIRouter(tags=["inference"])
+
+CHAT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
+    },
+    "responses": {
+        "200": {
+            "description": "An OpenAI `chat.completion`, or with `stream: true` a stream of "
+            "`chat.completion.chunk` Server-Sent Events ending with `data: [DONE]`.",
+        }
+    },
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def direct_spec(model_id: str) -> GatewaySpec:
+    """A catalog model called by its id: no instructions, every parameter the client's."""
+    return GatewaySpec(name="direct", model=model_id, overridable=list(OVERRIDABLE))
+
+
+async def resolve_gateway(services: Services, principal: Principal, ref: str) -> Gateway | None:
+    assert principal.account_id is not None
+    found, gateway = services.gateways.peek(principal.account_id, ref)
+    if not found:
+        gateway = await run_in_threadpool(services.gateways.resolve, principal.account_id, ref)
+    if gateway is not None and not principal.may_use_gateway(gateway.id):
+        raise PermissionDenied(
+            f"This key may not call the gateway {ref!r}.", param="model", code="gateway_not_allowed"
+        )
+    return gateway
+
+
+async def resolve_target(
+    services: Services, principal: Principal, chat: ChatRequest
+) -> tuple[str | None, GatewaySpec, Target]:
+    gateway = await resolve_gateway(services, principal, chat.model)
+    if gateway is not None:
+        return gateway.id, gateway.spec, services.upstreams.for_gateway(gateway)
+    if principal.gateways is None and chat.model in services.catalog:
+        return None, direct_spec(chat.model), services.upstreams.for_model(chat.model)
+    raise NotFound(
+        f"The model {chat.model!r} does not exist: name a gateway by its id or slug "
+        "(GET /api/v1/models lists what this key may call).",
+        param="model",
+        code="model_not_found",
+    )
+
+
+@router.post("/chat/completions", openapi_extra=CHAT_OPENAPI, summary="Create a chat completion")
+async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
+    services = services_of(request)
+    principal = await require_inference(request)
+    call = Call(new_id(), principal, None, "chat.completions", started, None)
+    stream, model = False, None
+    try:
+        chat = parse_chat_request(await read_body(request, services.settings.max_body_bytes))
+        stream, call.metadata = chat.stream, chat.metadata
+        call.gateway_id, spec, target = await resolve_target(services, principal, chat)
+        model = target.upstream.model
+        plan = plan_chat(spec, chat)
+        headers = {"x-request-id": call.request_id}
+        if target.model is not None:
+            headers["x-alicerce-model"] = target.model.id
+        if stream:
+            chunks = await services.chat.open_stream(call, target, plan)
+            headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+        answer = await services.chat.complete(call, target, plan)
+        return json_response(answer, headers=headers)
+    except AlicerceError as exc:
+        services.chat.record_failure(call, model, exc, stream=stream)
+        exc.request_id = call.request_id
+        raise
+
+
+router.add_api_route(
+    "/chat-completions",
+    chat_completions,
+    methods=["POST"],
+    openapi_extra=CHAT_OPENAPI,
+    summary="Create a chat completion (alias)",
+)
+
+
+def _model_entry(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+
+
+def _models_for(services: Services, principal: Principal) -> list[dict[str, Any]]:
+    assert principal.account_id is not None
+    data = []
+    for gateway in services.gateways.list(principal.account_id):
+        if principal.may_use_gateway(gateway["id"]):
+            created = datetime.fromisoformat(gateway["created_at"]).timestamp()
+            data.append(_model_entry(gateway["slug"], int(created), "gateway"))
+    if principal.gateways is None:
+        for model in services.catalog.models():
+            owner = "alicerce" if model.id == LOCAL_CHAT_MODEL else model.provider.name
+            data.append(_model_entry(model.id, 0, owner))
+    return data
+
+
+@router.get("/models", summary="List the models (gateways and catalog models) a key may call")
+async def list_models(request: Request) -> Response:
+    principal = await require_inference(request)
+    data = await run_in_threadpool(_models_for, services_of(request), principal)
+    return json_response({"object": "list", "data": data})
+
+
+@router.get("/models/{model_id:path}", summary="Retrieve one model")
+async def get_model(request: Request, model_id: str) -> Response:
+    principal = await require_inference(request)
+    data = await run_in_threadpool(_models_for, services_of(request), principal)
+    for entry in data:
+        if entry["id"] == model_id:
+            return json_response(entry)
+    gateway = await resolve_gateway(services_of(request), principal, model_id)
+    if gateway is not None:
+        return json_response(_model_entry(gateway.slug, 0, "gateway"))
+    raise NotFound(f"The model {model_id!r} does not exist.", param="model", code="model_not_found")

@@ -1,0 +1,115 @@
+"""Priced line items (SPEC section 4): what a request consumed, at the catalog's prices.
+
+Amounts are exact decimals (`amount = quantity * unit_price`), turned into JSON numbers only
+at the edge, so sums over many requests do not drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from alicerce.catalog import CatalogModel
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    description: str
+
+    @property
+    def amount(self) -> Decimal:
+        return self.quantity * self.unit_price
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "quantity": self.quantity,
+            "unit_price": float(self.unit_price),
+            "amount": float(self.amount),
+            "description": self.description,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The ledger's form: decimals as strings, exact."""
+        return {
+            "sku": self.sku,
+            "quantity": self.quantity,
+            "unit_price": str(self.unit_price),
+            "amount": str(self.amount),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> TokenUsage | None:
+        """The upstream's own counts, or None when it sent none usable."""
+        if not isinstance(usage, dict):
+            return None
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
+        return cls(max(prompt, 0), max(completion, 0), cached)
+
+
+def inference_line_items(model: CatalogModel | None, usage: TokenUsage) -> list[LineItem]:
+    """Chat inference at the catalog price; none for a bring-your-own endpoint (`model` None).
+
+    Cached prompt tokens are billed once, at the cached price: `.in` counts only the rest.
+    """
+    if model is None:
+        return []
+    note = " (estimated)" if usage.estimated else ""
+    description = f"Inference for AI model '{model.id}'{note}"
+    items = [
+        LineItem(
+            "inference.chat_completions.in",
+            usage.prompt_tokens - usage.cached_tokens,
+            model.price_in,
+            description,
+        ),
+        LineItem(
+            "inference.chat_completions.out", usage.completion_tokens, model.price_out, description
+        ),
+    ]
+    if usage.cached_tokens:
+        items.append(
+            LineItem(
+                "inference.chat_completions.in.cached",
+                usage.cached_tokens,
+                model.price_cached_in,
+                description,
+            )
+        )
+    return items
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about four characters a token) for upstreams that report
+    no usage; such counts are marked estimated wherever they appear."""
+    return max(1, (len(text) + 3) // 4) if text else 0

@@ -1,0 +1,133 @@
+"""The operator's model catalog: which models accounts may use, where they run, what they cost.
+
+`@local/smollm2-135m` is always present. More models come from the `[providers.*]` and
+`[[models]]` tables of the TOML file named by `ALICERCE_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+LOCAL_CHAT_MODEL = "@local/smollm2-135m"
+AUTO_MODEL = "@auto"
+PER_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    kind: Literal["openai", "local"]
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    id: str
+    provider: Provider
+    upstream_model: str
+    price_in: Decimal = Decimal(0)  # per token
+    price_out: Decimal = Decimal(0)
+    price_cached_in: Decimal = Decimal(0)
+    context_length: int | None = None
+
+
+class _ProviderFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_url: str
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class _ModelFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^@[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    provider: str
+    upstream_model: str | None = None
+    price_in: Decimal = Field(default=Decimal(0), ge=0, description="per million tokens")
+    price_out: Decimal = Field(default=Decimal(0), ge=0)
+    price_cached_in: Decimal | None = Field(default=None, ge=0)
+    context_length: int | None = Field(default=None, gt=0)
+
+
+class _CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # other tables ([server], ...) belong elsewhere
+    providers: dict[str, _ProviderFile] = Field(default_factory=dict)
+    models: list[_ModelFile] = Field(default_factory=list)
+
+
+class CatalogError(ValueError):
+    pass
+
+
+LOCAL_PROVIDER = Provider(name="local", kind="local")
+
+
+class Catalog:
+    def __init__(self, models: list[CatalogModel]) -> None:
+        self._models = {m.id: m for m in models}
+
+    @classmethod
+    def builtin(cls) -> Catalog:
+        return cls([CatalogModel(LOCAL_CHAT_MODEL, LOCAL_PROVIDER, "smollm2-135m-instruct")])
+
+    @classmethod
+    def load(cls, path: str | None, environ: dict[str, str] | None = None) -> Catalog:
+        """The built-in models plus the file's; a bad file is refused with the reason."""
+        catalog = cls.builtin()
+        if not path:
+            return catalog
+        env = os.environ if environ is None else environ
+        try:
+            raw: dict[str, Any] = tomllib.loads(Path(path).read_text())
+            parsed = _CatalogFile.model_validate(raw)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CatalogError(f"{path}: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise CatalogError(f"{path}: {problems}") from exc
+        providers: dict[str, Provider] = {}
+        for name, spec in parsed.providers.items():
+            key = None
+            if spec.api_key_env:
+                key = env.get(spec.api_key_env)
+                if key is None:
+                    raise CatalogError(
+                        f"{path}: providers.{name}.api_key_env: the environment variable "
+                        f"{spec.api_key_env} is not set"
+                    )
+            providers[name] = Provider(name, "openai", spec.base_url.rstrip("/"), key, spec.headers)
+        for item in parsed.models:
+            provider = providers.get(item.provider)
+            if provider is None:
+                raise CatalogError(f"{path}: model {item.id}: unknown provider {item.provider!r}")
+            cached = item.price_cached_in if item.price_cached_in is not None else item.price_in
+            catalog._models[item.id] = CatalogModel(
+                id=item.id,
+                provider=provider,
+                upstream_model=item.upstream_model or item.id.split("/", 1)[1],
+                price_in=item.price_in / PER_MILLION,
+                price_out=item.price_out / PER_MILLION,
+                price_cached_in=cached / PER_MILLION,
+                context_length=item.context_length,
+            )
+        return catalog
+
+    def get(self, model_id: str) -> CatalogModel | None:
+        return self._models.get(model_id)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._models
+
+    def models(self) -> list[CatalogModel]:
+        return list(self._models.values())

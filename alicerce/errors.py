@@ -1,0 +1,134 @@
+"""Every error a client can see, each mapped once to its OpenAI error type and HTTP status.
+
+    AlicerceError
+    ├── InvalidRequest          400 invalid_request_error
+    ├── AuthenticationFailed    401 authentication_error
+    ├── PermissionDenied        403 permission_error
+    ├── NotFound                404 not_found_error
+    ├── Conflict                409 invalid_request_error
+    ├── RequestTooLarge         413 invalid_request_error
+    ├── RateLimited             429 rate_limit_error        (retry-after)
+    ├── QuotaExceeded           429 insufficient_quota
+    ├── Overloaded              503 service_unavailable     (retry-after)
+    └── UpstreamError           502 upstream_error
+        ├── UpstreamUnavailable 503 upstream_unavailable    (retry-after)
+        └── UpstreamTimeout     504 upstream_timeout
+
+Messages never carry secrets or stack traces: upstream failures name the upstream model
+and what went wrong, never its URL credentials or key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AlicerceError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.request_id: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(self.retry_after)))
+        if self.request_id is not None:
+            headers["x-request-id"] = self.request_id
+        return headers
+
+
+class InvalidRequest(AlicerceError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(AlicerceError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(AlicerceError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(AlicerceError):
+    status = 404
+    type = "not_found_error"
+
+
+class Conflict(AlicerceError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class RequestTooLarge(AlicerceError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(AlicerceError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(AlicerceError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class Overloaded(AlicerceError):
+    status = 503
+    type = "service_unavailable"
+    code = "overloaded"
+
+
+class UpstreamError(AlicerceError):
+    """The upstream answered with an error or with something that is not an OpenAI answer."""
+
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream could not be reached, or said it is overloaded (5xx, 429)."""
+
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

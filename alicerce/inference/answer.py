@@ -1,0 +1,61 @@
+"""The shape of an answer: OpenAI objects with Alicerce's `generation_context`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from alicerce.billing import LineItem, TokenUsage, estimate_tokens, inference_line_items
+from alicerce.inference.plan import text_of
+from alicerce.upstreams.registry import Target
+
+
+@dataclass(slots=True)
+class GenerationContext:
+    """What a request consumed and ran; later stages (knowledge, functions) add to it."""
+
+    line_items: list[LineItem] = field(default_factory=list)
+    runned_functions: list[dict[str, Any]] = field(default_factory=list)
+    knowledge: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated_usage": [item.to_json() for item in self.line_items],
+            "runned_functions": self.runned_functions,
+            "knowledge": self.knowledge,
+        }
+
+
+def prompt_estimate(body: dict[str, Any]) -> int:
+    return sum(estimate_tokens(text_of(m.get("content"))) + 4 for m in body["messages"])
+
+
+def settle_usage(reported: Any, body: dict[str, Any], completion_text_len: int) -> TokenUsage:
+    """The upstream's counts when it sent them; otherwise an estimate, marked as such."""
+    usage = TokenUsage.from_openai(reported)
+    if usage is not None:
+        return usage
+    return TokenUsage(
+        prompt_tokens=prompt_estimate(body),
+        completion_tokens=(completion_text_len + 3) // 4,
+        estimated=True,
+    )
+
+
+def bill(context: GenerationContext, target: Target, usage: TokenUsage) -> None:
+    context.line_items.extend(inference_line_items(target.model, usage))
+
+
+def normalise_message(message: Any, prefill: str | None) -> dict[str, Any]:
+    """An upstream's `choices[].message` in OpenAI's full shape, with the prefill restored."""
+    message = message if isinstance(message, dict) else {}
+    content = message.get("content")
+    if prefill and (isinstance(content, str) or not message.get("tool_calls")):
+        content = prefill + (content if isinstance(content, str) else "")
+    return {
+        "role": "assistant",
+        "content": content,
+        "refusal": message.get("refusal"),
+        "annotations": message.get("annotations") or [],
+        "tool_calls": message.get("tool_calls") or None,
+    }

@@ -1,0 +1,201 @@
+"""Chat completions: plan → upstream → answer (whole or streamed) → request log.
+
+Knows nothing of HTTP: the API layer hands in a decoded request and gets back a dict or an
+iterator of SSE bytes. Every request is recorded once, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import anyio
+
+from alicerce.billing import TokenUsage
+from alicerce.clock import utcnow
+from alicerce.errors import AlicerceError, UpstreamError
+from alicerce.inference.answer import (
+    GenerationContext,
+    bill,
+    normalise_message,
+    settle_usage,
+)
+from alicerce.inference.plan import Plan
+from alicerce.inference.relay import StreamRelay, sse
+from alicerce.keys import Principal
+from alicerce.metrics import Metrics
+from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.upstreams.registry import Target
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference call: who, through which gateway, since when."""
+
+    request_id: str
+    principal: Principal
+    gateway_id: str | None
+    endpoint: str
+    started: float
+    metadata: dict[str, Any] | None
+
+
+class ChatService:
+    def __init__(self, request_log: RequestLog, metrics: Metrics) -> None:
+        self._log = request_log
+        self._metrics = metrics
+
+    async def complete(self, call: Call, target: Target, plan: Plan) -> dict[str, Any]:
+        """The whole answer. A failure raises, unrecorded: the caller records it."""
+        context = GenerationContext()
+        completion = await target.upstream.complete(plan.body)
+        choices = completion["choices"]
+        text_len = sum(
+            len(c.get("message", {}).get("content") or "") for c in choices if isinstance(c, dict)
+        )
+        usage = settle_usage(completion.get("usage"), plan.body, text_len)
+        bill(context, target, usage)
+        model = completion.get("model") or target.upstream.model
+        answer = {
+            "id": call.request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": c.get("index", i),
+                    "message": normalise_message(c.get("message"), plan.prefill),
+                    "logprobs": c.get("logprobs"),
+                    "finish_reason": c.get("finish_reason") or "stop",
+                }
+                for i, c in enumerate(choices)
+                if isinstance(c, dict)
+            ],
+            "usage": usage.to_openai(),
+            "service_tier": completion.get("service_tier") or "default",
+            "system_fingerprint": completion.get("system_fingerprint"),
+            "generation_context": context.to_json(),
+        }
+        self._record(call, model, 200, usage, context, stream=False, ttft_ms=None)
+        return answer
+
+    async def open_stream(self, call: Call, target: Target, plan: Plan) -> AsyncIterator[bytes]:
+        """Starts the upstream stream; fails (for an HTTP error status) before the first byte."""
+        chunks = target.upstream.stream(plan.body)
+        first = await anext(chunks, None)
+        return self._relay(call, target, plan, chunks, first)
+
+    async def _relay(
+        self,
+        call: Call,
+        target: Target,
+        plan: Plan,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+    ) -> AsyncIterator[bytes]:
+        relay = StreamRelay(
+            request_id=call.request_id,
+            model=target.upstream.model,
+            prefill=plan.prefill,
+            started=call.started,
+        )
+        status, error = 499, None  # until the stream ends well: the client went away
+        try:
+            for piece in relay.opening():
+                yield piece
+            if first is not None:
+                for piece in relay.relay(first):
+                    yield piece
+                async for chunk in chunks:
+                    for piece in relay.relay(chunk):
+                        yield piece
+            usage = settle_usage(relay.usage, plan.body, relay.text_len)
+            context = GenerationContext()
+            bill(context, target, usage)
+            for piece in relay.closing(usage.to_openai(), context.to_json(), plan.include_usage):
+                yield piece
+            status = 200
+        except AlicerceError as exc:
+            status, error = exc.status, exc
+            yield sse(exc.to_body())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()  # type: ignore[attr-defined]
+            if status != 200:  # bill what was generated, also when the client went away
+                usage = settle_usage(relay.usage, plan.body, relay.text_len)
+                context = GenerationContext()
+                bill(context, target, usage)
+            self._record(
+                call,
+                relay.model,
+                status,
+                usage,
+                context,
+                stream=True,
+                ttft_ms=relay.ttft_ms,
+                error=error,
+            )
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record_failure(
+        self, call: Call, model: str | None, exc: AlicerceError, *, stream: bool
+    ) -> None:
+        self._record(
+            call,
+            model,
+            exc.status,
+            TokenUsage(),
+            GenerationContext(),
+            stream=stream,
+            ttft_ms=None,
+            error=exc,
+        )
+
+    def _record(
+        self,
+        call: Call,
+        model: str | None,
+        status: int,
+        usage: TokenUsage,
+        context: GenerationContext,
+        *,
+        stream: bool,
+        ttft_ms: float | None,
+        error: AlicerceError | None = None,
+    ) -> None:
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        amount = sum((item.amount for item in context.line_items), Decimal(0))
+        self._log.record(
+            RequestRecord(
+                id=call.request_id,
+                created_at=utcnow(),
+                endpoint=call.endpoint,
+                stream=stream,
+                account_id=call.principal.account_id,
+                key_id=call.principal.key_id,
+                gateway_id=call.gateway_id,
+                model=model,
+                status_code=status,
+                error_type=error.type if error else None,
+                error_message=error.message if error else None,
+                latency_ms=round(latency_ms, 3),
+                ttft_ms=round(ttft_ms, 3) if ttft_ms is not None else None,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                tokens_estimated=usage.estimated,
+                amount=amount,
+                line_items=[item.to_record() for item in context.line_items],
+                request_metadata=call.metadata,
+            )
+        )
+        self._metrics.observe_request(
+            call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
+        )
+
+
+__all__ = ["Call", "ChatService", "UpstreamError"]

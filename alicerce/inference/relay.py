@@ -1,0 +1,140 @@
+"""Relaying an upstream's chunk stream to the client in the contract's exact shape.
+
+Each upstream chunk is decoded, re-addressed (our id, created time) and sent on at once: nothing
+is buffered but the chunk that carries `finish_reason`, held until the upstream's usage arrives
+so that it can carry `usage` and `generation_context` (or, with `include_usage`, so that one more
+`choices: []` chunk can follow it, exactly as OpenAI does).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: Any) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+class StreamRelay:
+    def __init__(self, *, request_id: str, model: str, prefill: str | None, started: float):
+        self.id = request_id
+        self.created = int(time.time())
+        self.model = model
+        self.prefill = prefill
+        self.started = started
+        self.role_sent = False
+        self.tool_calls_seen: set[int] = set()
+        self.finish_chunk: dict[str, Any] | None = None
+        self.usage: Any = None
+        self.text_len = 0
+        self.ttft_ms: float | None = None
+        self.system_fingerprint: Any = None
+        self.service_tier: Any = None
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "service_tier": self.service_tier or "default",
+            "system_fingerprint": self.system_fingerprint,
+            "choices": choices,
+        }
+
+    def _mark_first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+
+    def opening(self) -> list[bytes]:
+        """The role (and the prefill, which the answer begins with) before anything else."""
+        if self.role_sent:
+            return []
+        self.role_sent = True
+        delta: dict[str, Any] = {"role": "assistant", "content": self.prefill or ""}
+        if self.prefill:
+            self.text_len += len(self.prefill)
+            self._mark_first_token()
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return [sse(self._chunk([choice]))]
+
+    def relay(self, chunk: dict[str, Any]) -> list[bytes]:
+        """The bytes to send for one upstream chunk (maybe none: usage and finish are held)."""
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            self.model = chunk["model"]
+        self.system_fingerprint = chunk.get("system_fingerprint") or self.system_fingerprint
+        self.service_tier = chunk.get("service_tier") or self.service_tier
+        out = self.opening()
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return out
+        relayed = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = dict(choice.get("delta") or {})
+            delta.pop("role", None)  # sent once, in the opening chunk
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.text_len += len(content)
+                self._mark_first_token()
+            if delta.get("tool_calls"):
+                delta["tool_calls"] = self._dedupe_tool_calls(delta["tool_calls"])
+                self._mark_first_token()
+            finish = choice.get("finish_reason")
+            relayed_choice = {
+                "index": choice.get("index", 0),
+                "delta": delta,
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": finish,
+            }
+            if finish is not None:
+                self.finish_chunk = self._chunk([relayed_choice])
+            elif delta:
+                relayed.append(relayed_choice)
+        if relayed:
+            out.append(sse(self._chunk(relayed)))
+        return out
+
+    def _dedupe_tool_calls(self, calls: Any) -> Any:
+        """A tool call's `id`, `type` and `function.name` go once per index: SDKs concatenate."""
+        if not isinstance(calls, list):
+            return calls
+        cleaned = []
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index", 0)
+            if index in self.tool_calls_seen:
+                call = {k: v for k, v in call.items() if k not in ("id", "type")}
+                function = call.get("function")
+                if isinstance(function, dict):
+                    call["function"] = {k: v for k, v in function.items() if k != "name"}
+            else:
+                self.tool_calls_seen.add(index)
+            cleaned.append(call)
+        return cleaned
+
+    def closing(
+        self, usage: dict[str, Any], generation_context: dict[str, Any], include_usage: bool
+    ) -> list[bytes]:
+        """The finish chunk, usage and context where the contract puts them, then [DONE]."""
+        out = self.opening()
+        finish = self.finish_chunk or self._chunk(
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]
+        )
+        if include_usage:
+            tail = self._chunk([]) | {"usage": usage, "generation_context": generation_context}
+            out += [sse(finish), sse(tail)]
+        else:
+            out.append(sse(finish | {"usage": usage, "generation_context": generation_context}))
+        out.append(DONE)
+        return out

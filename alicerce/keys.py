@@ -1,0 +1,247 @@
+"""Accounts and their API keys: creation, listing, revocation, and authentication.
+
+The root key (`ALICERCE_ROOT_KEY`, or made by `alicerce init`) belongs to no account and can
+only manage accounts. `admin` keys manage their account; `inference` keys may only call the
+inference endpoints, and only their listed gateways when they have a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, select
+
+from alicerce.cache import TTLCache
+from alicerce.clock import rfc3339, utcnow
+from alicerce.errors import AuthenticationFailed, NotFound
+from alicerce.ids import new_id
+from alicerce.security import display_prefix, generate_api_key, hash_api_key, keys_equal
+from alicerce.store import Database
+from alicerce.store.tables import AccountRow, ApiKeyRow
+
+Role = Literal["root", "admin", "inference"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from the bearer key, cached on the hot path."""
+
+    key_id: str
+    account_id: str | None
+    role: Role
+    gateways: frozenset[str] | None
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_budget: Decimal | None = None
+
+    def may_use_gateway(self, gateway_id: str) -> bool:
+        return self.gateways is None or gateway_id in self.gateways
+
+
+ROOT_PRINCIPAL_ID = "root"
+_ROOT = Principal(ROOT_PRINCIPAL_ID, None, "root", None)
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "inference"] = "inference"
+    gateways: list[str] | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    monthly_budget: Decimal | None = Field(default=None, ge=0)
+
+
+def account_view(row: AccountRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "account",
+        "name": row.name,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+def key_view(row: ApiKeyRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "api_key",
+        "name": row.name,
+        "role": row.role,
+        "prefix": row.prefix,
+        "gateways": row.gateways,
+        "rpm": row.rpm,
+        "tpm": row.tpm,
+        "monthly_budget": float(row.monthly_budget) if row.monthly_budget is not None else None,
+        "created_at": rfc3339(row.created_at),
+    }
+
+
+class KeyService:
+    def __init__(self, db: Database, *, root_key: str | None, cache_ttl_s: float) -> None:
+        self._db = db
+        self._root_key_hash = hash_api_key(root_key) if root_key else None
+        self._cache: TTLCache[str, Principal | None] = TTLCache(cache_ttl_s)
+
+    # -- authentication (hot path) -------------------------------------------------------
+
+    def cached(self, raw_key: str | None) -> Principal | None:
+        """The caller when the cache knows the key (no I/O); None when it must be looked up."""
+        key_hash = self._hash(raw_key)
+        if self._root_key_hash and keys_equal(key_hash, self._root_key_hash):
+            return _ROOT
+        found, principal = self._cache.get(key_hash)
+        if not found:
+            return None
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return principal
+
+    def authenticate(self, raw_key: str | None) -> Principal:
+        """The caller, looking the key up in the database when the cache does not know it."""
+        principal = self.cached(raw_key)
+        if principal is not None:
+            return principal
+        key_hash = self._hash(raw_key)
+        principal = self._lookup(key_hash)
+        self._cache.put(key_hash, principal)
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return principal
+
+    @staticmethod
+    def _hash(raw_key: str | None) -> str:
+        if not raw_key:
+            raise AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            )
+        return hash_api_key(raw_key)
+
+    def _lookup(self, key_hash: str) -> Principal | None:
+        with self._db.session() as session:
+            row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+            if row is None:
+                return None
+            return Principal(
+                key_id=row.id,
+                account_id=row.account_id,
+                role=row.role,  # type: ignore[arg-type]
+                gateways=frozenset(row.gateways) if row.gateways is not None else None,
+                rpm=row.rpm,
+                tpm=row.tpm,
+                monthly_budget=row.monthly_budget,
+            )
+
+    # -- root key ------------------------------------------------------------------------
+
+    def has_root_key(self) -> bool:
+        if self._root_key_hash:
+            return True
+        with self._db.session() as session:
+            return session.scalar(select(ApiKeyRow.id).where(ApiKeyRow.role == "root")) is not None
+
+    def create_root_key(self) -> str:
+        """Makes a stored root key and returns its secret, which is never shown again."""
+        secret = generate_api_key()
+        with self._db.session() as session:
+            session.add(self._new_row(None, "root", "root", secret, None))
+        return secret
+
+    # -- accounts ------------------------------------------------------------------------
+
+    def create_account(self, spec: AccountCreate) -> dict[str, Any]:
+        now = utcnow()
+        account = AccountRow(id=new_id(), name=spec.name, created_at=now, updated_at=now)
+        secret = generate_api_key()
+        with self._db.session() as session:
+            session.add(account)
+            session.flush()
+            session.add(self._new_row(account.id, "admin key", "admin", secret, None))
+        return account_view(account) | {"admin_key": secret}
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        with self._db.session() as session:
+            rows = session.scalars(select(AccountRow).order_by(AccountRow.id))
+            return [account_view(r) for r in rows]
+
+    def get_account(self, account_id: str) -> dict[str, Any]:
+        with self._db.session() as session:
+            return account_view(self._account_row(session, account_id))
+
+    def update_account(self, account_id: str, spec: AccountUpdate) -> dict[str, Any]:
+        with self._db.session() as session:
+            row = self._account_row(session, account_id)
+            if spec.name is not None:
+                row.name = spec.name
+            row.updated_at = utcnow()
+            return account_view(row)
+
+    def delete_account(self, account_id: str) -> None:
+        with self._db.session() as session:
+            row = self._account_row(session, account_id)
+            session.execute(delete(ApiKeyRow).where(ApiKeyRow.account_id == account_id))
+            session.delete(row)
+        self._cache.clear()
+
+    @staticmethod
+    def _account_row(session: Any, account_id: str) -> AccountRow:
+        row = session.get(AccountRow, account_id)
+        if row is None:
+            raise NotFound(f"No account with id {account_id!r}.")
+        return row  # type: ignore[no-any-return]
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def create_key(self, account_id: str, spec: KeyCreate) -> dict[str, Any]:
+        secret = generate_api_key()
+        row = self._new_row(account_id, spec.name, spec.role, secret, spec)
+        with self._db.session() as session:
+            session.add(row)
+        return key_view(row) | {"key": secret}
+
+    def list_keys(self, account_id: str) -> list[dict[str, Any]]:
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(ApiKeyRow).where(ApiKeyRow.account_id == account_id).order_by(ApiKeyRow.id)
+            )
+            return [key_view(r) for r in rows]
+
+    def delete_key(self, account_id: str, key_id: str) -> None:
+        with self._db.session() as session:
+            result = session.execute(
+                delete(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.account_id == account_id)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"No key with id {key_id!r}.")
+        self._cache.clear()
+
+    @staticmethod
+    def _new_row(
+        account_id: str | None, name: str, role: str, secret: str, spec: KeyCreate | None
+    ) -> ApiKeyRow:
+        return ApiKeyRow(
+            id=new_id(),
+            account_id=account_id,
+            name=name,
+            role=role,
+            key_hash=hash_api_key(secret),
+            prefix=display_prefix(secret),
+            gateways=spec.gateways if spec else None,
+            rpm=spec.rpm if spec else None,
+            tpm=spec.tpm if spec else None,
+            monthly_budget=spec.monthly_budget if spec else None,
+            created_at=utcnow(),
+        )

@@ -1,0 +1,101 @@
+"""The application's parts, wired once from the settings (in the app's lifespan or a CLI
+command) and handed to whoever needs them. No module-level state anywhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alicerce.catalog import Catalog
+from alicerce.gateways import GatewayService
+from alicerce.inference.chat import ChatService
+from alicerce.keys import KeyService
+from alicerce.metrics import Metrics
+from alicerce.request_log import RequestLog
+from alicerce.security import CredentialCipher
+from alicerce.settings import Settings
+from alicerce.store import Database
+from alicerce.upstreams.http import HttpClients
+from alicerce.upstreams.local import LocalUpstream
+from alicerce.upstreams.registry import UpstreamRegistry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    keys: KeyService
+    gateways: GatewayService
+    http: HttpClients
+    local: LocalUpstream
+    upstreams: UpstreamRegistry
+    request_log: RequestLog
+    metrics: Metrics
+    chat: ChatService
+
+    @classmethod
+    def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
+        db = Database(settings.database_url)
+        if migrate:
+            db.migrate()
+        catalog = Catalog.load(settings.config)
+        cipher = CredentialCipher.load_or_create(settings.secret_key, settings.secret_key_path())
+        services: Services
+
+        def current_catalog() -> Catalog:
+            return services.catalog
+
+        http = HttpClients(
+            allow_private=settings.allow_private_upstreams,
+            pool_size=settings.upstream_pool_size,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_read_timeout_s,
+        )
+        local = LocalUpstream(
+            settings.local_model_path,
+            context=settings.local_model_context,
+            threads=settings.local_model_threads,
+            concurrency=settings.local_model_concurrency,
+            queue_timeout_s=settings.local_model_queue_timeout_s,
+        )
+        request_log = RequestLog(
+            db,
+            flush_interval_s=settings.request_log_flush_interval_s,
+            batch_size=settings.request_log_batch_size,
+        )
+        metrics = Metrics()
+        services = cls(
+            settings=settings,
+            db=db,
+            catalog=catalog,
+            keys=KeyService(db, root_key=settings.root_key, cache_ttl_s=settings.cache_ttl_s),
+            gateways=GatewayService(
+                db,
+                cipher,
+                current_catalog,
+                allow_private_upstreams=settings.allow_private_upstreams,
+                cache_ttl_s=settings.cache_ttl_s,
+            ),
+            http=http,
+            local=local,
+            upstreams=UpstreamRegistry(
+                http,
+                current_catalog,
+                local,
+                allow_private_upstreams=settings.allow_private_upstreams,
+            ),
+            request_log=request_log,
+            metrics=metrics,
+            chat=ChatService(request_log, metrics),
+        )
+        return services
+
+    async def start(self) -> None:
+        await self.http.start()
+        await self.request_log.start()
+
+    async def close(self) -> None:
+        await self.request_log.close()
+        await self.http.close()
+        await self.local.close()
+        self.db.dispose()

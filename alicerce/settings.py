@@ -1,0 +1,93 @@
+"""Operator settings: one typed object, read once at start and passed down.
+
+Sources, highest first: init arguments, `ALICERCE_*` environment variables, a `.env` file,
+then the `[server]` table of the optional TOML config file named by `ALICERCE_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the `[server]` table of the catalog/config TOML file, when one is named."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("ALICERCE_CONFIG")
+        if not path or not Path(path).is_file():
+            return {}
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        server = data.get("server", {})
+        return dict(server) if isinstance(server, dict) else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ALICERCE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///alicerce.db"
+    redis_url: str | None = None
+    root_key: str | None = None
+    secret_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    allow_private_upstreams: bool = False
+    config: str | None = None
+
+    # Hot path and limits.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=120.0, gt=0)
+    upstream_pool_size: int = Field(default=256, ge=1)
+    cache_ttl_s: float = Field(default=5.0, ge=0)
+    request_log_flush_interval_s: float = Field(default=0.1, gt=0)
+    request_log_batch_size: int = Field(default=500, ge=1)
+
+    # Local model.
+    local_model_path: str | None = None
+    local_model_context: int = Field(default=4096, ge=256)
+    local_model_threads: int | None = None
+    local_model_concurrency: int = Field(default=1, ge=1)
+    local_model_queue_timeout_s: float = Field(default=30.0, gt=0)
+
+    log_level: str = "info"
+    log_format: str = "json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _ConfigFileSource(settings_cls))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def secret_key_path(self) -> Path:
+        """Where a generated secret key is kept: beside the SQLite file, or in the cwd."""
+        if self.is_sqlite and ":///" in self.database_url:
+            db_path = self.database_url.split(":///", 1)[1]
+            if db_path and db_path != ":memory:":
+                return Path(db_path).resolve().parent / "alicerce.secret"
+        return Path.cwd() / "alicerce.secret"

@@ -1,0 +1,267 @@
+"""OpenAI-compatible upstreams over HTTP, through pooled aiohttp sessions.
+
+Two sessions share the work: `trusted` for the operator's catalog providers, and `guarded` for
+URLs that users typed into their gateways, whose resolver refuses internal addresses at connect
+time (so DNS rebinding cannot reach them either), unless the operator allows private upstreams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp.abc import ResolveResult
+
+from alicerce.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from alicerce.security import is_private_address
+from alicerce.upstreams.base import Completion
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class GuardedResolver(aiohttp.ThreadedResolver):
+    """Resolves names, then refuses the connection when any address is internal."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await super().resolve(host, port, family)
+        if any(is_private_address(r["host"]) for r in results):
+            raise OSError(f"{host} resolves to a private address, which is not allowed")
+        return results
+
+
+class HttpClients:
+    """The process's pooled HTTP sessions; made in the app's lifespan, closed at its end."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        pool_size: int,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+    ) -> None:
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        self._allow_private = allow_private
+        self._pool_size = pool_size
+        self.trusted: aiohttp.ClientSession | None = None
+        self.guarded: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.trusted = self._session(aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=60))
+        resolver = None if self._allow_private else GuardedResolver()
+        guarded = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=60, resolver=resolver)
+        self.guarded = self._session(guarded)
+
+    def _session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        for session in (self.trusted, self.guarded):
+            if session is not None:
+                await session.close()
+
+
+class OpenAIHttpUpstream:
+    """One OpenAI-compatible model behind `base_url` (bring your own, or a catalog provider)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        headers: dict[str, str] | None,
+        label: str,
+    ) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.label = label
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if headers:
+            self._headers.update(headers)
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    async def complete(self, body: dict[str, Any]) -> Completion:
+        payload = _encode({**body, "model": self.model, "stream": False})
+        try:
+            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self._status_error(resp.status, raw, resp.headers.get("retry-after"))
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"Upstream {self.label} did not answer in time.") from None
+        except aiohttp.ClientError as exc:
+            raise self._connection_error(exc) from None
+        return self._completion(raw)
+
+    def _completion(self, raw: bytes) -> Completion:
+        try:
+            completion = _decode(raw)
+        except msgspec.DecodeError:
+            raise UpstreamError(
+                f"Upstream {self.label} answered with something that is not JSON."
+            ) from None
+        if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
+            raise UpstreamError(
+                f"Upstream {self.label} answered with something that is not a chat completion."
+            )
+        return completion
+
+    @staticmethod
+    def _as_chunks(completion: Completion) -> list[Completion]:
+        """A whole completion as the chunks a stream would have carried."""
+        base = {k: v for k, v in completion.items() if k not in ("choices", "usage", "object")}
+        base["object"] = "chat.completion.chunk"
+        chunks = []
+        for i, choice in enumerate(completion["choices"]):
+            message = choice.get("message") or {} if isinstance(choice, dict) else {}
+            delta = {k: v for k, v in message.items() if v is not None}
+            if isinstance(delta.get("tool_calls"), list):
+                delta["tool_calls"] = [
+                    {"index": n, **call} for n, call in enumerate(delta["tool_calls"])
+                ]
+            finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+            chunks.append(base | {"choices": [{"index": i, "delta": delta}]})
+            chunks.append(
+                base | {"choices": [{"index": i, "delta": {}, "finish_reason": finish or "stop"}]}
+            )
+        chunks.append(base | {"choices": [], "usage": completion.get("usage")})
+        return chunks
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Completion]:
+        payload = _encode(
+            {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        headers = self._headers | {"accept": "text/event-stream"}
+        try:
+            async with self._session.post(self._url, data=payload, headers=headers) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise self._status_error(resp.status, raw, resp.headers.get("retry-after"))
+                if resp.content_type == "application/json":  # a server that ignored `stream`
+                    for chunk in self._as_chunks(self._completion(await resp.read())):
+                        yield chunk
+                    return
+                if resp.content_type != "text/event-stream":
+                    raise UpstreamError(
+                        f"Upstream {self.label} answered a stream request with "
+                        f"{resp.content_type or 'no content type'}, not an event stream."
+                    )
+                async for line in resp.content:
+                    chunk = self._parse_event_line(line)
+                    if chunk is None:
+                        continue
+                    if chunk is _DONE:
+                        return
+                    yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
+        except aiohttp.ClientPayloadError:
+            raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
+        except aiohttp.ClientError as exc:
+            raise self._connection_error(exc) from None
+
+    def _parse_event_line(self, line: bytes) -> Any:
+        line = line.strip()
+        if not line or line.startswith(b":") or not line.startswith(b"data:"):
+            return None  # blank separators, comments, `event:`/`id:` fields
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return _DONE
+        try:
+            chunk = _decode(data)
+        except msgspec.DecodeError:
+            raise UpstreamError(
+                f"Upstream {self.label} sent a stream event that is not JSON."
+            ) from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError(f"Upstream {self.label} sent a malformed stream event.")
+        if "error" in chunk:
+            raise UpstreamError(f"Upstream {self.label} failed mid-stream: {_error_message(chunk)}")
+        return chunk
+
+    def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> Exception:
+        detail = _error_message_from_bytes(raw)
+        if status in (400, 404, 409, 413, 422):
+            return InvalidRequest(
+                f"Upstream {self.label} rejected the request ({status}): {detail}",
+                code="upstream_rejected",
+            )
+        if status in (401, 403):
+            return UpstreamError(
+                f"Upstream {self.label} refused the gateway's credentials ({status}): {detail}"
+            )
+        seconds = _parse_retry_after(retry_after)
+        if status == 429:
+            return UpstreamUnavailable(
+                f"Upstream {self.label} is rate limiting (429): {detail}",
+                retry_after=seconds or 1,
+            )
+        if status == 503:
+            return UpstreamUnavailable(
+                f"Upstream {self.label} is unavailable (503): {detail}", retry_after=seconds or 1
+            )
+        if status == 504:
+            return UpstreamTimeout(f"Upstream {self.label} timed out (504): {detail}")
+        return UpstreamError(f"Upstream {self.label} failed ({status}): {detail}")
+
+    def _connection_error(self, exc: aiohttp.ClientError) -> UpstreamError:
+        reason = str(exc.os_error) if isinstance(exc, aiohttp.ClientConnectorError) else str(exc)
+        return UpstreamUnavailable(
+            f"Upstream {self.label} is unreachable: {reason or type(exc).__name__}",
+            retry_after=1,
+        )
+
+
+_DONE = object()
+
+
+def _error_message(payload: Any) -> str:
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:500]
+    if isinstance(error, str):
+        return error[:500]
+    return "no error message"
+
+
+def _error_message_from_bytes(raw: bytes) -> str:
+    try:
+        return _error_message(_decode(raw))
+    except msgspec.DecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:200] if text else "empty body"
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+__all__ = ["GuardedResolver", "HttpClients", "OpenAIHttpUpstream", "asyncio"]

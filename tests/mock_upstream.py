@@ -1,0 +1,130 @@
+"""A mock OpenAI-compatible upstream: a real HTTP server on loopback, steered by `model`.
+
+Models: `echo` answers with the request it received; `cached` reports cached prompt tokens;
+`nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `garbage` answers non-JSON;
+`fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
+`stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call.
+Every request body is kept in `received` for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+SLOW_SECONDS = 3.0
+
+
+class MockUpstream:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    def last(self) -> dict[str, Any]:
+        return self.received[-1]
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        self.headers.append(dict(request.headers))
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            status = int(model.split("-", 1)[1])
+            headers = {"retry-after": "7"} if status in (429, 503) else {}
+            return JSONResponse(
+                {"error": {"message": f"mock failure {status}", "type": "server_error"}},
+                status_code=status,
+                headers=headers,
+            )
+        if model == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        if model == "garbage":
+            return PlainTextResponse("<html>definitely not json</html>")
+        text = self.answer_text(body)
+        usage = self.usage(body, text)
+        if body.get("stream"):
+            return StreamingResponse(self.stream(body, text, usage), media_type="text/event-stream")
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        finish = "stop"
+        if model == "toolcall":
+            message = {"role": "assistant", "content": None, "tool_calls": [self.tool_call()]}
+            finish = "tool_calls"
+        answer: dict[str, Any] = {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": f"{model}-2026",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "system_fingerprint": "fp_mock",
+        }
+        if usage is not None:
+            answer["usage"] = usage
+        return JSONResponse(answer)
+
+    @staticmethod
+    def answer_text(body: dict[str, Any]) -> str:
+        if body.get("model") == "echo":
+            return json.dumps({k: v for k, v in body.items() if k != "model"}, sort_keys=True)
+        return "Hello from the mock upstream."
+
+    @staticmethod
+    def usage(body: dict[str, Any], text: str) -> dict[str, Any] | None:
+        if body.get("model") == "nousage":
+            return None
+        prompt = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 10
+        cached = 8 if body.get("model") == "cached" else 0
+        completion = max(1, len(text) // 4)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
+
+    @staticmethod
+    def tool_call() -> dict[str, Any]:
+        return {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'},
+        }
+
+    async def stream(self, body: dict[str, Any], text: str, usage: dict[str, Any] | None):  # type: ignore[no-untyped-def]
+        model = body["model"]
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            chunk = {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": f"{model}-2026",
+                "choices": choices,
+                **extra,
+            }
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+            await asyncio.sleep(0)
+            if model == "stream-error" and i == 1:
+                yield b'data: {"error": {"message": "mock broke off", "type": "server_error"}}\n\n'
+                return
+            if model == "stream-garbage" and i == 1:
+                yield b"data: {not json\n\n"
+                return
+        yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        include = (body.get("stream_options") or {}).get("include_usage")
+        if usage is not None and include:
+            yield event([], usage=usage)
+        yield b"data: [DONE]\n\n"

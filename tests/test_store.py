@@ -1,0 +1,167 @@
+"""The store suite, on both backends: SQLite (the embedded default) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from alicerce.catalog import Catalog
+from alicerce.errors import AuthenticationFailed, Conflict, NotFound
+from alicerce.gateways import GatewayService
+from alicerce.keys import AccountCreate, KeyCreate, KeyService
+from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.security import CredentialCipher
+from alicerce.store import Database
+from alicerce.store.tables import RequestLogRow
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ALICERCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    name = "alicerce_test_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    database.migrate()
+    database.migrate()  # idempotent
+    yield database
+    if request.param == "postgres":
+        with database.session() as session:
+            for table in ("request_log", "gateways", "api_keys", "accounts"):
+                session.execute(sa.text(f"DELETE FROM {table}"))
+    database.dispose()
+
+
+def _services(db: Database) -> tuple[KeyService, GatewayService]:
+    keys = KeyService(db, root_key=None, cache_ttl_s=60)
+    gateways = GatewayService(
+        db,
+        CredentialCipher("secret"),
+        Catalog.builtin,
+        allow_private_upstreams=True,
+        cache_ttl_s=60,
+    )
+    return keys, gateways
+
+
+def test_accounts_and_keys(db: Database) -> None:
+    keys, _ = _services(db)
+    account = keys.create_account(AccountCreate(name="acme"))
+    principal = keys.authenticate(account["admin_key"])
+    assert principal.account_id == account["id"] and principal.role == "admin"
+    created = keys.create_key(
+        account["id"], KeyCreate(name="k", role="inference", monthly_budget=Decimal("12.50"))
+    )
+    inference = keys.authenticate(created["key"])
+    assert inference.role == "inference"
+    assert inference.monthly_budget == Decimal("12.50")
+    assert len(keys.list_keys(account["id"])) == 2
+    keys.delete_key(account["id"], created["id"])
+    with pytest.raises(AuthenticationFailed):
+        keys.authenticate(created["key"])
+    with pytest.raises(NotFound):
+        keys.delete_key(account["id"], created["id"])
+    keys.delete_account(account["id"])
+    with pytest.raises(AuthenticationFailed):
+        keys.authenticate(account["admin_key"])
+
+
+def test_root_key_is_stored_hashed(db: Database) -> None:
+    keys, _ = _services(db)
+    assert not keys.has_root_key()
+    secret = keys.create_root_key()
+    assert keys.has_root_key()
+    assert keys.authenticate(secret).role == "root"
+    with db.session() as session:
+        hashes = session.execute(sa.text("SELECT key_hash FROM api_keys")).scalars().all()
+    assert secret not in hashes
+
+
+def test_gateways_crud_and_resolution(db: Database) -> None:
+    keys, gateways = _services(db)
+    account = keys.create_account(AccountCreate(name="a"))["id"]
+    other = keys.create_account(AccountCreate(name="b"))["id"]
+    gateway = gateways.create(
+        account,
+        {"name": "bot", "endpoint": {"base_url": "http://up/v1", "api_key": "sk-1", "model": "m"}},
+    )
+    resolved = gateways.resolve(account, gateway["slug"])
+    assert resolved is not None and resolved.endpoint_api_key == "sk-1"
+    assert gateways.resolve(account, "bot") == resolved
+    assert gateways.resolve(other, gateway["id"]) is None
+    with pytest.raises(Conflict):
+        gateways.create(account, {"name": "bot", "model": "@local/smollm2-135m"})
+    updated = gateways.update(account, gateway["id"], {"instructions": "hi"})
+    assert updated["instructions"] == "hi"
+    assert gateways.resolve(account, gateway["id"]).spec.instructions == "hi"  # cache dropped
+    gateways.delete(account, gateway["id"])
+    assert gateways.resolve(account, gateway["id"]) is None
+    with pytest.raises(NotFound):
+        gateways.delete(account, gateway["id"])
+
+
+def test_deleting_an_account_deletes_its_gateways(db: Database) -> None:
+    keys, gateways = _services(db)
+    account = keys.create_account(AccountCreate(name="a"))["id"]
+    gateways.create(account, {"name": "bot", "model": "@local/smollm2-135m"})
+    keys.delete_account(account)
+    with db.session() as session:
+        assert session.execute(sa.text("SELECT count(*) FROM gateways")).scalar() == 0
+
+
+def test_request_log_batches_and_flushes_on_close(db: Database) -> None:
+    async def run() -> None:
+        log = RequestLog(db, flush_interval_s=10, batch_size=1000)  # only close() flushes
+        await log.start()
+        for i in range(250):
+            log.record(
+                RequestRecord(
+                    id=str(uuid.uuid4()),
+                    created_at=datetime.now(UTC),
+                    endpoint="chat.completions",
+                    stream=bool(i % 2),
+                    prompt_tokens=i,
+                    amount=Decimal("0.0000001") * i,
+                    line_items=[{"sku": "x", "amount": "0.1"}],
+                    request_metadata={"i": str(i)},
+                )
+            )
+        await log.close()
+
+    asyncio.run(run())
+    with db.session() as session:
+        count, tokens, amount = session.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.sum(RequestLogRow.prompt_tokens),
+                sa.func.sum(RequestLogRow.amount),
+            )
+        ).one()
+    assert count == 250
+    assert tokens == sum(range(250))
+    assert Decimal(str(amount)) == Decimal("0.0000001") * sum(range(250))
