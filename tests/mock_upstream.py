@@ -3,7 +3,9 @@
 Models: `echo` answers with the request it received; `cached` reports cached prompt tokens;
 `nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `garbage` answers non-JSON;
 `fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
-`stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call.
+`stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
+`slow-stream` streams 100 pieces 50 ms apart and notes in `streams_closed_early` if the
+request was abandoned before its end.
 Every request body is kept in `received` for the tests to inspect.
 """
 
@@ -26,6 +28,7 @@ class MockUpstream:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.streams_closed_early: list[str] = []  # `slow-stream` requests the client left
         self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
 
     def last(self) -> dict[str, Any]:
@@ -112,6 +115,16 @@ class MockUpstream:
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
         yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+        if model == "slow-stream":
+            finished = False
+            try:
+                for i in range(100):
+                    yield event([{"index": 0, "delta": {"content": f"{i} "}}])
+                    await asyncio.sleep(0.05)
+                finished = True
+            finally:
+                if not finished:
+                    self.streams_closed_early.append(body["messages"][-1]["content"])
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import openai
@@ -287,3 +288,23 @@ def test_openai_errors_for_unknown_model(account: Account) -> None:
         )
     assert caught.value.body["code"] == "model_not_found"
     assert caught.value.body["param"] == "model"
+
+
+def test_client_disconnect_closes_the_upstream_and_is_recorded(account: Account) -> None:
+    gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "slow-stream"}
+    )
+    marker = uuid.uuid4().hex
+    with account.openai().chat.completions.with_streaming_response.create(
+        model=gateway["id"], messages=[{"role": "user", "content": marker}], stream=True
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        for _ in response.iter_lines():
+            break  # leave after the first event
+    record = account.alicerce.wait_for_record(request_id)
+    assert record.status_code == 499
+    assert record.stream is True
+    deadline = time.monotonic() + 5
+    while marker not in account.upstream.mock.streams_closed_early:
+        assert time.monotonic() < deadline, "the upstream stream was never closed"
+        time.sleep(0.02)

@@ -219,15 +219,18 @@ def test_slow_upstream_times_out_with_504(account: Account) -> None:
 @pytest.mark.parametrize("model", ["stream-error", "stream-garbage"])
 def test_error_after_stream_began_is_an_error_event(account: Account, model: str) -> None:
     gateway = account.create_gateway(endpoint={"base_url": account.upstream.url, "model": model})
-    with account.http() as client, client.stream(
-        "POST",
-        "/chat/completions",
-        json={
-            "model": gateway["id"],
-            "messages": [{"role": "user", "content": "Q"}],
-            "stream": True,
-        },
-    ) as response:
+    with (
+        account.http() as client,
+        client.stream(
+            "POST",
+            "/chat/completions",
+            json={
+                "model": gateway["id"],
+                "messages": [{"role": "user", "content": "Q"}],
+                "stream": True,
+            },
+        ) as response,
+    ):
         assert response.status_code == 200
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1].startswith('data: {"error"')

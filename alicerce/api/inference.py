@@ -125,6 +125,7 @@ router.add_api_route(
     methods=["POST"],
     openapi_extra=CHAT_OPENAPI,
     summary="Create a chat completion (alias)",
+    operation_id="chat_completions_alias",
 )
 
 
