@@ -85,7 +85,7 @@ def key_view(row: ApiKeyRow) -> dict[str, Any]:
         "gateways": row.gateways,
         "rpm": row.rpm,
         "tpm": row.tpm,
-        "monthly_budget": float(row.monthly_budget) if row.monthly_budget is not None else None,
+        "monthly_budget": (float(row.monthly_budget) if row.monthly_budget is not None else None),
         "created_at": rfc3339(row.created_at),
     }
 
@@ -142,7 +142,9 @@ class KeyService:
                 gateways=frozenset(row.gateways) if row.gateways is not None else None,
                 rpm=row.rpm,
                 tpm=row.tpm,
-                monthly_budget=row.monthly_budget,
+                monthly_budget=(
+                    Decimal(row.monthly_budget) if row.monthly_budget is not None else None
+                ),
             )
 
     # -- root key ------------------------------------------------------------------------
@@ -242,6 +244,8 @@ class KeyService:
             gateways=spec.gateways if spec else None,
             rpm=spec.rpm if spec else None,
             tpm=spec.tpm if spec else None,
-            monthly_budget=spec.monthly_budget if spec else None,
+            monthly_budget=(
+                str(spec.monthly_budget) if spec and spec.monthly_budget is not None else None
+            ),
             created_at=utcnow(),
         )

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from alicerce.store import Database
-from alicerce.store.tables import RequestLogRow
+from alicerce.store.tables import LineItemRow, RequestLogRow
 
 log = logging.getLogger("alicerce.request_log")
 
@@ -89,8 +89,30 @@ class RequestLog:
                 await asyncio.sleep(self._interval)
 
     def write(self, batch: list[RequestRecord]) -> None:
+        """Writes records and their line items in one transaction: all of a batch, or none."""
+        requests, items = [], []
+        for record in batch:
+            row = asdict(record)
+            row["amount"] = str(record.amount)
+            requests.append(row)
+            items += [
+                {
+                    "request_id": record.id,
+                    "account_id": record.account_id,
+                    "key_id": record.key_id,
+                    "gateway_id": record.gateway_id,
+                    "sku": item["sku"],
+                    "quantity": item["quantity"],
+                    "unit_price": item["unit_price"],
+                    "description": item["description"],
+                    "created_at": record.created_at,
+                }
+                for item in record.line_items
+            ]
         with self._db.session() as session:
-            session.execute(insert(RequestLogRow), [asdict(r) for r in batch])
+            session.execute(insert(RequestLogRow), requests)
+            if items:
+                session.execute(insert(LineItemRow), items)
 
     async def _run(self) -> None:
         while not self._closing:

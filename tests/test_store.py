@@ -20,7 +20,8 @@ from alicerce.keys import AccountCreate, KeyCreate, KeyService
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.security import CredentialCipher
 from alicerce.store import Database
-from alicerce.store.tables import RequestLogRow
+from alicerce.billing import LineItem
+from alicerce.store.tables import LineItemRow, RequestLogRow
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ALICERCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -52,7 +53,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     yield database
     if request.param == "postgres":
         with database.session() as session:
-            for table in ("request_log", "gateways", "api_keys", "accounts"):
+            for table in ("line_items", "request_log", "gateways", "api_keys", "accounts"):
                 session.execute(sa.text(f"DELETE FROM {table}"))
     database.dispose()
 
@@ -147,7 +148,7 @@ def test_request_log_batches_and_flushes_on_close(db: Database) -> None:
                     stream=bool(i % 2),
                     prompt_tokens=i,
                     amount=Decimal("0.0000001") * i,
-                    line_items=[{"sku": "x", "amount": "0.1"}],
+                    line_items=[LineItem("x", i, Decimal("0.0000001"), "d").to_record()],
                     request_metadata={"i": str(i)},
                 )
             )
@@ -155,13 +156,13 @@ def test_request_log_batches_and_flushes_on_close(db: Database) -> None:
 
     asyncio.run(run())
     with db.session() as session:
-        count, tokens, amount = session.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.sum(RequestLogRow.prompt_tokens),
-                sa.func.sum(RequestLogRow.amount),
-            )
+        count, tokens = session.execute(
+            sa.select(sa.func.count(), sa.func.sum(RequestLogRow.prompt_tokens))
         ).one()
+        amounts = session.execute(sa.select(RequestLogRow.amount)).scalars().all()
     assert count == 250
     assert tokens == sum(range(250))
-    assert Decimal(str(amount)) == Decimal("0.0000001") * sum(range(250))
+    assert sum(Decimal(a) for a in amounts) == Decimal("0.0000001") * sum(range(250))
+    with db.session() as session:
+        quantity = session.execute(sa.select(sa.func.sum(LineItemRow.quantity))).scalar()
+    assert quantity == sum(range(250))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
-    Numeric,
+    Float,
     String,
     Text,
     UniqueConstraint,
@@ -22,7 +22,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
-Money = Numeric(20, 10)
+# Money is kept as decimal text: SQLite has no exact decimal type (its NUMERIC is a float), and
+# sums are computed exactly as Σ quantity × unit_price (see `usage.py`), never by adding floats.
+Money = String(64)
 
 
 class Base(DeclarativeBase):
@@ -53,7 +55,7 @@ class ApiKeyRow(Base):
     gateways: Mapped[list[str] | None] = mapped_column(JsonType)
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
-    monthly_budget: Mapped[Decimal | None] = mapped_column(Money)
+    monthly_budget: Mapped[str | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -90,13 +92,34 @@ class RequestLogRow(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     error_type: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
-    latency_ms: Mapped[float] = mapped_column(Numeric(12, 3))
-    ttft_ms: Mapped[float | None] = mapped_column(Numeric(12, 3))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
-    amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    amount: Mapped[str] = mapped_column(Money, default="0")
     line_items: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
     request_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LineItemRow(Base):
+    """The usage ledger: one row per priced line item, written with its request's record."""
+
+    __tablename__ = "line_items"
+    __table_args__ = (
+        Index("ix_line_items_account_created", "account_id", "created_at"),
+        Index("ix_line_items_key_created", "key_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(36))
+    key_id: Mapped[str | None] = mapped_column(String(36))
+    gateway_id: Mapped[str | None] = mapped_column(String(36))
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    unit_price: Mapped[str] = mapped_column(Money)
+    description: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
