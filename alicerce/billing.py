@@ -77,34 +77,31 @@ class TokenUsage:
         return cls(max(prompt, 0), max(completion, 0), cached)
 
 
-def inference_line_items(model: CatalogModel | None, usage: TokenUsage) -> list[LineItem]:
-    """Chat inference at the catalog price; none for a bring-your-own endpoint (`model` None).
+CHAT_SKU = "inference.chat_completions"
+ROUTING_SKU = "inference.resolving.routing_complexity"
+QUERY_REWRITE_SKU = "inference.resolving.query_rewrite"
+
+
+def inference_line_items(
+    model: CatalogModel | None, usage: TokenUsage, sku: str = CHAT_SKU, purpose: str = "Inference"
+) -> list[LineItem]:
+    """Tokens at the catalog price; none for a bring-your-own endpoint (`model` None).
 
     Cached prompt tokens are billed once, at the cached price: `.in` counts only the rest.
     """
     if model is None:
         return []
     note = " (estimated)" if usage.estimated else ""
-    description = f"Inference for AI model '{model.id}'{note}"
+    description = f"{purpose} for AI model '{model.id}'{note}"
     items = [
         LineItem(
-            "inference.chat_completions.in",
-            usage.prompt_tokens - usage.cached_tokens,
-            model.price_in,
-            description,
+            f"{sku}.in", usage.prompt_tokens - usage.cached_tokens, model.price_in, description
         ),
-        LineItem(
-            "inference.chat_completions.out", usage.completion_tokens, model.price_out, description
-        ),
+        LineItem(f"{sku}.out", usage.completion_tokens, model.price_out, description),
     ]
     if usage.cached_tokens:
         items.append(
-            LineItem(
-                "inference.chat_completions.in.cached",
-                usage.cached_tokens,
-                model.price_cached_in,
-                description,
-            )
+            LineItem(f"{sku}.in.cached", usage.cached_tokens, model.price_cached_in, description)
         )
     return items
 

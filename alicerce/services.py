@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from alicerce.catalog import Catalog
 from alicerce.gateways import GatewayService
 from alicerce.inference.chat import ChatService
+from alicerce.inference.fallback import RetryPolicy
+from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog
@@ -17,6 +19,7 @@ from alicerce.store import Database
 from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
 from alicerce.upstreams.registry import UpstreamRegistry
+from alicerce.usage import UsageService
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Services:
     request_log: RequestLog
     metrics: Metrics
     chat: ChatService
+    router: ComplexityRouter
+    usage: UsageService
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -64,6 +69,15 @@ class Services:
             batch_size=settings.request_log_batch_size,
         )
         metrics = Metrics()
+        upstreams = UpstreamRegistry(
+            http,
+            current_catalog,
+            local,
+            allow_private_upstreams=settings.allow_private_upstreams,
+        )
+        policy = RetryPolicy(
+            retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
+        )
         services = cls(
             settings=settings,
             db=db,
@@ -78,15 +92,12 @@ class Services:
             ),
             http=http,
             local=local,
-            upstreams=UpstreamRegistry(
-                http,
-                current_catalog,
-                local,
-                allow_private_upstreams=settings.allow_private_upstreams,
-            ),
+            upstreams=upstreams,
             request_log=request_log,
             metrics=metrics,
-            chat=ChatService(request_log, metrics),
+            chat=ChatService(request_log, metrics, policy),
+            router=ComplexityRouter(upstreams),
+            usage=UsageService(db),
         )
         return services
 

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=120.0, gt=0)
     upstream_pool_size: int = Field(default=256, ge=1)
+    upstream_retries: int = Field(default=1, ge=0, le=5)
+    upstream_max_backoff_s: float = Field(default=2.0, ge=0)
     cache_ttl_s: float = Field(default=5.0, ge=0)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from alicerce.billing import LineItem
 from alicerce.catalog import Catalog
 from alicerce.errors import AuthenticationFailed, Conflict, NotFound
 from alicerce.gateways import GatewayService
@@ -20,7 +21,6 @@ from alicerce.keys import AccountCreate, KeyCreate, KeyService
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.security import CredentialCipher
 from alicerce.store import Database
-from alicerce.billing import LineItem
 from alicerce.store.tables import LineItemRow, RequestLogRow
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -10,7 +10,7 @@ import msgspec
 from fastapi import FastAPI
 
 from alicerce import __version__
-from alicerce.api import admin, inference, ops
+from alicerce.api import admin, inference, ops, usage
 from alicerce.api.errors import install_error_handlers
 from alicerce.gateways import GatewaySpec
 from alicerce.inference.request import ChatRequest
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for prefix in ("/api/v1", "/v1"):
         app.include_router(inference.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
         app.include_router(admin.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+        app.include_router(usage.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
     app.include_router(ops.router)
     _document_hand_validated_bodies(app)
     return app

@@ -7,6 +7,7 @@ decoded and validated in one msgspec pass; the request log is written later, in 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +17,12 @@ from starlette.responses import Response, StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
 from alicerce.api.json import json_response
-from alicerce.catalog import LOCAL_CHAT_MODEL
+from alicerce.catalog import AUTO_MODEL, LOCAL_CHAT_MODEL
 from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTooLarge
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
 from alicerce.inference.chat import Call
-from alicerce.inference.plan import plan_chat
+from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.request import ChatRequest, parse_chat_request
 from alicerce.keys import Principal
 from alicerce.services import Services
@@ -75,20 +76,63 @@ async def resolve_gateway(services: Services, principal: Principal, ref: str) ->
     return gateway
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A request ready for the upstream: its plan, who may serve it, headers to answer with."""
+
+    gateway_id: str | None
+    plan: Plan
+    targets: list[Target]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def prepare_chat(services: Services, principal: Principal, chat: ChatRequest) -> Prepared:
+    """Resolves the gateway (or catalog model), plans the request and, for `@auto`, routes it."""
+    gateway = await resolve_gateway(services, principal, chat.model)
+    if gateway is None:
+        if principal.gateways is None and chat.model in services.catalog:
+            plan = plan_chat(direct_spec(chat.model), chat)
+            return Prepared(None, plan, [services.upstreams.for_model(chat.model)])
+        raise NotFound(
+            f"The model {chat.model!r} does not exist: name a gateway by its id or slug "
+            "(GET /api/v1/models lists what this key may call).",
+            param="model",
+            code="model_not_found",
+        )
+    spec = gateway.spec
+    plan = plan_chat(spec, chat)
+    prepared = Prepared(gateway.id, plan, [])
+    chosen = None
+    if spec.model == AUTO_MODEL and spec.routing is not None:
+        routed = await services.router.route(spec.routing, plan.body["messages"])
+        plan.line_items += routed.line_items
+        chosen = routed.model_id
+        complexity = routed.complexity
+        if complexity is None:  # the router failed: the middle tier, said so
+            complexity = 3
+            prepared.headers["x-alicerce-routing-fallback"] = "true"
+        prepared.headers["x-alicerce-routed-complexity"] = str(complexity)
+    prepared.targets = services.upstreams.targets(gateway, chosen)
+    return prepared
+
+
 async def resolve_target(
     services: Services, principal: Principal, chat: ChatRequest
 ) -> tuple[str | None, GatewaySpec, Target]:
+    """The gateway's primary upstream, without routing or fallbacks (kept for simple callers;
+    `prepare_chat` is the full path)."""
     gateway = await resolve_gateway(services, principal, chat.model)
     if gateway is not None:
         return gateway.id, gateway.spec, services.upstreams.for_gateway(gateway)
     if principal.gateways is None and chat.model in services.catalog:
         return None, direct_spec(chat.model), services.upstreams.for_model(chat.model)
     raise NotFound(
-        f"The model {chat.model!r} does not exist: name a gateway by its id or slug "
-        "(GET /api/v1/models lists what this key may call).",
-        param="model",
-        code="model_not_found",
+        f"The model {chat.model!r} does not exist.", param="model", code="model_not_found"
     )
+
+
+def _served_by(target: Target) -> str:
+    return target.model.id if target.model is not None else "endpoint"
 
 
 @router.post("/chat/completions", openapi_extra=CHAT_OPENAPI, summary="Create a chat completion")
@@ -97,24 +141,27 @@ async def chat_completions(request: Request) -> Response:
     services = services_of(request)
     principal = await require_inference(request)
     call = Call(new_id(), principal, None, "chat.completions", started, None)
-    stream, model = False, None
+    stream, model, charges = False, None, None
     try:
         chat = parse_chat_request(await read_body(request, services.settings.max_body_bytes))
         stream, call.metadata = chat.stream, chat.metadata
-        call.gateway_id, spec, target = await resolve_target(services, principal, chat)
-        model = target.upstream.model
-        plan = plan_chat(spec, chat)
-        headers = {"x-request-id": call.request_id}
-        if target.model is not None:
-            headers["x-alicerce-model"] = target.model.id
+        prepared = await prepare_chat(services, principal, chat)
+        call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
+        model = prepared.targets[0].upstream.model
+        headers = prepared.headers | {"x-request-id": call.request_id}
         if stream:
-            chunks = await services.chat.open_stream(call, target, plan)
-            headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
+            headers |= {
+                "x-alicerce-model": _served_by(target),
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            }
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-        answer = await services.chat.complete(call, target, plan)
+        answer, target = await services.chat.complete(call, prepared.targets, prepared.plan)
+        headers["x-alicerce-model"] = _served_by(target)
         return json_response(answer, headers=headers)
     except AlicerceError as exc:
-        services.chat.record_failure(call, model, exc, stream=stream)
+        services.chat.record_failure(call, model, exc, stream=stream, charges=charges)
         exc.request_id = call.request_id
         raise
 

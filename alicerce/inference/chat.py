@@ -14,20 +14,22 @@ from typing import Any
 
 import anyio
 
-from alicerce.billing import TokenUsage
+from alicerce.billing import LineItem, TokenUsage
 from alicerce.clock import utcnow
-from alicerce.errors import AlicerceError, UpstreamError
+from alicerce.errors import AlicerceError
 from alicerce.inference.answer import (
     GenerationContext,
     bill,
     normalise_message,
     settle_usage,
 )
+from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.plan import Plan
 from alicerce.inference.relay import StreamRelay, sse
 from alicerce.keys import Principal
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.upstreams.base import Completion
 from alicerce.upstreams.registry import Target
 
 
@@ -44,14 +46,21 @@ class Call:
 
 
 class ChatService:
-    def __init__(self, request_log: RequestLog, metrics: Metrics) -> None:
+    def __init__(self, request_log: RequestLog, metrics: Metrics, policy: RetryPolicy) -> None:
         self._log = request_log
         self._metrics = metrics
+        self._policy = policy
 
-    async def complete(self, call: Call, target: Target, plan: Plan) -> dict[str, Any]:
-        """The whole answer. A failure raises, unrecorded: the caller records it."""
-        context = GenerationContext()
-        completion = await target.upstream.complete(plan.body)
+    async def complete(
+        self, call: Call, targets: list[Target], plan: Plan
+    ) -> tuple[dict[str, Any], Target]:
+        """The whole answer from the first target that gives one, and that target.
+
+        A failure of every target raises, unrecorded: the caller records it."""
+        completion, target = await first_success(
+            targets, lambda t: t.upstream.complete(plan.body), self._policy
+        )
+        context = GenerationContext(line_items=list(plan.line_items))
         choices = completion["choices"]
         text_len = sum(
             len(c.get("message", {}).get("content") or "") for c in choices if isinstance(c, dict)
@@ -80,13 +89,23 @@ class ChatService:
             "generation_context": context.to_json(),
         }
         self._record(call, model, 200, usage, context, stream=False, ttft_ms=None)
-        return answer
+        return answer, target
 
-    async def open_stream(self, call: Call, target: Target, plan: Plan) -> AsyncIterator[bytes]:
-        """Starts the upstream stream; fails (for an HTTP error status) before the first byte."""
-        chunks = target.upstream.stream(plan.body)
-        first = await anext(chunks, None)
-        return self._relay(call, target, plan, chunks, first)
+    async def open_stream(
+        self, call: Call, targets: list[Target], plan: Plan
+    ) -> tuple[AsyncIterator[bytes], Target]:
+        """Starts the stream of the first target that answers; fails before the first byte."""
+
+        async def start(target: Target) -> tuple[AsyncIterator[Completion], Completion | None]:
+            chunks = target.upstream.stream(plan.body)
+            try:
+                return chunks, await anext(chunks, None)
+            except BaseException:
+                await chunks.aclose()  # type: ignore[attr-defined]
+                raise
+
+        (chunks, first), target = await first_success(targets, start, self._policy)
+        return self._relay(call, target, plan, chunks, first), target
 
     async def _relay(
         self,
@@ -113,7 +132,7 @@ class ChatService:
                     for piece in relay.relay(chunk):
                         yield piece
             usage = settle_usage(relay.usage, plan.body, relay.text_len)
-            context = GenerationContext()
+            context = GenerationContext(line_items=list(plan.line_items))
             bill(context, target, usage)
             for piece in relay.closing(usage.to_openai(), context.to_json(), plan.include_usage):
                 yield piece
@@ -126,7 +145,7 @@ class ChatService:
                 await chunks.aclose()  # type: ignore[attr-defined]
             if status != 200:  # bill what was generated, also when the client went away
                 usage = settle_usage(relay.usage, plan.body, relay.text_len)
-                context = GenerationContext()
+                context = GenerationContext(line_items=list(plan.line_items))
                 bill(context, target, usage)
             self._record(
                 call,
@@ -142,14 +161,21 @@ class ChatService:
     # -- recording -----------------------------------------------------------------------
 
     def record_failure(
-        self, call: Call, model: str | None, exc: AlicerceError, *, stream: bool
+        self,
+        call: Call,
+        model: str | None,
+        exc: AlicerceError,
+        *,
+        stream: bool,
+        charges: list[LineItem] | None = None,
     ) -> None:
+        """Records a request that got no answer, with what it consumed before failing."""
         self._record(
             call,
             model,
             exc.status,
             TokenUsage(),
-            GenerationContext(),
+            GenerationContext(line_items=list(charges or [])),
             stream=stream,
             ttft_ms=None,
             error=exc,
@@ -196,6 +222,3 @@ class ChatService:
         self._metrics.observe_request(
             call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
         )
-
-
-__all__ = ["Call", "ChatService", "UpstreamError"]

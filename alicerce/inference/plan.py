@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from alicerce.billing import LineItem
 from alicerce.gateways import OVERRIDABLE, GatewaySpec
 from alicerce.inference.request import ChatRequest
 
@@ -25,6 +26,8 @@ class Plan:
     body: dict[str, Any]  # the upstream request body, without `model` and `stream`
     prefill: str | None
     include_usage: bool
+    # What planning itself consumed (routing, query rewriting, searches), billed with the answer.
+    line_items: list[LineItem] = field(default_factory=list)
 
 
 def text_of(content: Any) -> str:

@@ -10,10 +10,10 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
-    Float,
     String,
     Text,
     UniqueConstraint,
@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 # Money is kept as decimal text: SQLite has no exact decimal type (its NUMERIC is a float), and
-# sums are computed exactly as Σ quantity × unit_price (see `usage.py`), never by adding floats.
+# sums are computed exactly as sum(quantity * unit_price) (see `usage.py`), never by adding floats.
 Money = String(64)
 
 

@@ -38,6 +38,13 @@ class UpstreamRegistry:
         self._local = local
         self._allow_private = allow_private_upstreams
 
+    def targets(self, gateway: Gateway, model_id: str | None = None) -> list[Target]:
+        """What may serve the gateway, in order: its upstream (or `model_id`, the model
+        `@auto` routing chose), then its fallbacks."""
+        spec = gateway.spec
+        primary = self.for_model(model_id) if model_id else self.for_gateway(gateway)
+        return [primary] + [self.for_model(m) for m in spec.fallbacks]
+
     def for_gateway(self, gateway: Gateway) -> Target:
         spec = gateway.spec
         if spec.endpoint is not None:
@@ -59,9 +66,7 @@ class UpstreamRegistry:
             )
             return Target(upstream, None)
         assert spec.model is not None
-        if spec.model == AUTO_MODEL:
-            # Complexity routing arrives with the router; until then `@auto` serves from the
-            # middle tier, which is also what the router falls back to when it cannot decide.
+        if spec.model == AUTO_MODEL:  # routed requests name their tier; this is the default
             assert spec.routing is not None
             tiers = spec.routing.tiers
             return self.for_model(tiers[len(tiers) // 2])

@@ -1,0 +1,91 @@
+"""`@auto`: a router model rates the request's complexity with one digit; the gateway maps it
+to one of its tiers. A router that fails or answers nonsense sends the request to the middle
+tier, never to an error. Its tokens are billed as `inference.resolving.routing_complexity.*`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from alicerce.billing import ROUTING_SKU, LineItem, inference_line_items
+from alicerce.errors import AlicerceError
+from alicerce.gateways import Routing
+from alicerce.inference.answer import settle_usage
+from alicerce.inference.plan import text_of
+from alicerce.upstreams.registry import UpstreamRegistry
+
+ROUTER_INSTRUCTIONS = (
+    "You rate how demanding a request is for an AI assistant. Reply with a single digit from 1 "
+    "to 5: 1 = greeting or small talk, 2 = a simple fact or short rewrite, 3 = an explanation or "
+    "a summary, 4 = multi-step reasoning, code or analysis, 5 = hard math, proofs, complex code "
+    "or long expert analysis. Reply with the digit only."
+)
+LOWEST, HIGHEST = 1, 5
+VIEW_TURNS = 4
+VIEW_CHARS = 600
+_DIGIT = re.compile(r"[0-9]")
+
+
+@dataclass(slots=True)
+class Routed:
+    model_id: str
+    complexity: int | None  # None: the router gave no usable answer
+    line_items: list[LineItem] = field(default_factory=list)
+
+
+def compact_view(messages: list[dict[str, Any]]) -> str:
+    """The last few turns, each cut short: enough to judge difficulty, cheap to read."""
+    turns = [m for m in messages if m.get("role") in ("user", "assistant")][-VIEW_TURNS:]
+    lines = []
+    for message in turns:
+        text = " ".join(text_of(message.get("content")).split())
+        if len(text) > VIEW_CHARS:
+            text = text[: VIEW_CHARS // 2] + " … " + text[-VIEW_CHARS // 2 :]
+        lines.append(f"{message['role']}: {text}")
+    return "\n".join(lines)
+
+
+def tier_for(complexity: int, tiers: list[str]) -> str:
+    """Spreads 1..5 evenly over the tiers, the cheapest first."""
+    span = HIGHEST - LOWEST
+    index = round((complexity - LOWEST) / span * (len(tiers) - 1))
+    return tiers[index]
+
+
+def parse_complexity(text: str | None) -> int | None:
+    match = _DIGIT.search(text or "")
+    if match is None:
+        return None
+    return min(max(int(match.group()), LOWEST), HIGHEST)
+
+
+class ComplexityRouter:
+    def __init__(self, upstreams: UpstreamRegistry) -> None:
+        self._upstreams = upstreams
+
+    async def route(self, routing: Routing, messages: list[dict[str, Any]]) -> Routed:
+        middle = routing.tiers[len(routing.tiers) // 2]
+        try:
+            target = self._upstreams.for_model(routing.router)
+            body: dict[str, Any] = {
+                "messages": [
+                    {"role": "system", "content": ROUTER_INSTRUCTIONS},
+                    {"role": "user", "content": compact_view(messages) + "\n\nDigit:"},
+                ],
+                "max_tokens": 2,
+                "temperature": 0,
+            }
+            completion = await target.upstream.complete(body)
+        except AlicerceError:
+            return Routed(middle, None)
+        choices = completion.get("choices") or [{}]
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        text = message.get("content") if isinstance(message, dict) else None
+        usage = settle_usage(completion.get("usage"), body, len(text or ""))
+        items = inference_line_items(target.model, usage, ROUTING_SKU, "Complexity routing")
+        complexity = parse_complexity(text if isinstance(text, str) else None)
+        if complexity is None:
+            return Routed(middle, None, items)
+        return Routed(tier_for(complexity, routing.tiers), complexity, items)
