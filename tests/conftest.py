@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,9 +120,74 @@ def test_settings(tmp: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+CATALOG = """
+[providers.mock]
+base_url = "{url}"
+api_key_env = "ALICERCE_TEST_MOCK_KEY"
+
+[[models]]
+id = "@mock/priced"
+provider = "mock"
+upstream_model = "cached"
+price_in = 2.5
+price_out = 10
+price_cached_in = 1.25
+
+[[models]]
+id = "@mock/plain"
+provider = "mock"
+upstream_model = "plain"
+price_in = 0.15
+price_out = 0.6
+
+[[models]]
+id = "@mock/echo"
+provider = "mock"
+upstream_model = "echo"
+price_in = 1
+price_out = 1
+
+[[models]]
+id = "@mock/down"
+provider = "mock"
+upstream_model = "fail-503"
+price_in = 1
+price_out = 1
+
+[[models]]
+id = "@mock/broken"
+provider = "mock"
+upstream_model = "fail-500"
+
+[[models]]
+id = "@mock/nousage"
+provider = "mock"
+upstream_model = "nousage"
+price_in = 1
+price_out = 2
+
+[[models]]
+id = "@mock/router"
+provider = "mock"
+upstream_model = "router"
+price_in = 0.1
+price_out = 0.4
+"""
+
+
+def write_catalog(directory: Path, upstream: Upstream) -> Path:
+    """A catalog whose models are the mock upstream's behaviours, at known prices."""
+    os.environ["ALICERCE_TEST_MOCK_KEY"] = "sk-mock-provider"
+    path = directory / "catalog.toml"
+    path.write_text(CATALOG.format(url=upstream.url))
+    return path
+
+
 @pytest.fixture(scope="session")
-def alicerce(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alicerce]:
-    app = create_app(test_settings(tmp_path_factory.mktemp("alicerce")))
+def alicerce(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Alicerce]:
+    directory = tmp_path_factory.mktemp("alicerce")
+    catalog = write_catalog(directory, upstream)
+    app = create_app(test_settings(directory, config=str(catalog)))
     server = ServerThread(app).start()
     yield Alicerce(server.url, ROOT_KEY, server, app)
     server.stop()

@@ -4,6 +4,7 @@ Models: `echo` answers with the request it received; `cached` reports cached pro
 `nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `garbage` answers non-JSON;
 `fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
 `stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
+`router` rates complexity (1 for EASY, 5 for HARD, nonsense otherwise);
 `slow-stream` streams 100 pieces 50 ms apart and notes in `streams_closed_early` if the
 request was abandoned before its end.
 Every request body is kept in `received` for the tests to inspect.
@@ -74,6 +75,9 @@ class MockUpstream:
 
     @staticmethod
     def answer_text(body: dict[str, Any]) -> str:
+        if body.get("model") == "router":  # a complexity router: EASY → 1, HARD → 5
+            prompt = str(body["messages"][-1].get("content"))
+            return "1" if "EASY" in prompt else "5" if "HARD" in prompt else "banana"
         if body.get("model") == "echo":
             return json.dumps({k: v for k, v in body.items() if k != "model"}, sort_keys=True)
         return "Hello from the mock upstream."
