@@ -11,6 +11,7 @@ from alicerce.inference.chat import ChatService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
+from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog
 from alicerce.security import CredentialCipher
@@ -37,6 +38,7 @@ class Services:
     chat: ChatService
     router: ComplexityRouter
     usage: UsageService
+    limiter: Limiter
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -69,6 +71,11 @@ class Services:
             batch_size=settings.request_log_batch_size,
         )
         metrics = Metrics()
+        usage = UsageService(db)
+        backend: LimitBackend = (
+            RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
+        )
+        limiter = Limiter(backend, usage.spent)
         upstreams = UpstreamRegistry(
             http,
             current_catalog,
@@ -95,9 +102,10 @@ class Services:
             upstreams=upstreams,
             request_log=request_log,
             metrics=metrics,
-            chat=ChatService(request_log, metrics, policy),
+            chat=ChatService(request_log, metrics, policy, limiter),
             router=ComplexityRouter(upstreams),
-            usage=UsageService(db),
+            usage=usage,
+            limiter=limiter,
         )
         return services
 
@@ -107,6 +115,7 @@ class Services:
 
     async def close(self) -> None:
         await self.request_log.close()
+        await self.limiter.close()
         await self.http.close()
         await self.local.close()
         self.db.dispose()

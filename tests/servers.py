@@ -35,3 +35,51 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class ServerProcess:
+    """`alicerce serve` as a real process (for several processes sharing one store)."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "alicerce", "serve", "--port", str(self.port), *args],
+            env=os.environ | env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30) -> ServerProcess:
+        import httpx2 as httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"alicerce serve did not start:\n{self.output}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.output = self.process.communicate(timeout=30)[0].decode()
+        return self.process.returncode

@@ -21,6 +21,7 @@ from alicerce.catalog import AUTO_MODEL, LOCAL_CHAT_MODEL
 from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTooLarge
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
+from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import Call
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.request import ChatRequest, parse_chat_request
@@ -148,6 +149,8 @@ async def chat_completions(request: Request) -> Response:
         prepared = await prepare_chat(services, principal, chat)
         call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
         model = prepared.targets[0].upstream.model
+        if services.limiter.applies(principal):
+            await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
         headers = prepared.headers | {"x-request-id": call.request_id}
         if stream:
             chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)

@@ -27,6 +27,7 @@ from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.plan import Plan
 from alicerce.inference.relay import StreamRelay, sse
 from alicerce.keys import Principal
+from alicerce.limits import Limiter
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.upstreams.base import Completion
@@ -46,10 +47,13 @@ class Call:
 
 
 class ChatService:
-    def __init__(self, request_log: RequestLog, metrics: Metrics, policy: RetryPolicy) -> None:
+    def __init__(
+        self, request_log: RequestLog, metrics: Metrics, policy: RetryPolicy, limiter: Limiter
+    ) -> None:
         self._log = request_log
         self._metrics = metrics
         self._policy = policy
+        self._limiter = limiter
 
     async def complete(
         self, call: Call, targets: list[Target], plan: Plan
@@ -219,6 +223,7 @@ class ChatService:
                 request_metadata=call.metadata,
             )
         )
+        self._limiter.settle(call.principal, usage.total_tokens, amount)
         self._metrics.observe_request(
             call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
         )

@@ -1,0 +1,103 @@
+"""Per-key limits: rpm, tpm and monthly budgets, in memory and shared through Redis."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from tests.conftest import Account, Upstream, write_catalog
+from tests.servers import ServerProcess
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _ask(client: openai.OpenAI, model: str, text: str = "Q") -> None:
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
+
+
+def test_rpm_gives_429_with_retry_after(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", rpm=3))
+    for _ in range(3):
+        _ask(client, gateway["id"])
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client, gateway["id"])
+    error = caught.value
+    assert error.body["type"] == "rate_limit_error"
+    assert error.body["code"] == "requests_per_minute_exceeded"
+    assert 1 <= int(error.response.headers["retry-after"]) <= 60
+    # another key of the same account is not affected
+    _ask(account.openai(), gateway["id"])
+
+
+def test_tpm_counts_tokens(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", tpm=200))
+    _ask(client, gateway["id"], "short question")
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client, gateway["id"], "a long question " * 100)
+    assert caught.value.body["code"] == "tokens_per_minute_exceeded"
+
+
+def test_monthly_budget_gives_insufficient_quota(account: Account) -> None:
+    gateway = account.create_gateway(model="@mock/priced")
+    client = account.openai(account.create_key(role="inference", monthly_budget=0.0001))
+    _ask(client, gateway["id"], "this first request costs more than the whole budget " * 4)
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client, gateway["id"])
+    assert caught.value.status_code == 429
+    assert caught.value.body["type"] == "insufficient_quota"
+    zero = account.openai(account.create_key(role="inference", monthly_budget=0))
+    with pytest.raises(openai.RateLimitError):
+        _ask(zero, gateway["id"])
+
+
+@pytest.mark.slow
+def test_two_processes_sharing_redis_let_through_no_more_than_rpm(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    env = {
+        "ALICERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "ALICERCE_SECRET_KEY": "shared",
+        "ALICERCE_ROOT_KEY": "alc_shared_root_" + uuid.uuid4().hex,
+        "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
+        "ALICERCE_REDIS_URL": REDIS_URL,
+        "ALICERCE_CONFIG": str(write_catalog(tmp_path, upstream)),
+    }
+    first = ServerProcess(env).wait_ready()
+    second = ServerProcess(env).wait_ready()
+    try:
+        root = {"authorization": f"Bearer {env['ALICERCE_ROOT_KEY']}"}
+        account = httpx.post(first.url + "/api/v1/accounts", json={"name": "a"}, headers=root)
+        admin = {"authorization": f"Bearer {account.json()['admin_key']}"}
+        gateway = httpx.post(
+            first.url + "/api/v1/gateways",
+            headers=admin,
+            json={"name": "g", "model": "@mock/plain"},
+        ).json()
+        key = httpx.post(
+            first.url + "/api/v1/keys", headers=admin, json={"name": "k", "rpm": 5}
+        ).json()["key"]
+        body = {"model": gateway["id"], "messages": [{"role": "user", "content": "Q"}]}
+        statuses = []
+        for i in range(14):
+            server = (first, second)[i % 2]
+            response = httpx.post(
+                server.url + "/api/v1/chat/completions",
+                json=body,
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            statuses.append(response.status_code)
+        assert statuses.count(200) == 5, statuses
+        assert statuses.count(429) == 9
+        assert 200 in statuses[1::2] and 200 in statuses[0::2]  # both processes served
+    finally:
+        first.stop()
+        second.stop()
