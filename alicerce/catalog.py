@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -69,6 +70,41 @@ class CatalogError(ValueError):
 
 
 LOCAL_PROVIDER = Provider(name="local", kind="local")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int:
+    """The line of a TOML file that a validation error points at (tomllib keeps no positions):
+    the table of `loc` (`[providers.NAME]` or the n-th `[[models]]`), then the key inside it."""
+    lines = text.splitlines()
+    if not loc:
+        return 1
+    if loc[0] == "models" and len(loc) > 1 and isinstance(loc[1], int):
+        wanted, occurrence, rest = "models", loc[1], loc[2:]
+    elif loc[0] == "providers" and len(loc) > 1:
+        wanted, occurrence, rest = f"providers.{loc[1]}", 0, loc[2:]
+    else:
+        wanted, occurrence, rest = str(loc[0]), -1, loc[1:]
+    start, seen = 0, -1
+    for number, line in enumerate(lines):
+        match = _HEADER.match(line)
+        if match and match.group(1).replace('"', "") == wanted:
+            seen += 1
+            if seen == occurrence or occurrence == -1:
+                start = number
+                break
+    else:
+        if occurrence != -1:
+            return 1
+    if not rest:
+        return start + 1
+    key = re.compile(rf"^\s*\"?{re.escape(str(rest[0]))}\"?\s*=")
+    for number in range(start, len(lines)):
+        if number > start and _HEADER.match(lines[number]):
+            break
+        if key.match(lines[number]):
+            return number + 1
+    return start + 1
 
 
 class Catalog:
@@ -92,8 +128,11 @@ class Catalog:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise CatalogError(f"{path}: {exc}") from exc
         except ValidationError as exc:
+            text = Path(path).read_text()
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                f"line {_line_of(text, err['loc'])}: {'.'.join(str(p) for p in err['loc'])}: "
+                f"{err['msg']}"
+                for err in exc.errors()
             )
             raise CatalogError(f"{path}: {problems}") from exc
         providers: dict[str, Provider] = {}
@@ -102,15 +141,20 @@ class Catalog:
             if spec.api_key_env:
                 key = env.get(spec.api_key_env)
                 if key is None:
+                    line = _line_of(Path(path).read_text(), ("providers", name, "api_key_env"))
                     raise CatalogError(
-                        f"{path}: providers.{name}.api_key_env: the environment variable "
-                        f"{spec.api_key_env} is not set"
+                        f"{path}: line {line}: providers.{name}.api_key_env: the environment "
+                        f"variable {spec.api_key_env} is not set"
                     )
             providers[name] = Provider(name, "openai", spec.base_url.rstrip("/"), key, spec.headers)
         for item in parsed.models:
             provider = providers.get(item.provider)
             if provider is None:
-                raise CatalogError(f"{path}: model {item.id}: unknown provider {item.provider!r}")
+                index = parsed.models.index(item)
+                line = _line_of(Path(path).read_text(), ("models", index, "provider"))
+                raise CatalogError(
+                    f"{path}: line {line}: model {item.id}: unknown provider {item.provider!r}"
+                )
             cached = item.price_cached_in if item.price_cached_in is not None else item.price_in
             catalog._models[item.id] = CatalogModel(
                 id=item.id,

@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import click
 from sqlalchemy import select
 
-from alicerce.catalog import LOCAL_CHAT_MODEL
+from alicerce.catalog import LOCAL_CHAT_MODEL, PER_MILLION, Catalog, CatalogError
 from alicerce.errors import AlicerceError
 from alicerce.keys import AccountCreate, KeyCreate
 from alicerce.services import Services
@@ -210,6 +212,73 @@ def gateways_list(account_id: str) -> None:
     services = _services()
     try:
         _print_json(services.gateways.list(account_id))
+    finally:
+        services.db.dispose()
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _per_million(price: Decimal) -> str:
+    return f"{price * PER_MILLION:f}".rstrip("0").rstrip(".") or "0"
+
+
+@main.command(help="List the model catalog (ALICERCE_CONFIG) with prices per million tokens.")
+def models() -> None:
+    try:
+        catalog = Catalog.load(Settings().config)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [
+        [
+            m.id,
+            m.provider.name,
+            m.upstream_model,
+            _per_million(m.price_in),
+            _per_million(m.price_out),
+            _per_million(m.price_cached_in),
+            str(m.context_length or ""),
+        ]
+        for m in catalog.models()
+    ]
+    _table(rows, ["model", "provider", "upstream", "in/M", "out/M", "cached in/M", "context"])
+
+
+@main.command(help="Print ACCOUNT_ID's spending by day, SKU and gateway.")
+@click.argument("account_id")
+@click.option("--days", type=int, default=30, show_default=True, help="How far back to look.")
+def usage(account_id: str, days: int) -> None:
+    services = _services()
+    try:
+        services.keys.get_account(account_id)
+        start = datetime.now(UTC) - timedelta(days=days)
+        names = {g["id"]: g["slug"] for g in services.gateways.list(account_id)}
+        for group_by in ("day", "sku", "gateway"):
+            totals = services.usage.totals(
+                account_id,
+                start=start,
+                end=None,
+                group_by=group_by,  # type: ignore[arg-type]
+            )
+            rows = [
+                [
+                    names.get(g[group_by], g[group_by] or "-")
+                    if group_by == "gateway"
+                    else str(g[group_by]),
+                    str(g["requests"]),
+                    str(g["quantity"]),
+                    g["amount_exact"],
+                ]
+                for g in totals["data"]
+            ]
+            click.echo()
+            _table(rows, [group_by, "requests", "quantity", "amount"])
+        click.echo(f"\nTotal over {days} days: {totals['amount_exact']}")
+    except AlicerceError as exc:
+        _fail(exc)
     finally:
         services.db.dispose()
 

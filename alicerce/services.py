@@ -3,9 +3,12 @@ command) and handed to whoever needs them. No module-level state anywhere else."
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from dataclasses import dataclass
 
-from alicerce.catalog import Catalog
+from alicerce.catalog import Catalog, CatalogError
 from alicerce.gateways import GatewayService
 from alicerce.inference.chat import ChatService
 from alicerce.inference.fallback import RetryPolicy
@@ -21,6 +24,15 @@ from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
 from alicerce.upstreams.registry import UpstreamRegistry
 from alicerce.usage import UsageService
+
+log = logging.getLogger("alicerce.catalog")
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 @dataclass
@@ -39,12 +51,15 @@ class Services:
     router: ComplexityRouter
     usage: UsageService
     limiter: Limiter
+    _catalog_mtime: int | None = None  # of the file the catalog was loaded from
+    _watcher: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
         db = Database(settings.database_url)
         if migrate:
             db.migrate()
+        catalog_mtime = _mtime(settings.config) if settings.config else None
         catalog = Catalog.load(settings.config)
         cipher = CredentialCipher.load_or_create(settings.secret_key, settings.secret_key_path())
         services: Services
@@ -106,14 +121,35 @@ class Services:
             router=ComplexityRouter(upstreams),
             usage=usage,
             limiter=limiter,
+            _catalog_mtime=catalog_mtime,
         )
         return services
 
     async def start(self) -> None:
         await self.http.start()
         await self.request_log.start()
+        if self.settings.config:
+            watch = self._watch_catalog(self.settings.config, self._catalog_mtime)
+            self._watcher = asyncio.create_task(watch)
+
+    async def _watch_catalog(self, path: str, last: int | None) -> None:
+        """Reloads the catalog when its file changes; a bad file keeps the last good catalog."""
+        while True:
+            await asyncio.sleep(self.settings.catalog_poll_interval_s)
+            current = _mtime(path)
+            if current == last:
+                continue
+            last = current
+            try:
+                self.catalog = await asyncio.to_thread(Catalog.load, path)
+            except CatalogError as exc:
+                log.error("catalog not reloaded, keeping the previous one: %s", exc)
+            else:
+                log.info("catalog reloaded from %s: %d models", path, len(self.catalog.models()))
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.request_log.close()
         await self.limiter.close()
         await self.http.close()

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     upstream_retries: int = Field(default=1, ge=0, le=5)
     upstream_max_backoff_s: float = Field(default=2.0, ge=0)
     cache_ttl_s: float = Field(default=5.0, ge=0)
+    catalog_poll_interval_s: float = Field(default=2.0, gt=0)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)
 

@@ -140,3 +140,123 @@ def test_serve_runs_and_flushes_the_request_log_on_a_graceful_stop(
         ).scalar()
     engine.dispose()
     assert found == 200
+
+
+CATALOG = """
+[providers.openai]
+base_url = "https://api.openai.com/v1"
+api_key_env = "CLI_TEST_OPENAI_KEY"
+
+[[models]]
+id = "@openai/gpt-5-mini"
+provider = "openai"
+price_in = 0.25
+price_out = 2
+price_cached_in = 0.025
+context_length = 400000
+"""
+
+
+def test_models_lists_the_catalog(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(CATALOG)
+    monkeypatch.setenv("ALICERCE_CONFIG", str(catalog))
+    monkeypatch.setenv("CLI_TEST_OPENAI_KEY", "sk-x")
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if row.startswith("@openai/gpt-5-mini"))
+    assert line.split() == [
+        "@openai/gpt-5-mini",
+        "openai",
+        "gpt-5-mini",
+        "0.25",
+        "2",
+        "0.025",
+        "400000",
+    ]
+    assert "@local/smollm2-135m" in result.output
+    catalog.write_text(CATALOG + 'colour = "red"\n')
+    refused = CliRunner().invoke(main, ["models"])
+    assert refused.exit_code != 0
+    assert "line 13" in refused.output and "colour" in refused.output
+
+
+def test_usage_prints_spending_by_day_sku_and_gateway(env: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from alicerce.billing import LineItem
+    from alicerce.request_log import RequestLog, RequestRecord
+    from alicerce.services import Services
+    from alicerce.settings import Settings
+
+    runner = CliRunner()
+    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
+    definition = json.dumps({"name": "bot", "model": "@local/smollm2-135m"})
+    gateway = json.loads(
+        runner.invoke(main, ["gateways", "create", account["id"], "-"], input=definition).output
+    )
+    services = Services.build(Settings())
+    log = RequestLog(services.db, flush_interval_s=1, batch_size=10)
+    item = LineItem("inference.chat_completions.out", 1200, Decimal("0.000002"), "d")
+    log.write(
+        [
+            RequestRecord(
+                id=str(uuid),
+                created_at=datetime.now(UTC),
+                endpoint="chat.completions",
+                stream=False,
+                account_id=account["id"],
+                gateway_id=gateway["id"],
+                amount=item.amount,
+                line_items=[item.to_record()],
+            )
+            for uuid in (
+                "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f5000",
+                "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f5001",
+            )
+        ]
+    )
+    services.db.dispose()
+    result = runner.invoke(main, ["usage", account["id"]])
+    assert result.exit_code == 0, result.output
+    assert "inference.chat_completions.out" in result.output
+    assert gateway["slug"] in result.output
+    assert "Total over 30 days: 0.0048" in result.output
+
+
+def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:
+    import asyncio
+
+    from alicerce.services import Services
+    from alicerce.settings import Settings
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[providers.p]\nbase_url = "http://p/v1"\n')
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        secret_key="s",
+        config=str(catalog),
+        catalog_poll_interval_s=0.02,
+    )
+
+    async def run() -> None:
+        services = Services.build(settings)
+        await services.start()
+        try:
+            assert "@p/new" not in services.catalog
+            catalog.write_text(catalog.read_text() + '[[models]]\nid = "@p/new"\nprovider = "p"\n')
+            for _ in range(200):
+                if "@p/new" in services.catalog:
+                    break
+                await asyncio.sleep(0.02)
+            assert "@p/new" in services.catalog
+            catalog.write_text("this is = = not toml")  # refused: the last good one stays
+            await asyncio.sleep(0.2)
+            assert "@p/new" in services.catalog
+        finally:
+            await services.close()
+
+    asyncio.run(run())
