@@ -20,6 +20,7 @@ from alicerce.request_log import RequestLog
 from alicerce.security import CredentialCipher
 from alicerce.settings import Settings
 from alicerce.store import Database
+from alicerce.tokens import TokenCounter
 from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
 from alicerce.upstreams.registry import UpstreamRegistry
@@ -91,6 +92,7 @@ class Services:
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )
         limiter = Limiter(backend, usage.spent)
+        tokens = TokenCounter(settings.local_model_path)
         upstreams = UpstreamRegistry(
             http,
             current_catalog,
@@ -117,8 +119,8 @@ class Services:
             upstreams=upstreams,
             request_log=request_log,
             metrics=metrics,
-            chat=ChatService(request_log, metrics, policy, limiter),
-            router=ComplexityRouter(upstreams),
+            chat=ChatService(request_log, metrics, policy, limiter, tokens),
+            router=ComplexityRouter(upstreams, tokens),
             usage=usage,
             limiter=limiter,
             _catalog_mtime=catalog_mtime,

@@ -27,19 +27,8 @@ class GenerationContext:
 
 
 def prompt_estimate(body: dict[str, Any]) -> int:
+    """A quick upper-bound-ish count for admission checks, before any tokenizer runs."""
     return sum(estimate_tokens(text_of(m.get("content"))) + 4 for m in body["messages"])
-
-
-def settle_usage(reported: Any, body: dict[str, Any], completion_text_len: int) -> TokenUsage:
-    """The upstream's counts when it sent them; otherwise an estimate, marked as such."""
-    usage = TokenUsage.from_openai(reported)
-    if usage is not None:
-        return usage
-    return TokenUsage(
-        prompt_tokens=prompt_estimate(body),
-        completion_tokens=(completion_text_len + 3) // 4,
-        estimated=True,
-    )
 
 
 def bill(context: GenerationContext, target: Target, usage: TokenUsage) -> None:

@@ -21,7 +21,6 @@ from alicerce.inference.answer import (
     GenerationContext,
     bill,
     normalise_message,
-    settle_usage,
 )
 from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.plan import Plan
@@ -30,6 +29,7 @@ from alicerce.keys import Principal
 from alicerce.limits import Limiter
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
 from alicerce.upstreams.registry import Target
 
@@ -48,8 +48,14 @@ class Call:
 
 class ChatService:
     def __init__(
-        self, request_log: RequestLog, metrics: Metrics, policy: RetryPolicy, limiter: Limiter
+        self,
+        request_log: RequestLog,
+        metrics: Metrics,
+        policy: RetryPolicy,
+        limiter: Limiter,
+        tokens: TokenCounter,
     ) -> None:
+        self._tokens = tokens
         self._log = request_log
         self._metrics = metrics
         self._policy = policy
@@ -66,10 +72,10 @@ class ChatService:
         )
         context = GenerationContext(line_items=list(plan.line_items))
         choices = completion["choices"]
-        text_len = sum(
-            len(c.get("message", {}).get("content") or "") for c in choices if isinstance(c, dict)
+        text = "".join(
+            c.get("message", {}).get("content") or "" for c in choices if isinstance(c, dict)
         )
-        usage = settle_usage(completion.get("usage"), plan.body, text_len)
+        usage = await self._tokens.settle(completion.get("usage"), plan.body["messages"], text)
         bill(context, target, usage)
         model = completion.get("model") or target.upstream.model
         answer = {
@@ -135,7 +141,7 @@ class ChatService:
                 async for chunk in chunks:
                     for piece in relay.relay(chunk):
                         yield piece
-            usage = settle_usage(relay.usage, plan.body, relay.text_len)
+            usage = await self._tokens.settle(relay.usage, plan.body["messages"], relay.text)
             context = GenerationContext(line_items=list(plan.line_items))
             bill(context, target, usage)
             for piece in relay.closing(usage.to_openai(), context.to_json(), plan.include_usage):
@@ -147,10 +153,12 @@ class ChatService:
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()  # type: ignore[attr-defined]
-            if status != 200:  # bill what was generated, also when the client went away
-                usage = settle_usage(relay.usage, plan.body, relay.text_len)
-                context = GenerationContext(line_items=list(plan.line_items))
-                bill(context, target, usage)
+                if status != 200:  # bill what was generated, also when the client went away
+                    usage = await self._tokens.settle(
+                        relay.usage, plan.body["messages"], relay.text
+                    )
+                    context = GenerationContext(line_items=list(plan.line_items))
+                    bill(context, target, usage)
             self._record(
                 call,
                 relay.model,

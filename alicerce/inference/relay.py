@@ -32,7 +32,7 @@ class StreamRelay:
         self.tool_calls_seen: set[int] = set()
         self.finish_chunk: dict[str, Any] | None = None
         self.usage: Any = None
-        self.text_len = 0
+        self.pieces: list[str] = []  # the answer's text, for counting when usage is missing
         self.ttft_ms: float | None = None
         self.system_fingerprint: Any = None
         self.service_tier: Any = None
@@ -48,6 +48,10 @@ class StreamRelay:
             "choices": choices,
         }
 
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
     def _mark_first_token(self) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
@@ -59,7 +63,7 @@ class StreamRelay:
         self.role_sent = True
         delta: dict[str, Any] = {"role": "assistant", "content": self.prefill or ""}
         if self.prefill:
-            self.text_len += len(self.prefill)
+            self.pieces.append(self.prefill)
             self._mark_first_token()
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
         return [sse(self._chunk([choice]))]
@@ -84,7 +88,7 @@ class StreamRelay:
             delta.pop("role", None)  # sent once, in the opening chunk
             content = delta.get("content")
             if isinstance(content, str) and content:
-                self.text_len += len(content)
+                self.pieces.append(content)
                 self._mark_first_token()
             if delta.get("tool_calls"):
                 delta["tool_calls"] = self._dedupe_tool_calls(delta["tool_calls"])

@@ -12,8 +12,8 @@ from typing import Any
 from alicerce.billing import ROUTING_SKU, LineItem, inference_line_items
 from alicerce.errors import AlicerceError
 from alicerce.gateways import Routing
-from alicerce.inference.answer import settle_usage
 from alicerce.inference.plan import text_of
+from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import UpstreamRegistry
 
 ROUTER_INSTRUCTIONS = (
@@ -62,8 +62,9 @@ def parse_complexity(text: str | None) -> int | None:
 
 
 class ComplexityRouter:
-    def __init__(self, upstreams: UpstreamRegistry) -> None:
+    def __init__(self, upstreams: UpstreamRegistry, tokens: TokenCounter) -> None:
         self._upstreams = upstreams
+        self._tokens = tokens
 
     async def route(self, routing: Routing, messages: list[dict[str, Any]]) -> Routed:
         middle = routing.tiers[len(routing.tiers) // 2]
@@ -83,7 +84,10 @@ class ComplexityRouter:
         choices = completion.get("choices") or [{}]
         message = choices[0].get("message") if isinstance(choices[0], dict) else None
         text = message.get("content") if isinstance(message, dict) else None
-        usage = settle_usage(completion.get("usage"), body, len(text or ""))
+        completion_text = text if isinstance(text, str) else ""
+        usage = await self._tokens.settle(
+            completion.get("usage"), body["messages"], completion_text
+        )
         items = inference_line_items(target.model, usage, ROUTING_SKU, "Complexity routing")
         complexity = parse_complexity(text if isinstance(text, str) else None)
         if complexity is None:
