@@ -16,6 +16,15 @@ from alicerce.inference.plan import text_of
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import UpstreamRegistry
 
+# Worked examples as earlier turns: small router models follow a pattern far better than a rule.
+EXAMPLES = [  # mixed order, so that no digit is merely the most recent one
+    ("user: Write a Python function that merges overlapping intervals, with tests.", "4"),
+    ("user: hello, how are you?", "1"),
+    ("user: Prove that the square root of 2 is irrational and generalise to any prime.", "5"),
+    ("user: What is the capital of Italy?", "2"),
+    ("user: Summarise the causes of the French Revolution in a paragraph.", "3"),
+    ("user: thanks!", "1"),
+]
 ROUTER_INSTRUCTIONS = (
     "You rate how demanding a request is for an AI assistant. Reply with a single digit from 1 "
     "to 5: 1 = greeting or small talk, 2 = a simple fact or short rewrite, 3 = an explanation or "
@@ -73,7 +82,15 @@ class ComplexityRouter:
             body: dict[str, Any] = {
                 "messages": [
                     {"role": "system", "content": ROUTER_INSTRUCTIONS},
-                    {"role": "user", "content": compact_view(messages) + "\n\nDigit:"},
+                    *(
+                        turn
+                        for view, digit in EXAMPLES
+                        for turn in (
+                            {"role": "user", "content": view},
+                            {"role": "assistant", "content": digit},
+                        )
+                    ),
+                    {"role": "user", "content": compact_view(messages)},
                 ],
                 "max_tokens": 2,
                 "temperature": 0,
