@@ -201,7 +201,7 @@ def test_usage_prints_spending_by_day_sku_and_gateway(env: dict[str, str]) -> No
     services = Services.build(Settings())
     log = RequestLog(services.db, flush_interval_s=1, batch_size=10)
     item = LineItem("inference.chat_completions.out", 1200, Decimal("0.000002"), "d")
-    log.write(
+    log.write_records(
         [
             RequestRecord(
                 id=str(uuid),
