@@ -67,11 +67,14 @@ class HttpClients:
         self.guarded = self._session(guarded)
 
     def _session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        # No cookie jar (upstreams are APIs, and a jar costs every request), no
+        # Accept-Encoding (loopback and LAN upstreams gain nothing from gzip; the rest may
+        # still compress, which aiohttp then undoes).
         return aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
-            skip_auto_headers=("User-Agent",),
-            auto_decompress=True,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
