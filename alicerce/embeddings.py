@@ -48,7 +48,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return vectors / norms
+    unit: np.ndarray = vectors / norms
+    return unit
 
 
 class LocalE5Embedder:
@@ -144,7 +145,9 @@ class OpenAIEmbedder:
                 raw = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(f"Embeddings upstream {self.label} did not answer in time.")
+            raise UpstreamTimeout(
+                f"Embeddings upstream {self.label} did not answer in time."
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(
                 f"Embeddings upstream {self.label} is unreachable: {type(exc).__name__}",
