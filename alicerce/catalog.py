@@ -1,7 +1,8 @@
 """The operator's model catalog: which models accounts may use, where they run, what they cost.
 
 `@local/smollm2-135m` is always present. More models come from the `[providers.*]` and
-`[[models]]` tables of the TOML file named by `ALICERCE_CONFIG`.
+`[[models]]` tables of the TOML file named by `ALICERCE_CONFIG`; its `[knowledge]` table prices
+searches (`search_price`, per search) and indexing (`indexing_price`, per 1,000 tokens).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class CatalogModel:
     context_length: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KnowledgePrices:
+    """The `knowledge.*` SKUs' prices, per unit of their line items' quantity."""
+
+    per_search: Decimal = Decimal(0)
+    per_indexed_token: Decimal = Decimal(0)  # the file says per 1,000 tokens
+
+
 class _ProviderFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base_url: str
@@ -59,10 +68,17 @@ class _ModelFile(BaseModel):
     context_length: int | None = Field(default=None, gt=0)
 
 
+class _KnowledgeFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    search_price: Decimal = Field(default=Decimal(0), ge=0, description="per search")
+    indexing_price: Decimal = Field(default=Decimal(0), ge=0, description="per 1,000 tokens")
+
+
 class _CatalogFile(BaseModel):
     model_config = ConfigDict(extra="ignore")  # other tables ([server], ...) belong elsewhere
     providers: dict[str, _ProviderFile] = Field(default_factory=dict)
     models: list[_ModelFile] = Field(default_factory=list)
+    knowledge: _KnowledgeFile = Field(default_factory=_KnowledgeFile)
 
 
 class CatalogError(ValueError):
@@ -108,8 +124,11 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
 
 
 class Catalog:
-    def __init__(self, models: list[CatalogModel]) -> None:
+    def __init__(
+        self, models: list[CatalogModel], knowledge: KnowledgePrices | None = None
+    ) -> None:
         self._models = {m.id: m for m in models}
+        self.knowledge = knowledge or KnowledgePrices()
 
     @classmethod
     def builtin(cls) -> Catalog:
@@ -135,6 +154,10 @@ class Catalog:
                 for err in exc.errors()
             )
             raise CatalogError(f"{path}: {problems}") from exc
+        catalog.knowledge = KnowledgePrices(
+            per_search=parsed.knowledge.search_price,
+            per_indexed_token=parsed.knowledge.indexing_price / 1000,
+        )
         providers: dict[str, Provider] = {}
         for name, spec in parsed.providers.items():
             key = None
