@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     local_model_concurrency: int = Field(default=1, ge=1)
     local_model_queue_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Knowledge collections.
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    knowledge_chunk_tokens: int = Field(default=256, ge=32, le=512)  # e5 reads 512 at most
+    knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=256)
+
     log_level: str = "info"
     log_format: str = "json"
 
