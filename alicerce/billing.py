@@ -55,6 +55,15 @@ class TokenUsage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        """Usage over several upstream calls (a request's tool rounds)."""
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.estimated or other.estimated,
+        )
+
     def to_openai(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -104,6 +113,15 @@ def inference_line_items(
             LineItem(f"{sku}.in.cached", usage.cached_tokens, model.price_cached_in, description)
         )
     return items
+
+
+def merged(items: list[LineItem]) -> list[LineItem]:
+    """Items of the same SKU, price and description summed into one, in first-seen order."""
+    totals: dict[tuple[str, Decimal, str], int] = {}
+    for item in items:
+        key = (item.sku, item.unit_price, item.description)
+        totals[key] = totals.get(key, 0) + item.quantity
+    return [LineItem(sku, quantity, price, note) for (sku, price, note), quantity in totals.items()]
 
 
 def estimate_tokens(text: str) -> int:

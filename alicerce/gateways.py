@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -84,6 +85,20 @@ class Function(_Strict):
     headers: dict[str, str] | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
+    @field_validator("parameters")
+    @classmethod
+    def _a_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.validators.validator_for(value).check_schema(value)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path)
+            raise ValueError(
+                f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
+            ) from None
+        if value.get("type", "object") != "object":
+            raise ValueError("a function's parameters must be a JSON Schema of type 'object'")
+        return value
+
 
 class Routing(_Strict):
     router: str
@@ -120,6 +135,14 @@ class GatewaySpec(_Strict):
             raise ValueError("'routing' is only for model '@auto'")
         if self.knowledge.strategy != "none" and not self.knowledge.collections:
             raise ValueError("knowledge.strategy needs at least one collection")
+        names = [f.name for f in self.functions]
+        if self.knowledge.strategy == "tool":
+            names.append("search_knowledge")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"function names must be unique ('search_knowledge' is knowledge's): {repeated}"
+            )
         return self
 
 

@@ -12,6 +12,7 @@ from alicerce.catalog import Catalog, CatalogError
 from alicerce.gateways import GatewayService
 from alicerce.inference.chat import ChatService
 from alicerce.inference.fallback import RetryPolicy
+from alicerce.inference.functions import GatewayTools
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
@@ -52,6 +53,7 @@ class Services:
     router: ComplexityRouter
     usage: UsageService
     limiter: Limiter
+    tools: GatewayTools
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
 
@@ -123,6 +125,7 @@ class Services:
             router=ComplexityRouter(upstreams, tokens),
             usage=usage,
             limiter=limiter,
+            tools=GatewayTools(http),
             _catalog_mtime=catalog_mtime,
         )
         return services

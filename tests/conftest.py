@@ -167,6 +167,13 @@ price_in = 1
 price_out = 2
 
 [[models]]
+id = "@mock/agent"
+provider = "mock"
+upstream_model = "agent"
+price_in = 1
+price_out = 4
+
+[[models]]
 id = "@mock/router"
 provider = "mock"
 upstream_model = "router"

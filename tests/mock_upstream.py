@@ -5,6 +5,9 @@ Models: `echo` answers with the request it received; `cached` reports cached pro
 `fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
 `stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
 `router` rates complexity (1 for EASY, 5 for HARD, nonsense otherwise);
+`agent` calls the tools named in the last user message's `CALL name {json}` lines, and once
+tool results arrive answers "Results: ..." with them (streamed as OpenAI streams tool calls);
+`/functions/{name}` are webhooks for server-side functions (`echo`, `fail`, `slow`).
 `slow-stream` streams 100 pieces 50 ms apart and notes in `streams_closed_early` if the
 request was abandoned before its end.
 Every request body is kept in `received` for the tests to inspect.
@@ -30,7 +33,43 @@ class MockUpstream:
         self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.streams_closed_early: list[str] = []  # `slow-stream` requests the client left
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+        self.function_calls: list[tuple[str, Any]] = []  # (name, arguments) the webhooks got
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/functions/{name}", self.function, methods=["POST"]),
+            ]
+        )
+
+    async def function(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        arguments = await request.json()
+        self.function_calls.append((name, arguments))
+        if name == "fail":
+            return PlainTextResponse("boom", status_code=500)
+        if name == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
+        return JSONResponse({"function": name, "received": arguments})
+
+    @staticmethod
+    def agent_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tool calls `agent` makes: none once tool results are in the conversation."""
+        messages = body["messages"]
+        last_user = next(m for m in reversed(messages) if m.get("role") == "user")
+        looping = "LOOP" in str(last_user.get("content"))  # calls again, whatever it gets
+        answered = messages[-1].get("role") == "tool" and not looping
+        if answered or body.get("tool_choice") == "none":
+            return []
+        calls = []
+        for line in str(last_user.get("content")).splitlines():
+            if line.startswith("CALL "):
+                _, name, arguments = line.split(" ", 2)
+                call_id = f"call_{len(calls) + 1}"
+                calls.append(
+                    {"id": call_id, "type": "function",
+                     "function": {"name": name, "arguments": arguments}}
+                )  # fmt: skip
+        return calls
 
     def last(self) -> dict[str, Any]:
         return self.received[-1]
@@ -54,12 +93,18 @@ class MockUpstream:
             return PlainTextResponse("<html>definitely not json</html>")
         text = self.answer_text(body)
         usage = self.usage(body, text)
+        calls = self.agent_calls(body) if model == "agent" else []
+        if calls and body.get("stream"):
+            return StreamingResponse(self.stream_calls(body, calls), media_type="text/event-stream")
         if body.get("stream"):
             return StreamingResponse(self.stream(body, text, usage), media_type="text/event-stream")
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         finish = "stop"
         if model == "toolcall":
             message = {"role": "assistant", "content": None, "tool_calls": [self.tool_call()]}
+            finish = "tool_calls"
+        if calls:
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
             finish = "tool_calls"
         answer: dict[str, Any] = {
             "id": "chatcmpl-mock",
@@ -78,6 +123,9 @@ class MockUpstream:
         if body.get("model") == "router":  # a complexity router: EASY → 1, HARD → 5
             prompt = str(body["messages"][-1].get("content"))
             return "1" if "EASY" in prompt else "5" if "HARD" in prompt else "banana"
+        if body.get("model") == "agent":
+            results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
+            return "Results: " + " | ".join(results) if results else "No call."
         if body.get("model") == "echo":
             return json.dumps({k: v for k, v in body.items() if k != "model"}, sort_keys=True)
         return "Hello from the mock upstream."
@@ -103,6 +151,31 @@ class MockUpstream:
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'},
         }
+
+    async def stream_calls(self, body: dict[str, Any], calls: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+        """Tool calls as OpenAI streams them: id and name first, then argument fragments."""
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk = {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": "agent-2026",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        yield event({"role": "assistant", "content": None})
+        for index, call in enumerate(calls):
+            head = {"index": index, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+            yield event({"tool_calls": [head]})
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            for part in (arguments[:half], arguments[half:]):
+                yield event({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+        yield event({}, "tool_calls")
+        yield b"data: [DONE]\n\n"
 
     async def stream(self, body: dict[str, Any], text: str, usage: dict[str, Any] | None):  # type: ignore[no-untyped-def]
         model = body["model"]

@@ -23,6 +23,7 @@ from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
 from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import Call
+from alicerce.inference.functions import merge_tools
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.request import ChatRequest, parse_chat_request
 from alicerce.keys import Principal
@@ -102,6 +103,9 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
         )
     spec = gateway.spec
     plan = plan_chat(spec, chat)
+    if spec.functions:
+        plan.toolbox = services.tools.for_gateway(gateway.id, spec.functions)
+        plan.body["tools"] = merge_tools(plan.body.get("tools"), plan.toolbox)
     prepared = Prepared(gateway.id, plan, [])
     chosen = None
     if spec.model == AUTO_MODEL and spec.routing is not None:

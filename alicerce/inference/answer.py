@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from alicerce.billing import LineItem, TokenUsage, estimate_tokens, inference_line_items
-from alicerce.inference.plan import text_of
+from alicerce.billing import LineItem, TokenUsage, estimate_tokens, inference_line_items, merged
+from alicerce.inference.functions import ToolResult
+from alicerce.inference.plan import Plan, text_of
 from alicerce.upstreams.registry import Target
 
 
@@ -18,9 +19,21 @@ class GenerationContext:
     runned_functions: list[dict[str, Any]] = field(default_factory=list)
     knowledge: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, plan: Plan) -> GenerationContext:
+        """What planning consumed (routing, searches) and found (knowledge), to add to."""
+        return cls(line_items=list(plan.line_items), knowledge=list(plan.knowledge))
+
+    def absorb(self, results: list[ToolResult]) -> None:
+        """A round of server-side tools: what they ran, charged and found."""
+        for result in results:
+            self.runned_functions.append(result.to_runned())
+            self.line_items.extend(result.charges)
+            self.knowledge.extend(result.knowledge)
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "generated_usage": [item.to_json() for item in self.line_items],
+            "generated_usage": [item.to_json() for item in merged(self.line_items)],
             "runned_functions": self.runned_functions,
             "knowledge": self.knowledge,
         }

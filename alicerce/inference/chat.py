@@ -10,11 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import anyio
 
-from alicerce.billing import LineItem, TokenUsage
+from alicerce.billing import LineItem, TokenUsage, merged
 from alicerce.clock import utcnow
 from alicerce.errors import AlicerceError
 from alicerce.inference.answer import (
@@ -23,6 +24,7 @@ from alicerce.inference.answer import (
     normalise_message,
 )
 from alicerce.inference.fallback import RetryPolicy, first_success
+from alicerce.inference.functions import MAX_ROUNDS, split_calls
 from alicerce.inference.plan import Plan
 from alicerce.inference.relay import StreamRelay, sse
 from alicerce.keys import Principal
@@ -46,6 +48,10 @@ class Call:
     metadata: dict[str, Any] | None
 
 
+async def _complete(target: Target, body: dict[str, Any]) -> Completion:
+    return await target.upstream.complete(body)
+
+
 class ChatService:
     def __init__(
         self,
@@ -66,17 +72,43 @@ class ChatService:
     ) -> tuple[dict[str, Any], Target]:
         """The whole answer from the first target that gives one, and that target.
 
-        A failure of every target raises, unrecorded: the caller records it."""
-        completion, target = await first_success(
-            targets, lambda t: t.upstream.complete(plan.body), self._policy
-        )
-        context = GenerationContext(line_items=list(plan.line_items))
-        choices = completion["choices"]
-        text = "".join(
-            c.get("message", {}).get("content") or "" for c in choices if isinstance(c, dict)
-        )
-        usage = await self._tokens.settle(completion.get("usage"), plan.body["messages"], text)
-        bill(context, target, usage)
+        With server-side tools, each round's calls are run and fed back until the model
+        answers (or calls the client's tools), at most `MAX_ROUNDS` times; the last round is
+        asked for an answer (`tool_choice: none`). A failure of every target raises,
+        unrecorded: the caller records it."""
+        context = GenerationContext.of(plan)
+        total = TokenUsage()
+        body = plan.body
+        for round_number in range(MAX_ROUNDS + 1):
+            last_round = round_number == MAX_ROUNDS
+            sent = {**body, "tool_choice": "none"} if plan.toolbox and last_round else body
+            completion, target = await first_success(
+                targets, partial(_complete, body=sent), self._policy
+            )
+            choices = [c for c in completion["choices"] if isinstance(c, dict)]
+            text = "".join(c.get("message", {}).get("content") or "" for c in choices)
+            usage = await self._tokens.settle(completion.get("usage"), body["messages"], text)
+            bill(context, target, usage)
+            total += usage
+            if not plan.toolbox or not choices:
+                break
+            message = choices[0].get("message") or {}
+            server, client = split_calls(message.get("tool_calls"), plan.toolbox)
+            if server and not client and not last_round:
+                results = await plan.toolbox.run_all(server)
+                context.absorb(results)
+                assistant = {
+                    "role": "assistant",
+                    "content": message.get("content"),
+                    "tool_calls": [c.to_message() for c in server],
+                }
+                body = plan.with_turns(body, [assistant, *(r.to_message() for r in results)])
+                continue
+            # The client's calls (if any) go back to it; the server's are not its business.
+            choices[0] = {**choices[0], "message": {**message, "tool_calls": client or None}}
+            if not client and choices[0].get("finish_reason") == "tool_calls":
+                choices[0]["finish_reason"] = "stop"
+            break
         model = completion.get("model") or target.upstream.model
         answer = {
             "id": call.request_id,
@@ -91,60 +123,92 @@ class ChatService:
                     "finish_reason": c.get("finish_reason") or "stop",
                 }
                 for i, c in enumerate(choices)
-                if isinstance(c, dict)
             ],
-            "usage": usage.to_openai(),
+            "usage": total.to_openai(),
             "service_tier": completion.get("service_tier") or "default",
             "system_fingerprint": completion.get("system_fingerprint"),
             "generation_context": context.to_json(),
         }
-        self._record(call, model, 200, usage, context, stream=False, ttft_ms=None)
+        self._record(call, model, 200, total, context, stream=False, ttft_ms=None)
         return answer, target
 
-    async def open_stream(
-        self, call: Call, targets: list[Target], plan: Plan
-    ) -> tuple[AsyncIterator[bytes], Target]:
-        """Starts the stream of the first target that answers; fails before the first byte."""
+    async def _start_stream(
+        self, targets: list[Target], body: dict[str, Any]
+    ) -> tuple[tuple[AsyncIterator[Completion], Completion | None], Target]:
+        """The first target's stream that yields a first chunk (or ends cleanly)."""
 
         async def start(target: Target) -> tuple[AsyncIterator[Completion], Completion | None]:
-            chunks = target.upstream.stream(plan.body)
+            chunks = target.upstream.stream(body)
             try:
                 return chunks, await anext(chunks, None)
             except BaseException:
                 await chunks.aclose()  # type: ignore[attr-defined]
                 raise
 
-        (chunks, first), target = await first_success(targets, start, self._policy)
-        return self._relay(call, target, plan, chunks, first), target
+        return await first_success(targets, start, self._policy)
+
+    async def open_stream(
+        self, call: Call, targets: list[Target], plan: Plan
+    ) -> tuple[AsyncIterator[bytes], Target]:
+        """Starts the stream of the first target that answers; fails before the first byte."""
+        (chunks, first), target = await self._start_stream(targets, plan.body)
+        return self._relay(call, targets, target, plan, chunks, first), target
 
     async def _relay(
         self,
         call: Call,
+        targets: list[Target],
         target: Target,
         plan: Plan,
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
+        """Relays the answer; with server tools, runs each round's calls and streams on."""
         relay = StreamRelay(
             request_id=call.request_id,
             model=target.upstream.model,
             prefill=plan.prefill,
             started=call.started,
+            toolbox=plan.toolbox,
         )
+        context = GenerationContext.of(plan)
+        total = TokenUsage()
+        body = plan.body
+        billed = False  # whether the current round's tokens are in `total`
         status, error = 499, None  # until the stream ends well: the client went away
         try:
             for piece in relay.opening():
                 yield piece
-            if first is not None:
-                for piece in relay.relay(first):
-                    yield piece
-                async for chunk in chunks:
-                    for piece in relay.relay(chunk):
+            for round_number in range(MAX_ROUNDS + 1):
+                if first is not None:
+                    for piece in relay.relay(first):
                         yield piece
-            usage = await self._tokens.settle(relay.usage, plan.body["messages"], relay.text)
-            context = GenerationContext(line_items=list(plan.line_items))
-            bill(context, target, usage)
-            for piece in relay.closing(usage.to_openai(), context.to_json(), plan.include_usage):
+                    async for chunk in chunks:
+                        for piece in relay.relay(chunk):
+                            yield piece
+                usage = await self._tokens.settle(relay.usage, body["messages"], relay.round_text)
+                bill(context, target, usage)
+                total, billed = total + usage, True
+                calls = relay.held_calls()
+                if not calls or relay.client_index or round_number == MAX_ROUNDS:
+                    break
+                assert plan.toolbox is not None
+                results = await plan.toolbox.run_all(calls)
+                context.absorb(results)
+                assistant = {
+                    "role": "assistant",
+                    "content": relay.round_text or None,
+                    "tool_calls": [c.to_message() for c in calls],
+                }
+                body = plan.with_turns(body, [assistant, *(r.to_message() for r in results)])
+                relay.next_round()
+                last = round_number + 1 == MAX_ROUNDS
+                await chunks.aclose()  # type: ignore[attr-defined]
+                sent = {**body, "tool_choice": "none"} if last else body
+                (chunks, first), target = await self._start_stream(targets, sent)
+                billed = False
+            closing = relay.closing(total.to_openai(), context.to_json(), plan.include_usage)
+            for piece in closing:
                 yield piece
             status = 200
         except AlicerceError as exc:
@@ -153,17 +217,17 @@ class ChatService:
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()  # type: ignore[attr-defined]
-                if status != 200:  # bill what was generated, also when the client went away
+                if not billed:  # bill what was generated, also when the client went away
                     usage = await self._tokens.settle(
-                        relay.usage, plan.body["messages"], relay.text
+                        relay.usage, body["messages"], relay.round_text
                     )
-                    context = GenerationContext(line_items=list(plan.line_items))
                     bill(context, target, usage)
+                    total += usage
             self._record(
                 call,
                 relay.model,
                 status,
-                usage,
+                total,
                 context,
                 stream=True,
                 ttft_ms=relay.ttft_ms,
@@ -227,7 +291,7 @@ class ChatService:
                 cached_tokens=usage.cached_tokens,
                 tokens_estimated=usage.estimated,
                 amount=amount,
-                line_items=[item.to_record() for item in context.line_items],
+                line_items=[item.to_record() for item in merged(context.line_items)],
                 request_metadata=call.metadata,
             )
         )

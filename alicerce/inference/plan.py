@@ -16,6 +16,7 @@ from typing import Any
 
 from alicerce.billing import LineItem
 from alicerce.gateways import OVERRIDABLE, GatewaySpec
+from alicerce.inference.functions import Toolbox
 from alicerce.inference.request import ChatRequest
 
 _PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "user")
@@ -28,6 +29,14 @@ class Plan:
     include_usage: bool
     # What planning itself consumed (routing, query rewriting, searches), billed with the answer.
     line_items: list[LineItem] = field(default_factory=list)
+    knowledge: list[dict[str, Any]] = field(default_factory=list)  # chunks put in the context
+    toolbox: Toolbox | None = None  # server-side tools the model may call, run by the gateway
+
+    def with_turns(self, body: dict[str, Any], turns: list[dict[str, Any]]) -> dict[str, Any]:
+        """`body` with a tool round's messages added (before the prefill, which stays last)."""
+        messages = body["messages"]
+        cut = len(messages) - 1 if self.prefill else len(messages)
+        return {**body, "messages": [*messages[:cut], *turns, *messages[cut:]]}
 
 
 def text_of(content: Any) -> str:

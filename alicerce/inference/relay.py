@@ -4,6 +4,10 @@ Each upstream chunk is decoded, re-addressed (our id, created time) and sent on 
 is buffered but the chunk that carries `finish_reason`, held until the upstream's usage arrives
 so that it can carry `usage` and `generation_context` (or, with `include_usage`, so that one more
 `choices: []` chunk can follow it, exactly as OpenAI does).
+
+With server-side tools, one client stream spans several upstream rounds: calls to the server's
+tools are held back (collected for the gateway to run), calls to the client's tools are sent on
+re-indexed from 0, and a round that only called server tools sends no finish chunk.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import time
 from typing import Any
 
 import msgspec
+
+from alicerce.inference.functions import Toolbox, ToolCall
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 DONE = b"data: [DONE]\n\n"
@@ -22,7 +28,15 @@ def sse(payload: Any) -> bytes:
 
 
 class StreamRelay:
-    def __init__(self, *, request_id: str, model: str, prefill: str | None, started: float):
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        prefill: str | None,
+        started: float,
+        toolbox: Toolbox | None = None,
+    ):
         self.id = request_id
         self.created = int(time.time())
         self.model = model
@@ -36,6 +50,26 @@ class StreamRelay:
         self.ttft_ms: float | None = None
         self.system_fingerprint: Any = None
         self.service_tier: Any = None
+        self.toolbox = toolbox
+        self.round_start = 0  # where this round's text begins in `pieces`
+        self.server_calls: dict[int, ToolCall] = {}  # by upstream index, held for the gateway
+        self.client_index: dict[int, int] = {}  # upstream index → the index the client sees
+
+    def next_round(self) -> None:
+        """Forgets the finished round's calls, finish and usage; keeps the text and timing."""
+        self.round_start = len(self.pieces)
+        self.tool_calls_seen.clear()
+        self.server_calls.clear()
+        self.client_index.clear()
+        self.finish_chunk = None
+        self.usage = None
+
+    @property
+    def round_text(self) -> str:
+        return "".join(self.pieces[self.round_start :])
+
+    def held_calls(self) -> list[ToolCall]:
+        return list(self.server_calls.values())
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -91,9 +125,15 @@ class StreamRelay:
                 self.pieces.append(content)
                 self._mark_first_token()
             if delta.get("tool_calls"):
-                delta["tool_calls"] = self._dedupe_tool_calls(delta["tool_calls"])
-                self._mark_first_token()
+                calls = self._dedupe_tool_calls(self._route_tool_calls(delta["tool_calls"]))
+                if calls:
+                    delta["tool_calls"] = calls
+                    self._mark_first_token()
+                else:
+                    del delta["tool_calls"]
             finish = choice.get("finish_reason")
+            if finish == "tool_calls" and self.toolbox and not self.client_index:
+                finish = "stop"  # only server tools were called: not the client's business
             relayed_choice = {
                 "index": choice.get("index", 0),
                 "delta": delta,
@@ -107,6 +147,30 @@ class StreamRelay:
         if relayed:
             out.append(sse(self._chunk(relayed)))
         return out
+
+    def _route_tool_calls(self, calls: Any) -> Any:
+        """Holds the server's tool calls; re-indexes the client's from 0."""
+        if self.toolbox is None or not isinstance(calls, list):
+            return calls
+        forwarded = []
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index", 0)
+            raw_function = call.get("function")
+            function: dict[str, Any] = raw_function if isinstance(raw_function, dict) else {}
+            held = self.server_calls.get(index)
+            if held is None and index not in self.client_index:
+                name = function.get("name")
+                if isinstance(name, str) and name in self.toolbox:
+                    held = self.server_calls[index] = ToolCall(str(call.get("id") or ""), name, "")
+                else:
+                    self.client_index[index] = len(self.client_index)
+            if held is not None:
+                held.arguments += function.get("arguments") or ""
+                continue
+            forwarded.append(call | {"index": self.client_index[index]})
+        return forwarded
 
     def _dedupe_tool_calls(self, calls: Any) -> Any:
         """A tool call's `id`, `type` and `function.name` go once per index: SDKs concatenate."""
