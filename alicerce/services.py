@@ -9,8 +9,10 @@ import os
 from dataclasses import dataclass
 
 from alicerce.catalog import Catalog, CatalogError
+from alicerce.embeddings import LocalE5Embedder
 from alicerce.gateways import GatewayService
 from alicerce.inference.chat import ChatService
+from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.routing import ComplexityRouter
@@ -54,6 +56,8 @@ class Services:
     usage: UsageService
     limiter: Limiter
     tools: GatewayTools
+    embedder: LocalE5Embedder  # one model in memory, for the route and knowledge alike
+    embeddings: EmbeddingsService
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
 
@@ -89,6 +93,7 @@ class Services:
             batch_size=settings.request_log_batch_size,
         )
         metrics = Metrics()
+        embedder = LocalE5Embedder()  # loads on first use
         usage = UsageService(db)
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
@@ -126,6 +131,8 @@ class Services:
             usage=usage,
             limiter=limiter,
             tools=GatewayTools(http),
+            embedder=embedder,
+            embeddings=EmbeddingsService(embedder, current_catalog, request_log, limiter, metrics),
             _catalog_mtime=catalog_mtime,
         )
         return services

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from alicerce.api.auth import require_inference, services_of
 from alicerce.api.json import json_response
 from alicerce.catalog import AUTO_MODEL, LOCAL_CHAT_MODEL
+from alicerce.embeddings import LOCAL_EMBEDDING_MODEL
 from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTooLarge
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
@@ -198,6 +199,8 @@ def _models_for(services: Services, principal: Principal) -> list[dict[str, Any]
         for model in services.catalog.models():
             owner = "alicerce" if model.id == LOCAL_CHAT_MODEL else model.provider.name
             data.append(_model_entry(model.id, 0, owner))
+        if LOCAL_EMBEDDING_MODEL not in services.catalog:  # for /embeddings only
+            data.append(_model_entry(LOCAL_EMBEDDING_MODEL, 0, "alicerce"))
     return data
 
 

@@ -8,7 +8,7 @@ Unknown fields are ignored, as the contract says.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -58,6 +58,7 @@ class ChatRequest(msgspec.Struct):
     user: str | None = None
 
 
+T = TypeVar("T")
 _decoder = msgspec.json.Decoder(ChatRequest)
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
@@ -67,12 +68,13 @@ def _param_from_path(path: str) -> str:
     return path.lstrip(".")
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Decodes and validates; every failure is a 400 with `param` naming the field."""
+def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+    """Decodes and validates any request struct; every failure is a 400 with `param` naming
+    the field (shared by the OpenAI routes, so all of them answer bad input alike)."""
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        request = _decoder.decode(raw)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         text = str(exc)
         match = _PATH.search(text)
@@ -87,6 +89,11 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         ) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Decodes and validates; every failure is a 400 with `param` naming the field."""
+    request = decode_body(_decoder, raw)
     if request.model == "":
         raise InvalidRequest("'model' must name a gateway.", param="model")
     return request

@@ -1,0 +1,206 @@
+"""OpenAI embeddings with the local embedding model: validate, embed, price, record.
+
+E5 reads its input with a `query: ` or `passage: ` prefix, which OpenAI's request has no field
+for: `input_type` (`query`, the default, which E5's authors advise for symmetric tasks such as
+similarity, or `passage`/`document` for texts to be retrieved) is our extension to choose it.
+`dimensions` other than 384 is refused rather than truncated: E5 was not trained for shorter
+prefixes of its vectors (as OpenAI's v3 models were), so truncation would quietly lose quality.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+
+from alicerce.billing import LineItem, TokenUsage
+from alicerce.catalog import Catalog
+from alicerce.clock import utcnow
+from alicerce.embeddings import LOCAL_EMBEDDING_MODEL, Embedder, EmbeddingBatch, Kind
+from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
+from alicerce.inference.chat import Call
+from alicerce.inference.request import decode_body
+from alicerce.limits import Limiter
+from alicerce.metrics import Metrics
+from alicerce.request_log import RequestLog, RequestRecord
+
+EMBEDDINGS_SKU = "inference.embeddings.in"
+MAX_INPUTS = 2048  # OpenAI's own limit on the number of inputs
+MAX_INPUT_CHARS = 32_768  # about 8k tokens, OpenAI's per-input limit
+MAX_TOTAL_CHARS = 400_000  # CPU time: a request this large already takes tens of seconds
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class EmbeddingsRequest(msgspec.Struct):
+    model: str
+    input: str | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: PositiveInt | None = None
+    user: str | None = None
+    input_type: Literal["query", "passage", "document"] = "query"
+
+
+_decoder = msgspec.json.Decoder(EmbeddingsRequest)
+
+
+def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, list[str]]:
+    """The request and its texts; bad input is a 400 naming the field, too much a 413."""
+    request = decode_body(_decoder, raw)
+    if request.model != LOCAL_EMBEDDING_MODEL:
+        raise InvalidRequest(
+            f"The embedding model {request.model!r} does not exist; this gateway embeds with "
+            f"{LOCAL_EMBEDDING_MODEL!r}.",
+            param="model",
+            code="model_not_found",
+        )
+    if request.dimensions is not None and request.dimensions != 384:
+        raise InvalidRequest(
+            f"{LOCAL_EMBEDDING_MODEL} makes 384-dimensional vectors; 'dimensions' must be 384 "
+            "or left out.",
+            param="dimensions",
+        )
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if not texts:
+        raise InvalidRequest("'input' must not be empty.", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(
+            f"'input' has {len(texts)} items; at most {MAX_INPUTS} per request.", param="input"
+        )
+    total = 0
+    for index, text in enumerate(texts):
+        param = "input" if isinstance(request.input, str) else f"input[{index}]"
+        if not isinstance(text, str):
+            raise InvalidRequest(
+                "'input' must be a string or a list of strings; token-id arrays are not "
+                f"supported by {LOCAL_EMBEDDING_MODEL}.",
+                param=param,
+            )
+        if not text:
+            raise InvalidRequest("An input must not be an empty string.", param=param)
+        if len(text) > MAX_INPUT_CHARS:
+            raise InvalidRequest(
+                f"An input may have at most {MAX_INPUT_CHARS} characters; this one has "
+                f"{len(text)}.",
+                param=param,
+            )
+        total += len(text)
+    if total > MAX_TOTAL_CHARS:
+        raise RequestTooLarge(
+            f"The inputs have {total} characters; at most {MAX_TOTAL_CHARS} per request. "
+            "Split them over several requests.",
+            param="input",
+        )
+    return request, texts  # type: ignore[return-value]
+
+
+def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    """A vector as OpenAI sends it: floats, or base64 of little-endian float32 (what the
+    `openai` SDK asks for by default and decodes with numpy)."""
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()  # type: ignore[no-any-return]
+
+
+def embeddings_answer(batch: EmbeddingBatch, model: str, encoding_format: str) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": encode_vector(row, encoding_format),
+            }
+            for index, row in enumerate(batch.vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": batch.tokens, "total_tokens": batch.tokens},
+    }
+
+
+def embedding_line_items(catalog: Catalog, model: str, tokens: int) -> list[LineItem]:
+    """Tokens read, at the catalog's input price (0 for the local model unless priced)."""
+    entry = catalog.get(model)
+    price = entry.price_in if entry is not None else Decimal(0)
+    return [LineItem(EMBEDDINGS_SKU, tokens, price, f"Embeddings with AI model '{model}'")]
+
+
+def estimate_tokens(texts: list[str]) -> int:
+    """For admission checks: E5's tokenizer makes about one token per four characters."""
+    return sum(len(text) // 4 + 3 for text in texts)
+
+
+class EmbeddingsService:
+    """Embeds for the `/embeddings` route; every request is recorded once, as chats are."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        catalog: Callable[[], Catalog],
+        request_log: RequestLog,
+        limiter: Limiter,
+        metrics: Metrics,
+    ) -> None:
+        self._embedder = embedder
+        self._catalog = catalog
+        self._log = request_log
+        self._limiter = limiter
+        self._metrics = metrics
+
+    async def create(
+        self, call: Call, request: EmbeddingsRequest, texts: list[str]
+    ) -> dict[str, Any]:
+        if call.principal.gateways is not None:
+            raise PermissionDenied(
+                "This key may call only its gateways; embeddings need a key without a "
+                "gateway list.",
+                param="model",
+                code="model_not_allowed",
+            )
+        await self._limiter.admit(call.principal, estimate_tokens(texts))
+        kind: Kind = "query" if request.input_type == "query" else "passage"
+        batch = await self._embedder.embed(texts, kind=kind)
+        items = embedding_line_items(self._catalog(), self._embedder.model, batch.tokens)
+        self._record(call, 200, batch.tokens, items)
+        return embeddings_answer(batch, self._embedder.model, request.encoding_format)
+
+    def record_failure(self, call: Call, exc: AlicerceError) -> None:
+        self._record(call, exc.status, 0, [], error=exc)
+
+    def _record(
+        self,
+        call: Call,
+        status: int,
+        tokens: int,
+        items: list[LineItem],
+        error: AlicerceError | None = None,
+    ) -> None:
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        amount = sum((item.amount for item in items), Decimal(0))
+        self._log.record(
+            RequestRecord(
+                id=call.request_id,
+                created_at=utcnow(),
+                endpoint=call.endpoint,
+                stream=False,
+                account_id=call.principal.account_id,
+                key_id=call.principal.key_id,
+                gateway_id=None,
+                model=self._embedder.model,
+                status_code=status,
+                error_type=error.type if error else None,
+                error_message=error.message if error else None,
+                latency_ms=round(latency_ms, 3),
+                prompt_tokens=tokens,
+                amount=amount,
+                line_items=[item.to_record() for item in items],
+            )
+        )
+        self._limiter.settle(call.principal, tokens, amount)
+        usage = TokenUsage(prompt_tokens=tokens)
+        self._metrics.observe_request(call.endpoint, status, latency_ms / 1000, usage, False, None)
