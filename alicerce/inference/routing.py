@@ -9,10 +9,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from alicerce.billing import ROUTING_SKU, LineItem, inference_line_items
+from alicerce.billing import ROUTING_SKU, LineItem
 from alicerce.errors import AlicerceError
 from alicerce.gateways import Routing
 from alicerce.inference.plan import text_of
+from alicerce.inference.side_calls import ask
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import UpstreamRegistry
 
@@ -79,34 +80,26 @@ class ComplexityRouter:
         middle = routing.tiers[len(routing.tiers) // 2]
         try:
             target = self._upstreams.for_model(routing.router)
-            body: dict[str, Any] = {
-                "messages": [
-                    {"role": "system", "content": ROUTER_INSTRUCTIONS},
-                    *(
-                        turn
-                        for view, digit in EXAMPLES
-                        for turn in (
-                            {"role": "user", "content": view},
-                            {"role": "assistant", "content": digit},
-                        )
-                    ),
-                    {"role": "user", "content": compact_view(messages)},
-                ],
-                "max_tokens": 2,
-                "temperature": 0,
-            }
-            completion = await target.upstream.complete(body)
         except AlicerceError:
             return Routed(middle, None)
-        choices = completion.get("choices") or [{}]
-        message = choices[0].get("message") if isinstance(choices[0], dict) else None
-        text = message.get("content") if isinstance(message, dict) else None
-        completion_text = text if isinstance(text, str) else ""
-        usage = await self._tokens.settle(
-            completion.get("usage"), body["messages"], completion_text
-        )
-        items = inference_line_items(target.model, usage, ROUTING_SKU, "Complexity routing")
-        complexity = parse_complexity(text if isinstance(text, str) else None)
+        body: dict[str, Any] = {
+            "messages": [
+                {"role": "system", "content": ROUTER_INSTRUCTIONS},
+                *(
+                    turn
+                    for view, digit in EXAMPLES
+                    for turn in (
+                        {"role": "user", "content": view},
+                        {"role": "assistant", "content": digit},
+                    )
+                ),
+                {"role": "user", "content": compact_view(messages)},
+            ],
+            "max_tokens": 2,
+            "temperature": 0,
+        }
+        answered = await ask(target, body, self._tokens, ROUTING_SKU, "Complexity routing")
+        complexity = parse_complexity(answered.text)
         if complexity is None:
-            return Routed(middle, None, items)
-        return Routed(tier_for(complexity, routing.tiers), complexity, items)
+            return Routed(middle, None, answered.line_items)
+        return Routed(tier_for(complexity, routing.tiers), complexity, answered.line_items)
