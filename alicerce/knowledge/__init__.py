@@ -1,0 +1,1 @@
+"""Knowledge collections: extract, chunk, embed, index and search documents."""
