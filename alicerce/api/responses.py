@@ -1,0 +1,81 @@
+"""`POST /responses`: the Responses API, served by the chat-completions pipeline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from alicerce.api.auth import require_inference, services_of
+from alicerce.api.inference import _served_by, prepare_chat, read_body
+from alicerce.api.json import json_response
+from alicerce.errors import AlicerceError
+from alicerce.ids import new_id
+from alicerce.inference.answer import prompt_estimate
+from alicerce.inference.chat import Call
+from alicerce.inference.responses import (
+    ResponseEvents,
+    ResponsesRequest,
+    parse_responses_request,
+    response_from_chat,
+    response_id,
+    to_chat_request,
+    translate_stream,
+)
+
+router = APIRouter(tags=["inference"])
+
+RESPONSES_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ResponsesRequest"}}
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "A `response` object, or with `stream: true` its typed Server-Sent "
+            "Events (`response.created` ... `response.completed`).",
+        }
+    },
+}
+SCHEMAS = [ResponsesRequest]  # documented by the app with the other hand-validated bodies
+
+
+@router.post("/responses", openapi_extra=RESPONSES_OPENAPI, summary="Create a model response")
+async def create_response(request: Request) -> Response:
+    started = time.perf_counter()
+    services = services_of(request)
+    principal = await require_inference(request)
+    call = Call(new_id(), principal, None, "responses", started, None)
+    stream, model, charges = False, None, None
+    try:
+        body = parse_responses_request(await read_body(request, services.settings.max_body_bytes))
+        stream, call.metadata = body.stream, body.metadata
+        prepared = await prepare_chat(services, principal, to_chat_request(body))
+        call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
+        model = prepared.targets[0].upstream.model
+        if services.limiter.applies(principal):
+            await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
+        headers = prepared.headers | {"x-request-id": call.request_id}
+        rid = response_id(call.request_id)
+        if stream:
+            chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
+            events = ResponseEvents(rid, body, target.upstream.model)
+            headers |= {
+                "x-alicerce-model": _served_by(target),
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            }
+            return StreamingResponse(
+                translate_stream(chunks, events), media_type="text/event-stream", headers=headers
+            )
+        answer, target = await services.chat.complete(call, prepared.targets, prepared.plan)
+        headers["x-alicerce-model"] = _served_by(target)
+        return json_response(response_from_chat(rid, body, answer), headers=headers)
+    except AlicerceError as exc:
+        services.chat.record_failure(call, model, exc, stream=stream, charges=charges)
+        exc.request_id = call.request_id
+        raise
