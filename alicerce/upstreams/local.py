@@ -10,7 +10,9 @@ token through a queue; a consumer that goes away stops the generation at the nex
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -62,6 +64,44 @@ def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
             content = (content + f"\nCalled: {calls}").strip()
         out.append({"role": role, "content": content})
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _gbnf(schema_json: str | None) -> str:
+    """The llama.cpp grammar for a JSON Schema (None: any JSON object); cached, as clients
+    send the same schema again and again."""
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    return JSON_GBNF if schema_json is None else json_schema_to_gbnf(schema_json)
+
+
+def grammar_for(response_format: Any) -> Any:
+    """`response_format` as a llama.cpp grammar, so that even a 135M model answers with JSON
+    (matching the schema, for `json_schema`); None for plain text."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        schema_json = None
+    elif kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format.json_schema.schema must be a JSON Schema object.",
+                param="response_format.json_schema.schema",
+            )
+        schema_json = json.dumps(schema, sort_keys=True)
+    else:
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(_gbnf(schema_json), verbose=False)
+    except Exception as exc:  # the converter raises bare errors on schemas it cannot express
+        raise InvalidRequest(
+            f"The local model cannot follow this JSON Schema: {exc}",
+            param="response_format.json_schema.schema",
+        ) from None
 
 
 class _Generation:
@@ -242,6 +282,7 @@ class LocalUpstream:
         import llama_cpp
 
         tokens = self._prompt(model, body["messages"])
+        grammar = grammar_for(body.get("response_format"))
         room = self._context - len(tokens)
         if room < 1:
             raise InvalidRequest(
@@ -271,6 +312,7 @@ class LocalUpstream:
             stop=stops,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
+            grammar=grammar,
         )
         created = int(time.time())
 
