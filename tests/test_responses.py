@@ -271,3 +271,18 @@ def test_unknown_gateway_is_404_and_v1_path_works(account: Account) -> None:
         )
     assert response.status_code == 200
     assert response.json()["output"][0]["content"][0]["text"] == "Hello from the mock upstream."
+
+
+def test_an_upstream_failure_mid_stream_is_an_error_then_response_failed(account: Account) -> None:
+    gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "stream-error"}
+    )
+    stream = account.openai().responses.with_raw_response.create(
+        model=gateway["id"], input="Q", stream=True
+    )
+    request_id = stream.headers["x-request-id"]
+    events = list(stream.parse())
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-1].response.status == "failed"
+    assert events[-1].response.error.message
+    assert account.alicerce.wait_for_record(request_id).status_code == 502

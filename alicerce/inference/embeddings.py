@@ -32,7 +32,9 @@ from alicerce.request_log import RequestLog, RequestRecord
 EMBEDDINGS_SKU = "inference.embeddings.in"
 MAX_INPUTS = 2048  # OpenAI's own limit on the number of inputs
 MAX_INPUT_CHARS = 32_768  # about 8k tokens, OpenAI's per-input limit
-MAX_TOTAL_CHARS = 400_000  # CPU time: a request this large already takes tens of seconds
+# CPU time: e5-small reads about 550 tokens/s on two busy cores, so 100k characters (~25k
+# tokens) is already about 45 s, during which knowledge searches wait for the same model.
+MAX_TOTAL_CHARS = 100_000
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
