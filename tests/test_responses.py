@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import openai
@@ -286,3 +287,24 @@ def test_an_upstream_failure_mid_stream_is_an_error_then_response_failed(account
     assert events[-1].response.status == "failed"
     assert events[-1].response.error.message
     assert account.alicerce.wait_for_record(request_id).status_code == 502
+
+
+def test_client_leaving_mid_stream_closes_upstream_and_records_499(account: Account) -> None:
+    gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "slow-stream"}
+    )
+    marker = f"leave-{gateway['id']}"
+    raw = account.openai().responses.with_raw_response.create(
+        model=gateway["id"], input=marker, stream=True
+    )
+    request_id = raw.headers["x-request-id"]
+    stream = raw.parse()
+    for event in stream:
+        if event.type == "response.output_text.delta":
+            break
+    stream.close()
+    assert account.alicerce.wait_for_record(request_id).status_code == 499
+    deadline = time.monotonic() + 5
+    while marker not in account.upstream.mock.streams_closed_early:
+        assert time.monotonic() < deadline, "the upstream stream was not closed"
+        time.sleep(0.02)
