@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -123,3 +124,85 @@ class LineItemRow(Base):
     unit_price: Mapped[str] = mapped_column(Money)
     description: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- knowledge collections (migration 0002) ----------------------------------------------------
+# Keyword indexes live beside these tables and are written with them in one transaction: on
+# SQLite the FTS5 table `chunks_fts` (rowid = chunks.key), on PostgreSQL the `chunks.tsv`
+# column (and `chunks.embedding` when pgvector is installed). Both are created in the migration
+# only, so they do not appear here.
+
+
+class CollectionRow(Base):
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_collections_account_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    embedding_model: Mapped[str] = mapped_column(String(200))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # Bumped in every transaction that changes the collection's chunks, so each process can tell
+    # cheaply whether its in-memory vector index is stale.
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunk_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    term_count: Mapped[int] = mapped_column(BigInteger, default=0)  # for BM25's average length
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "content_hash", name="uq_documents_collection_hash"),
+        Index("ix_documents_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    doc_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JsonType)
+    status: Mapped[str] = mapped_column(String(16))  # queued, indexing, ready, failed
+    error: Mapped[str | None] = mapped_column(Text)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentSourceRow(Base):
+    """A document's original bytes, kept until it is indexed so a restart can resume."""
+
+    __tablename__ = "document_sources"
+
+    document_id: Mapped[str] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ChunkRow(Base):
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_collection_key", "collection_id", "key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # A random 63-bit integer: the key of the chunk in the vector and keyword indexes, which
+    # want integers (FTS5 rowid, usearch keys).
+    key: Mapped[int] = mapped_column(BigInteger, unique=True)
+    document_id: Mapped[str] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    collection_id: Mapped[str] = mapped_column(String(36))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    heading_path: Mapped[list[str]] = mapped_column(JsonType)
+    tokens: Mapped[int] = mapped_column(Integer)
+    n_terms: Mapped[int] = mapped_column(Integer)  # keyword terms, BM25's document length
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, unit length: the truth

@@ -1,0 +1,69 @@
+"""Hybrid ranking: fuse the vector and keyword rankings, and say how relevant each chunk is.
+
+Two questions with different answers:
+- *order*: `rrf` (default) ranks by weighted reciprocal rank fusion,
+  `w / (k + rank_vector) + (1 - w) / (k + rank_keyword)`; `convex` ranks by the relevance below.
+- *score* (what `min_score` filters): the relevance `w * vector_score + (1 - w) * keyword_score`,
+  both parts already in [0, 1] and comparable across queries (see `scoring`). Under `rrf` the score
+  is capped by the one before it, so scores never rise down the list: a chunk ranked below
+  another never claims to be more relevant, and callers may merge result lists by score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Method = Literal["rrf", "convex"]
+
+
+@dataclass(frozen=True, slots=True)
+class FusionSettings:
+    method: Method = "rrf"
+    vector_weight: float = 0.5
+    rrf_k: int = 60
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> FusionSettings:
+        """A collection's `settings["fusion"]`, e.g. {"method": "convex", "vector_weight": 0.7}."""
+        raw = settings.get("fusion") or {}
+        method = raw.get("method", "rrf")
+        if method not in ("rrf", "convex"):
+            raise ValueError(f"fusion method must be 'rrf' or 'convex', not {method!r}")
+        weight = float(raw.get("vector_weight", 0.5))
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError("fusion vector_weight must be between 0 and 1")
+        return cls(method=method, vector_weight=weight, rrf_k=int(raw.get("rrf_k", 60)))
+
+
+def fuse_rankings(
+    vector_scores: Mapping[int, float],
+    keyword_scores: Mapping[int, float],
+    vector_ranking: list[int],
+    keyword_ranking: list[int],
+    settings: FusionSettings,
+) -> list[tuple[int, float]]:
+    """(key, score) best first. `*_scores` cover every candidate (0 where a side found nothing);
+    `*_ranking` are each side's own candidate lists, best first, for the ranks."""
+    w = settings.vector_weight
+    candidates = set(vector_ranking) | set(keyword_ranking)
+    relevance = {
+        key: w * vector_scores.get(key, 0.0) + (1 - w) * keyword_scores.get(key, 0.0)
+        for key in candidates
+    }
+    if settings.method == "convex":
+        return sorted(relevance.items(), key=lambda item: (-item[1], item[0]))
+    k = settings.rrf_k
+    fused: dict[int, float] = dict.fromkeys(candidates, 0.0)
+    for rank, key in enumerate(vector_ranking, start=1):
+        fused[key] += w / (k + rank)
+    for rank, key in enumerate(keyword_ranking, start=1):
+        fused[key] += (1 - w) / (k + rank)
+    order = sorted(candidates, key=lambda key: (-fused[key], -relevance[key], key))
+    ranked: list[tuple[int, float]] = []
+    ceiling = 1.0
+    for key in order:
+        ceiling = min(ceiling, relevance[key])
+        ranked.append((key, ceiling))
+    return ranked

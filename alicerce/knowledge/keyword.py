@@ -1,0 +1,73 @@
+"""Keyword terms and BM25, the same on both backends.
+
+Text is folded the way SQLite's FTS5 tokenizer `unicode61 remove_diacritics 2` folds it (accents
+removed, case folded, split on anything that is not a letter or a digit), so a query typed
+without accents finds Portuguese text written with them, and the PostgreSQL index, fed the
+folded terms, counts the same terms FTS5 does.
+
+A BM25 score has no upper bound and its scale changes with the query, so it is reported as a
+fraction of the best score the query could reach: `bm25 / sum(idf(t) * (k1 + 1))` over the query's
+terms, in [0, 1]. A chunk matching every query term many times scores near 1; one matching only
+a common term scores near 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+
+# FTS5's bm25() defaults; PostgreSQL's ranking uses the same so the backends agree.
+K1 = 1.2
+B = 0.75
+MAX_QUERY_TERMS = 32
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: 'Organização' -> 'organizacao'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return stripped.casefold()
+
+
+def terms(text: str) -> list[str]:
+    """The keyword terms of `text`, in order, repeats kept (a document's term frequencies)."""
+    return _WORD.findall(fold(text))
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct terms of a query, first occurrence first, at most MAX_QUERY_TERMS."""
+    seen: dict[str, None] = {}
+    for term in terms(query):
+        seen.setdefault(term, None)
+    return list(seen)[:MAX_QUERY_TERMS]
+
+
+def idf(rows: int, containing: int) -> float:
+    """FTS5's IDF: a term in more than half the rows would go negative and counts ~nothing."""
+    value = math.log((rows - containing + 0.5) / (containing + 0.5))
+    return max(value, 1e-6)
+
+
+def best_score(idfs: Iterable[float]) -> float:
+    """The BM25 bound: every term present with a frequency tending to infinity."""
+    return sum(value * (K1 + 1) for value in idfs)
+
+
+def normalised(bm25: float, bound: float) -> float:
+    return 0.0 if bound <= 0 else min(1.0, max(0.0, bm25 / bound))
+
+
+def fts5_match(collection_tokens: list[str], query: list[str]) -> str:
+    """An FTS5 MATCH expression: any of the query terms, in one of the collections."""
+    words = " OR ".join(f'"{term}"' for term in query)
+    collections = " OR ".join(collection_tokens)
+    return f"collection : ({collections}) AND text : ({words})"
+
+
+def collection_token(collection_id: str) -> str:
+    """The single FTS5 token that marks a row as belonging to a collection."""
+    return "c" + collection_id.replace("-", "")

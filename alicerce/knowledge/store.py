@@ -1,0 +1,969 @@
+"""Collections, documents and chunks in the database, and search over them.
+
+One database is the source of truth: documents, their original bytes until indexed, chunks with
+their float32 vectors, and the keyword index, all written in one transaction, so a document is
+searchable completely or not at all, also after a crash.
+
+Backends:
+- SQLite: FTS5 `bm25()` for keywords; vectors searched in an in-process HNSW graph per
+  collection (`vectors.VectorIndexes`), kept in step through `collections.generation`.
+- PostgreSQL: BM25 computed in SQL from a `tsvector` of folded terms (`keyword`), with document
+  frequencies counted at query time through the GIN index, so there are no statistics tables
+  to keep in step. Vectors: pgvector's HNSW index when the server had pgvector at migration time;
+  otherwise the same in-process graph as on SQLite, over the `bytea` column.
+
+Tenancy: every public method that a request reaches takes `account_id` and filters by it; the
+worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worker got from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alicerce.clock import utcnow
+from alicerce.errors import Conflict, NotFound
+from alicerce.ids import new_id
+from alicerce.knowledge import keyword
+from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
+from alicerce.knowledge.scoring import VectorCalibration
+from alicerce.knowledge.vectors import VectorIndexes
+from alicerce.store import Database
+from alicerce.store.tables import (
+    ChunkRow,
+    CollectionRow,
+    DocumentRow,
+    DocumentSourceRow,
+)
+
+Mode = Literal["hybrid", "vector", "keyword"]
+UNFINISHED = ("queued", "indexing")
+MIN_CANDIDATES = 30  # each side hands fusion at least this many, or 4 x top_k
+
+
+class ChunkLike(Protocol):
+    """What `write_chunks` reads of `alicerce.knowledge.chunking.Chunk`."""
+
+    text: str
+    heading_path: list[str]
+    position: int
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    id: str
+    account_id: str
+    name: str
+    description: str | None
+    embedding_model: str
+    dimensions: int
+    settings: dict[str, Any]
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: str
+    collection_id: str
+    account_id: str
+    name: str
+    content_hash: str
+    media_type: str | None
+    size_bytes: int
+    source_url: str | None
+    metadata: dict[str, Any]
+    status: str
+    error: str | None
+    chunks: int
+    tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    collection_id: str
+    document_id: str
+    document_name: str
+    chunk_id: str
+    text: str
+    score: float  # relevance in [0, 1], comparable across queries: see `scoring`
+    metadata: dict[str, Any]
+    heading_path: list[str] = field(default_factory=list)
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk as re-embedding needs it."""
+
+    id: str
+    text: str
+    heading_path: list[str]
+    position: int
+
+
+def _collection(row: CollectionRow) -> Collection:
+    return Collection(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        description=row.description,
+        embedding_model=row.embedding_model,
+        dimensions=row.dimensions,
+        settings=dict(row.settings or {}),
+        chunk_count=row.chunk_count,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _document(row: DocumentRow) -> Document:
+    return Document(
+        id=row.id,
+        collection_id=row.collection_id,
+        account_id=row.account_id,
+        name=row.name,
+        content_hash=row.content_hash,
+        media_type=row.media_type,
+        size_bytes=row.size_bytes,
+        source_url=row.source_url,
+        metadata=dict(row.doc_metadata or {}),
+        status=row.status,
+        error=row.error,
+        chunks=row.chunks,
+        tokens=row.tokens,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _pg_tsvector(words: list[str]) -> str:
+    """A tsvector literal built from already-folded terms (no parser in between, so the
+    lexemes are exactly `keyword.terms`); at most 256 positions a lexeme, as PostgreSQL keeps."""
+    positions: dict[str, list[int]] = {}
+    for index, term in enumerate(words, start=1):
+        held = positions.setdefault(term, [])
+        if len(held) < 256:
+            held.append(min(index, 16383))
+    return " ".join(f"'{term}':{','.join(map(str, at))}" for term, at in positions.items())
+
+
+def _pg_vector(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+class KnowledgeStore:
+    """Sync methods; async callers use `asyncio.to_thread`."""
+
+    def __init__(self, db: Database, *, index_dir: Path | None = None) -> None:
+        self.db = db
+        self.vectors = VectorIndexes(index_dir)
+        self._pgvector: bool | None = None  # decided on first use: the schema may be newer
+
+    # -- backend facts -----------------------------------------------------------------------
+
+    def uses_pgvector(self) -> bool:
+        """True on a PostgreSQL whose schema has the pgvector `embedding` column."""
+        if self._pgvector is None:
+            if self.db.is_sqlite:
+                self._pgvector = False
+            else:
+                with self.db.session() as session:
+                    found = session.execute(
+                        sa.text(
+                            "SELECT 1 FROM information_schema.columns "
+                            "WHERE table_name = 'chunks' AND column_name = 'embedding'"
+                        )
+                    ).first()
+                self._pgvector = found is not None
+        return self._pgvector
+
+    # -- collections -------------------------------------------------------------------------
+
+    def create_collection(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        description: str | None,
+        embedding_model: str,
+        dimensions: int,
+        settings: dict[str, Any],
+    ) -> Collection:
+        now = utcnow()
+        row = CollectionRow(
+            id=new_id(),
+            account_id=account_id,
+            name=name,
+            description=description,
+            embedding_model=embedding_model,
+            dimensions=dimensions,
+            settings=settings,
+            generation=0,
+            chunk_count=0,
+            term_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"A collection named {name!r} already exists.", param="name") from None
+        return _collection(row)
+
+    def _owned(self, session: Session, account_id: str, collection_id: str) -> CollectionRow | None:
+        row = session.get(CollectionRow, collection_id)
+        return row if row is not None and row.account_id == account_id else None
+
+    def get_collection(self, account_id: str, collection_id: str) -> Collection | None:
+        with self.db.session() as session:
+            row = self._owned(session, account_id, collection_id)
+            return None if row is None else _collection(row)
+
+    def list_collections(self, account_id: str) -> list[Collection]:
+        with self.db.session() as session:
+            rows = session.scalars(
+                sa.select(CollectionRow)
+                .where(CollectionRow.account_id == account_id)
+                .order_by(CollectionRow.id)
+            )
+            return [_collection(row) for row in rows]
+
+    def update_collection(
+        self,
+        account_id: str,
+        collection_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Collection | None:
+        try:
+            with self.db.session() as session:
+                row = self._owned(session, account_id, collection_id)
+                if row is None:
+                    return None
+                if name is not None:
+                    row.name = name
+                if description is not None:
+                    row.description = description
+                row.updated_at = utcnow()
+                session.flush()
+                return _collection(row)
+        except IntegrityError:
+            raise Conflict(f"A collection named {name!r} already exists.", param="name") from None
+
+    def delete_collection(self, account_id: str, collection_id: str) -> bool:
+        with self.db.session() as session:
+            row = self._owned(session, account_id, collection_id)
+            if row is None:
+                return False
+            if self.db.is_sqlite:
+                session.execute(
+                    sa.text(
+                        "DELETE FROM chunks_fts WHERE rowid IN "
+                        "(SELECT key FROM chunks WHERE collection_id = :c)"
+                    ),
+                    {"c": collection_id},
+                )
+            session.execute(sa.delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
+            session.delete(row)  # documents and their sources go by cascade
+        self.vectors.drop(collection_id)
+        return True
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def add_document(
+        self,
+        account_id: str,
+        collection_id: str,
+        *,
+        name: str,
+        data: bytes,
+        media_type: str | None,
+        source_url: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> tuple[Document, bool]:
+        """A new `queued` document with its bytes, or (the existing one, False) when the
+        collection already holds the same content."""
+        digest = hashlib.sha256(data).hexdigest()
+        for _attempt in range(2):  # a concurrent twin may win the unique constraint once
+            existing = self._by_hash(account_id, collection_id, digest)
+            if existing is not None:
+                return existing, False
+            now = utcnow()
+            row = DocumentRow(
+                id=new_id(),
+                collection_id=collection_id,
+                account_id=account_id,
+                name=name,
+                content_hash=digest,
+                media_type=media_type,
+                size_bytes=len(data),
+                source_url=source_url,
+                doc_metadata=metadata or {},
+                status="queued",
+                error=None,
+                chunks=0,
+                tokens=0,
+                created_at=now,
+                updated_at=now,
+            )
+            try:
+                with self.db.session() as session:
+                    session.add(row)
+                    session.flush()
+                    session.add(DocumentSourceRow(document_id=row.id, data=data))
+                return _document(row), True
+            except IntegrityError:
+                continue
+        raise Conflict("The document could not be stored; try again.")  # pragma: no cover
+
+    def _by_hash(self, account_id: str, collection_id: str, digest: str) -> Document | None:
+        with self.db.session() as session:
+            if self._owned(session, account_id, collection_id) is None:
+                raise NotFound(f"No collection {collection_id!r}.", param="collection_id")
+            row = session.scalars(
+                sa.select(DocumentRow).where(
+                    DocumentRow.collection_id == collection_id,
+                    DocumentRow.content_hash == digest,
+                )
+            ).first()
+            return None if row is None else _document(row)
+
+    def get_document(
+        self, account_id: str, collection_id: str, document_id: str
+    ) -> Document | None:
+        with self.db.session() as session:
+            row = session.get(DocumentRow, document_id)
+            if row is None or row.account_id != account_id or row.collection_id != collection_id:
+                return None
+            return _document(row)
+
+    def list_documents(self, account_id: str, collection_id: str) -> list[Document]:
+        with self.db.session() as session:
+            rows = session.scalars(
+                sa.select(DocumentRow)
+                .where(
+                    DocumentRow.account_id == account_id,
+                    DocumentRow.collection_id == collection_id,
+                )
+                .order_by(DocumentRow.id)
+            )
+            return [_document(row) for row in rows]
+
+    def delete_document(self, account_id: str, collection_id: str, document_id: str) -> bool:
+        """Removes the document, its chunks, their keyword rows and vectors in one go."""
+        with self.db.session() as session:
+            row = session.get(DocumentRow, document_id)
+            if row is None or row.account_id != account_id or row.collection_id != collection_id:
+                return False
+            change = self._remove_chunks(session, row)
+            session.delete(row)
+        self._applied(change)
+        return True
+
+    def unfinished_documents(self) -> list[Document]:
+        """Documents a stopped process left `queued` or `indexing`, oldest first."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                sa.select(DocumentRow)
+                .where(DocumentRow.status.in_(UNFINISHED))
+                .order_by(DocumentRow.created_at, DocumentRow.id)
+            )
+            return [_document(row) for row in rows]
+
+    # -- the ingestion worker's side ---------------------------------------------------------
+
+    def load_source(self, document_id: str) -> bytes:
+        with self.db.session() as session:
+            row = session.get(DocumentSourceRow, document_id)
+            if row is None:
+                raise NotFound(f"The bytes of document {document_id!r} are gone.")
+            return bytes(row.data)
+
+    def mark_indexing(self, document_id: str) -> None:
+        self._set_status(document_id, "indexing", None)
+
+    def mark_failed(self, document_id: str, error: str) -> None:
+        """Failed, with the reason; any chunks it had are removed and its bytes dropped."""
+        change = None
+        with self.db.session() as session:
+            row = session.get(DocumentRow, document_id)
+            if row is None:
+                return
+            change = self._remove_chunks(session, row)
+            row.status, row.error, row.chunks, row.tokens = "failed", error, 0, 0
+            row.updated_at = utcnow()
+            session.execute(
+                sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
+            )
+        self._applied(change)
+
+    def _set_status(self, document_id: str, status: str, error: str | None) -> None:
+        with self.db.session() as session:
+            session.execute(
+                sa.update(DocumentRow)
+                .where(DocumentRow.id == document_id)
+                .values(status=status, error=error, updated_at=utcnow())
+            )
+
+    def write_chunks(
+        self, document_id: str, chunks: Sequence[ChunkLike], vectors: np.ndarray, tokens: int
+    ) -> None:
+        """Chunks, keyword rows, vectors and the `ready` status in ONE transaction; the source
+        bytes are dropped in it too. A crash before the commit leaves none of it visible."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but vectors of shape {vectors.shape}")
+        with self.db.session() as session:
+            document = session.get(DocumentRow, document_id)
+            if document is None:  # deleted while it was being indexed
+                return
+            collection = session.get(CollectionRow, document.collection_id)
+            assert collection is not None
+            if vectors.shape[1] != collection.dimensions:
+                raise ValueError(
+                    f"vectors have {vectors.shape[1]} dimensions, the collection "
+                    f"{collection.dimensions}"
+                )
+            removed = self._remove_chunks(session, document)
+            rows = [
+                {
+                    "id": new_id(),
+                    "key": secrets.randbits(63),
+                    "document_id": document_id,
+                    "collection_id": document.collection_id,
+                    "position": chunk.position,
+                    "text": chunk.text,
+                    "heading_path": list(chunk.heading_path),
+                    "tokens": chunk.tokens,
+                    "terms": keyword.terms(chunk.text),
+                    "vector": vector.tobytes(),
+                    "embedding": vector,
+                }
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ]
+            self._insert_chunks(session, rows, document.collection_id)
+            before, after = self._bump(
+                session,
+                document.collection_id,
+                chunks=len(rows),
+                terms=sum(len(row["terms"]) for row in rows),
+            )
+            document.status, document.error = "ready", None
+            document.chunks, document.tokens = len(rows), tokens
+            document.updated_at = utcnow()
+            session.execute(
+                sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
+            )
+        self._applied(removed)  # a re-index: the removal moved the generation one step first
+        if not self.uses_pgvector():
+            keys = np.array([row["key"] for row in rows], dtype=np.uint64)
+            self.vectors.applied(document.collection_id, before, after, added=(keys, vectors))
+
+    def _insert_chunks(
+        self, session: Session, rows: list[dict[str, Any]], collection_id: str
+    ) -> None:
+        if not rows:
+            return
+        for row in rows:
+            row["n_terms"] = len(row["terms"])
+        if self.db.is_sqlite:
+            session.execute(
+                sa.insert(ChunkRow),
+                [{k: v for k, v in row.items() if k not in ("terms", "embedding")} for row in rows],
+            )
+            self._index_keywords(session, rows, collection_id)
+            return
+        with_embedding = self.uses_pgvector()
+        columns = (
+            "id, key, document_id, collection_id, position, text, heading_path, tokens, "
+            "n_terms, vector, tsv" + (", embedding" if with_embedding else "")
+        )
+        values = (
+            ":id, :key, :document_id, :collection_id, :position, :text, "
+            "CAST(:heading_path AS jsonb), :tokens, :n_terms, :vector, CAST(:tsv AS tsvector)"
+            + (", CAST(:embedding AS vector)" if with_embedding else "")
+        )
+        params = [
+            {
+                **{k: v for k, v in row.items() if k not in ("terms", "embedding")},
+                "heading_path": json.dumps(row["heading_path"]),
+                "tsv": _pg_tsvector(row["terms"]),
+                **({"embedding": _pg_vector(row["embedding"])} if with_embedding else {}),
+            }
+            for row in rows
+        ]
+        session.execute(sa.text(f"INSERT INTO chunks ({columns}) VALUES ({values})"), params)
+
+    def _index_keywords(
+        self, session: Session, rows: list[dict[str, Any]], collection_id: str
+    ) -> None:
+        """SQLite: the FTS5 rows, keyed by the chunks' keys (a seam tests break on purpose)."""
+        token = keyword.collection_token(collection_id)
+        session.execute(
+            sa.text("INSERT INTO chunks_fts (rowid, text, collection) VALUES (:key, :text, :c)"),
+            [{"key": row["key"], "text": row["text"], "c": token} for row in rows],
+        )
+
+    def _bump(
+        self, session: Session, collection_id: str, *, chunks: int, terms: int
+    ) -> tuple[int, int]:
+        """Moves the collection's generation one step and its counts; (before, after)."""
+        after = session.execute(
+            sa.update(CollectionRow)
+            .where(CollectionRow.id == collection_id)
+            .values(
+                generation=CollectionRow.generation + 1,
+                chunk_count=CollectionRow.chunk_count + chunks,
+                term_count=CollectionRow.term_count + terms,
+            )
+            .returning(CollectionRow.generation)
+        ).scalar_one()
+        return after - 1, after
+
+    def _remove_chunks(
+        self, session: Session, document: DocumentRow
+    ) -> tuple[str, np.ndarray, int, int] | None:
+        """Deletes a document's chunks and keyword rows; (collection, keys, before, after)
+        for the in-process graph, or None when it had none."""
+        found = session.execute(
+            sa.select(ChunkRow.key, ChunkRow.n_terms).where(ChunkRow.document_id == document.id)
+        ).all()
+        if not found:
+            return None
+        keys = [key for key, _ in found]
+        if self.db.is_sqlite:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                session.execute(
+                    sa.text("DELETE FROM chunks_fts WHERE rowid IN :keys").bindparams(
+                        sa.bindparam("keys", expanding=True)
+                    ),
+                    {"keys": part},
+                )
+        session.execute(sa.delete(ChunkRow).where(ChunkRow.document_id == document.id))
+        before, after = self._bump(
+            session,
+            document.collection_id,
+            chunks=-len(keys),
+            terms=-sum(n for _, n in found),
+        )
+        return document.collection_id, np.array(keys, dtype=np.uint64), before, after
+
+    def _applied(self, change: tuple[str, np.ndarray, int, int] | None) -> None:
+        if change is not None and not self.uses_pgvector():
+            collection_id, keys, before, after = change
+            self.vectors.applied(collection_id, before, after, removed=keys)
+
+    # -- re-embedding ------------------------------------------------------------------------
+
+    def chunk_vectors(
+        self, account_id: str, collection_id: str, *, batch: int = 256
+    ) -> Iterator[list[StoredChunk]]:
+        """The collection's chunks in batches, for embedding them again."""
+        with self.db.session() as session:
+            if self._owned(session, account_id, collection_id) is None:
+                return
+            rows = session.execute(
+                sa.select(ChunkRow.id, ChunkRow.text, ChunkRow.heading_path, ChunkRow.position)
+                .where(ChunkRow.collection_id == collection_id)
+                .order_by(ChunkRow.document_id, ChunkRow.position)
+            ).all()
+        for start in range(0, len(rows), batch):
+            yield [StoredChunk(*row) for row in rows[start : start + batch]]
+
+    def replace_vectors(
+        self,
+        account_id: str,
+        collection_id: str,
+        chunk_ids: Sequence[str],
+        vectors: np.ndarray,
+        *,
+        embedding_model: str,
+        dimensions: int,
+        settings: dict[str, Any] | None = None,
+    ) -> bool:
+        """Every chunk's new vector and the collection's new model, in one transaction."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(chunk_ids), dimensions):
+            raise ValueError(f"expected {len(chunk_ids)} x {dimensions} vectors")
+        with self.db.session() as session:
+            row = self._owned(session, account_id, collection_id)
+            if row is None:
+                return False
+            params = [
+                {"id": chunk_id, "vector": vector.tobytes(), "embedding": _pg_vector(vector)}
+                for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
+            ]
+            sets = "vector = :vector" + (
+                ", embedding = CAST(:embedding AS vector)" if self.uses_pgvector() else ""
+            )
+            if params:
+                session.execute(
+                    sa.text(f"UPDATE chunks SET {sets} WHERE id = :id AND collection_id = :c"),
+                    [{**p, "c": collection_id} for p in params],
+                )
+            row.embedding_model, row.dimensions = embedding_model, dimensions
+            if settings is not None:
+                row.settings = settings
+            row.updated_at = utcnow()
+            self._bump(session, collection_id, chunks=0, terms=0)
+        self.vectors.drop(collection_id)  # rebuilt from the new vectors on the next search
+        return True
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        account_id: str,
+        collection_ids: list[str],
+        *,
+        query: str,
+        vector: np.ndarray,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+    ) -> list[Hit]:
+        """The best `top_k` chunks of the account's collections among `collection_ids`, best
+        first; collections the account does not own are ignored. Fusion, weight and score
+        calibration come from the first collection's settings (callers group collections by
+        embedding model). `score`: see `scoring`."""
+        if top_k <= 0 or not collection_ids:
+            return []
+        with self.db.session() as session:
+            owned = session.execute(
+                sa.select(
+                    CollectionRow.id,
+                    CollectionRow.dimensions,
+                    CollectionRow.generation,
+                    CollectionRow.embedding_model,
+                    CollectionRow.settings,
+                ).where(
+                    CollectionRow.account_id == account_id,
+                    CollectionRow.id.in_(collection_ids),
+                )
+            ).all()
+            if not owned:
+                return []
+            first = owned[0]
+            calibration = VectorCalibration.for_collection(first.embedding_model, first.settings)
+            fusion = FusionSettings.from_settings(first.settings or {})
+            wanted = max(MIN_CANDIDATES, 4 * top_k)
+            ids = [row.id for row in owned]
+
+            vector_ranking: list[int] = []
+            cosines: dict[int, float] = {}
+            if mode != "keyword":
+                cosines = self._nearest(session, owned, vector, wanted)
+                vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
+            keyword_scores: dict[int, float] = {}
+            keyword_ranking: list[int] = []
+            if mode != "vector":
+                keyword_scores = self._keyword(session, ids, query, wanted, None)
+                keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
+
+            if mode == "vector":
+                ranked = [(key, calibration.score(cosines[key])) for key in vector_ranking]
+            elif mode == "keyword":
+                ranked = [(key, keyword_scores[key]) for key in keyword_ranking]
+            else:
+                only_keyword = [key for key in keyword_ranking if key not in cosines]
+                cosines.update(self._cosines(session, owned, vector, only_keyword))
+                only_vector = [key for key in vector_ranking if key not in keyword_scores]
+                if only_vector:
+                    keyword_scores.update(self._keyword(session, ids, query, None, only_vector))
+                vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
+                ranked = fuse_rankings(
+                    vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
+                )
+            return self._hits(session, ids, ranked, top_k)
+
+    def _hits(
+        self, session: Session, collection_ids: list[str], ranked: list[tuple[int, float]], k: int
+    ) -> list[Hit]:
+        """The rows of the best keys, in order; keys whose chunk is gone (a graph a moment
+        behind the database) are skipped, so more than k are asked for."""
+        head = ranked[: k * 2]
+        if not head:
+            return []
+        rows = session.execute(
+            sa.select(
+                ChunkRow.key,
+                ChunkRow.id,
+                ChunkRow.collection_id,
+                ChunkRow.document_id,
+                ChunkRow.text,
+                ChunkRow.heading_path,
+                ChunkRow.position,
+                DocumentRow.name,
+                DocumentRow.doc_metadata,
+            )
+            .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+            .where(
+                ChunkRow.key.in_([key for key, _ in head]),
+                ChunkRow.collection_id.in_(collection_ids),
+                DocumentRow.status == "ready",
+            )
+        ).all()
+        by_key = {row.key: row for row in rows}
+        hits = []
+        for key, score in head:
+            row = by_key.get(key)
+            if row is None:
+                continue
+            hits.append(
+                Hit(
+                    collection_id=row.collection_id,
+                    document_id=row.document_id,
+                    document_name=row.name,
+                    chunk_id=row.id,
+                    text=row.text,
+                    score=score,
+                    metadata=dict(row.doc_metadata or {}),
+                    heading_path=list(row.heading_path or []),
+                    position=row.position,
+                )
+            )
+            if len(hits) == k:
+                break
+        return hits
+
+    # -- vectors -----------------------------------------------------------------------------
+
+    def _graph_loaders(self, collection_id: str) -> tuple[Any, Any]:
+        def keys() -> np.ndarray:
+            with self.db.session() as session:
+                found = session.scalars(
+                    sa.select(ChunkRow.key).where(ChunkRow.collection_id == collection_id)
+                ).all()
+            return np.array(found, dtype=np.uint64)
+
+        def vectors(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with self.db.session() as session:
+                found = session.execute(
+                    sa.select(ChunkRow.key, ChunkRow.vector).where(
+                        ChunkRow.collection_id == collection_id,
+                        ChunkRow.key.in_([int(k) for k in wanted]),
+                    )
+                ).all()
+            if not found:
+                return np.empty(0, dtype=np.uint64), np.empty((0, 0), dtype=np.float32)
+            return (
+                np.array([key for key, _ in found], dtype=np.uint64),
+                np.vstack([np.frombuffer(blob, dtype=np.float32) for _, blob in found]),
+            )
+
+        return keys, vectors
+
+    def _nearest(
+        self, session: Session, owned: Sequence[Any], vector: np.ndarray, count: int
+    ) -> dict[int, float]:
+        """The `count` best cosines over the collections, {key: cosine}."""
+        if self.uses_pgvector():
+            return self._pg_nearest(session, owned, vector, count)
+        found: list[tuple[int, float]] = []
+        for row in owned:
+            graph = self.vectors.current(
+                row.id, row.dimensions, row.generation, *self._graph_loaders(row.id)
+            )
+            with graph.lock:
+                found += graph.search(vector, count)
+        found.sort(key=lambda item: -item[1])
+        return dict(found[:count])
+
+    def _cosines(
+        self, session: Session, owned: Sequence[Any], vector: np.ndarray, keys: list[int]
+    ) -> dict[int, float]:
+        """Exact cosines of `vector` with the given chunks (those keyword search found)."""
+        if not keys:
+            return {}
+        if self.uses_pgvector():
+            rows = session.execute(
+                sa.text(
+                    "SELECT key, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks "
+                    "WHERE key = ANY(:keys)"
+                ),
+                {"v": _pg_vector(vector), "keys": keys},
+            ).all()
+            return {int(key): float(cos) for key, cos in rows}
+        result: dict[int, float] = {}
+        for row in owned:
+            graph = self.vectors.current(
+                row.id, row.dimensions, row.generation, *self._graph_loaders(row.id)
+            )
+            with graph.lock:
+                result.update(graph.cosines(vector, keys))
+        return result
+
+    def _pg_nearest(
+        self, session: Session, owned: Sequence[Any], vector: np.ndarray, count: int
+    ) -> dict[int, float]:
+        dims = {row.dimensions for row in owned}
+        literal = _pg_vector(vector)
+        ids = [row.id for row in owned]
+        if dims == {384}:  # the HNSW index covers exactly these rows (migration 0002)
+            session.execute(sa.text("SET LOCAL hnsw.ef_search = 100"))
+            if self._pgvector_iterative(session):
+                session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            sql = (
+                "SELECT key, 1 - (embedding::vector(384) <=> CAST(:v AS vector(384))) FROM chunks "
+                "WHERE collection_id = ANY(:ids) AND vector_dims(embedding) = 384 "
+                "ORDER BY embedding::vector(384) <=> CAST(:v AS vector(384)) LIMIT :n"
+            )
+        else:
+            sql = (
+                "SELECT key, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks "
+                "WHERE collection_id = ANY(:ids) "
+                "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
+            )
+        rows = session.execute(sa.text(sql), {"v": literal, "ids": ids, "n": count}).all()
+        return {int(key): float(cos) for key, cos in rows}
+
+    def _pgvector_iterative(self, session: Session) -> bool:
+        """pgvector 0.8 can keep scanning the graph until the collection filter is satisfied."""
+        version = session.execute(
+            sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).scalar()
+        major, minor = (int(part) for part in str(version or "0.0").split(".")[:2])
+        return (major, minor) >= (0, 8)
+
+    # -- keywords ----------------------------------------------------------------------------
+
+    def _keyword(
+        self,
+        session: Session,
+        collection_ids: list[str],
+        query: str,
+        count: int | None,
+        only: list[int] | None,
+    ) -> dict[int, float]:
+        """{key: normalised BM25} for the best `count` chunks, or for the chunks `only`."""
+        words = keyword.query_terms(query)
+        if not words:
+            return {}
+        if self.db.is_sqlite:
+            return self._fts5(session, collection_ids, words, count, only)
+        return self._pg_bm25(session, collection_ids, words, count, only)
+
+    def _fts5(
+        self,
+        session: Session,
+        collection_ids: list[str],
+        words: list[str],
+        count: int | None,
+        only: list[int] | None,
+    ) -> dict[int, float]:
+        # FTS5's statistics are over the whole table (all collections): the IDF we normalise
+        # by must use the same N.
+        rows_total = int(
+            session.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0))
+            ).scalar_one()
+        )
+        found: dict[str, int] = dict(
+            session.execute(  # type: ignore[arg-type]
+                sa.text("SELECT term, doc FROM chunks_fts_vocab WHERE term IN :terms").bindparams(
+                    sa.bindparam("terms", expanding=True)
+                ),
+                {"terms": words},
+            ).all()
+        )
+        idfs = {term: keyword.idf(rows_total, int(df)) for term, df in found.items() if df}
+        bound = keyword.best_score(idfs.values())
+        # Terms in more than half the rows add ~nothing to BM25 but match most rows: leave
+        # them out of the MATCH, which keeps "what is the ..." queries fast.
+        useful = [term for term, value in idfs.items() if value > 1e-6]
+        if not useful:
+            return {}
+        match = keyword.fts5_match([keyword.collection_token(c) for c in collection_ids], useful)
+        rank = "bm25(chunks_fts, 1.0, 0.0)"
+        params: dict[str, Any] = {"m": match}
+        if only is not None:
+            keys_sql = ",".join(str(int(key)) for key in only)
+            sql = (
+                f"SELECT rowid, {rank} FROM chunks_fts "
+                f"WHERE chunks_fts MATCH :m AND rowid IN ({keys_sql})"
+            )
+        else:
+            sql = (
+                f"SELECT rowid, {rank} FROM chunks_fts WHERE chunks_fts MATCH :m "
+                f"ORDER BY {rank} LIMIT :n"
+            )
+            params["n"] = count
+        rows = session.execute(sa.text(sql), params).all()
+        return {int(key): keyword.normalised(-float(score), bound) for key, score in rows}
+
+    def _pg_bm25(
+        self,
+        session: Session,
+        collection_ids: list[str],
+        words: list[str],
+        count: int | None,
+        only: list[int] | None,
+    ) -> dict[int, float]:
+        # Statistics over the searched collections only: another account's text never
+        # weighs on the ranking.
+        rows_total, terms_total = session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
+                sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
+            ).where(CollectionRow.id.in_(collection_ids))
+        ).one()
+        if not rows_total:
+            return {}
+        frequencies = session.execute(
+            sa.text(
+                "SELECT t, (SELECT count(*) FROM chunks WHERE collection_id = ANY(:ids) "
+                "AND tsv @@ CAST(quote_literal(t) AS tsquery)) "
+                "FROM unnest(CAST(:terms AS text[])) AS t"
+            ),
+            {"ids": collection_ids, "terms": words},
+        ).all()
+        idfs = {
+            term: keyword.idf(int(rows_total), int(df)) for term, df in frequencies if int(df) > 0
+        }
+        bound = keyword.best_score(idfs.values())
+        useful = [term for term, value in idfs.items() if value > 1e-6]
+        if not useful:
+            return {}
+        tsquery = " | ".join(f"'{term}'" for term in useful)
+        restrict = " AND c.key = ANY(:keys)" if only is not None else ""
+        limit = " LIMIT :n" if only is None else ""
+        sql = (
+            "SELECT c.key, sum(q.idf * (cardinality(u.positions) * (:k1 + 1)) / "
+            "(cardinality(u.positions) + :k1 * (1 - :b + :b * c.n_terms / :avgdl))) AS s "
+            "FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights) "
+            "JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS q(term, idf) "
+            "ON q.term = u.lexeme "
+            "WHERE c.collection_id = ANY(:ids) AND c.tsv @@ CAST(:q AS tsquery)"
+            f"{restrict} GROUP BY c.key ORDER BY s DESC{limit}"
+        )
+        params: dict[str, Any] = {
+            "k1": keyword.K1,
+            "b": keyword.B,
+            "avgdl": max(1.0, float(terms_total) / float(rows_total)),
+            "terms": useful,
+            "idfs": [idfs[term] for term in useful],
+            "ids": collection_ids,
+            "q": tsquery,
+            "keys": only,
+            "n": count,
+        }
+        rows = session.execute(sa.text(sql), params).all()
+        return {int(key): keyword.normalised(float(score), bound) for key, score in rows}

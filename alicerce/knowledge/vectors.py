@@ -1,0 +1,191 @@
+"""An in-process HNSW index per collection, kept in step with the database.
+
+The database (the `chunks.vector` column) is the truth; this is a cache that answers nearest-
+neighbour questions in a fraction of a millisecond (usearch HNSW, vectors kept as float16:
+cosines within ~1e-3 of float32, half the memory). Brute force over 100,000 float32 vectors of
+384 dimensions takes ~35 ms on this machine; the graph answers in ~0.3 ms.
+
+Consistency: every transaction that changes a collection's chunks bumps `collections.generation`.
+A search passes the generation it read; an index that carries another one is brought up to date
+by comparing its keys with the database's (cheap: integers only) and adding or removing the
+difference, so several worker processes each keep a correct index without talking to each other.
+A process that wrote the change applies it directly. With an `index_dir`, graphs are saved there
+and restored at start (then synced the same way), so a restart does not rebuild them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+
+log = logging.getLogger(__name__)
+
+SAVE_AFTER_CHANGES = 2_000  # a graph that changed this much since its last save is saved again
+
+KeysLoader = Callable[[], np.ndarray]
+VectorsLoader = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class VectorIndex:
+    """One collection's graph. Keys are chunks' 63-bit `key`s; scores are cosines."""
+
+    def __init__(self, ndim: int, *, index: Index | None = None) -> None:
+        self.ndim = ndim
+        self.index = index or Index(
+            ndim=ndim, metric="ip", dtype="f16", connectivity=16, expansion_search=96
+        )
+        self.generation = -1
+        self.unsaved = 0
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if len(keys):
+            self.index.add(keys.astype(np.uint64), np.asarray(vectors, dtype=np.float32))
+            self.unsaved += len(keys)
+
+    def remove(self, keys: np.ndarray) -> None:
+        if len(keys):
+            self.index.remove(keys.astype(np.uint64))
+            self.unsaved += len(keys)
+
+    def search(self, vector: np.ndarray, count: int) -> list[tuple[int, float]]:
+        """The `count` nearest (key, cosine), best first."""
+        if len(self.index) == 0 or count <= 0:
+            return []
+        matches = self.index.search(np.asarray(vector, dtype=np.float32), count)
+        return [
+            (int(key), 1.0 - float(distance))
+            for key, distance in zip(matches.keys, matches.distances, strict=True)
+        ]
+
+    def cosines(self, vector: np.ndarray, keys: list[int]) -> dict[int, float]:
+        """The cosine of `vector` with each of `keys` that the graph holds."""
+        if not keys:
+            return {}
+        found: Any = self.index.get(np.asarray(keys, dtype=np.uint64))
+        query = np.asarray(vector, dtype=np.float32)
+        return {
+            key: float(np.dot(stored.astype(np.float32), query))
+            for key, stored in zip(keys, found, strict=True)
+            if stored is not None
+        }
+
+
+class VectorIndexes:
+    """The graphs of one process, one per collection, loaded on first use."""
+
+    def __init__(self, index_dir: Path | None = None) -> None:
+        self._dir = index_dir
+        self._indexes: dict[str, VectorIndex] = {}
+        self._lock = threading.Lock()
+        if index_dir is not None:
+            index_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, collection_id: str) -> Path | None:
+        return None if self._dir is None else self._dir / f"{collection_id}.usearch"
+
+    def _slot(self, collection_id: str, ndim: int) -> VectorIndex:
+        with self._lock:
+            found = self._indexes.get(collection_id)
+            if found is None or found.ndim != ndim:
+                found = VectorIndex(ndim, index=self._restore(collection_id, ndim))
+                self._indexes[collection_id] = found
+            return found
+
+    def _restore(self, collection_id: str, ndim: int) -> Index | None:
+        path = self._path(collection_id)
+        if path is None or not path.exists():
+            return None
+        try:
+            restored = Index.restore(str(path))
+        except Exception:  # a torn or foreign file is only a cache: rebuild
+            log.warning("ignoring unreadable vector index %s", path)
+            return None
+        if restored is None or restored.ndim != ndim:
+            return None
+        return restored
+
+    def current(
+        self,
+        collection_id: str,
+        ndim: int,
+        generation: int,
+        load_keys: KeysLoader,
+        load_vectors: VectorsLoader,
+    ) -> VectorIndex:
+        """The collection's graph, brought up to `generation` if it is behind.
+
+        `generation` must have been read before `load_keys` runs, so a graph is never labelled
+        newer than what it holds (at worst it syncs once more, finding nothing to do)."""
+        slot = self._slot(collection_id, ndim)
+        with slot.lock:
+            if slot.generation != generation:
+                db_keys = np.asarray(load_keys(), dtype=np.uint64)
+                held = np.asarray(slot.index.keys, dtype=np.uint64)
+                slot.remove(np.setdiff1d(held, db_keys, assume_unique=True))
+                missing = np.setdiff1d(db_keys, held, assume_unique=True)
+                for start in range(0, len(missing), 10_000):
+                    keys, vectors = load_vectors(missing[start : start + 10_000])
+                    slot.add(keys, vectors)
+                slot.generation = generation
+                if slot.unsaved >= SAVE_AFTER_CHANGES:
+                    self._save(collection_id, slot)
+        return slot
+
+    def applied(
+        self,
+        collection_id: str,
+        before: int,
+        after: int,
+        *,
+        added: tuple[np.ndarray, np.ndarray] | None = None,
+        removed: np.ndarray | None = None,
+    ) -> None:
+        """A change this process committed (`before` -> `after`); applied if the graph is loaded
+        and was at `before`, otherwise left for the next sync."""
+        with self._lock:
+            slot = self._indexes.get(collection_id)
+        if slot is None:
+            return
+        with slot.lock:
+            if slot.generation != before:
+                return
+            if removed is not None:
+                slot.remove(removed)
+            if added is not None:
+                slot.add(*added)
+            slot.generation = after
+
+    def drop(self, collection_id: str) -> None:
+        with self._lock:
+            self._indexes.pop(collection_id, None)
+        path = self._path(collection_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _save(self, collection_id: str, slot: VectorIndex) -> None:
+        path = self._path(collection_id)
+        if path is None:
+            return
+        partial = path.with_suffix(".tmp")
+        slot.index.save(str(partial))
+        partial.replace(path)  # atomic: a crash leaves the old file or the new one
+        slot.unsaved = 0
+
+    def save_all(self) -> None:
+        """Saves every graph with unsaved changes (at shutdown)."""
+        with self._lock:
+            slots = list(self._indexes.items())
+        for collection_id, slot in slots:
+            with slot.lock:
+                if slot.unsaved:
+                    self._save(collection_id, slot)
