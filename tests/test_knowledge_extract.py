@@ -251,6 +251,10 @@ def test_a_bare_name_uses_the_media_type_then_plain_text() -> None:
     assert extract(b"# T\n\nbody", "notes", "text/markdown")[0] == Block("heading", "T", 1)
     assert extract(b"# T\n\nbody", "notes")[0] == Block("text", "# T", 0)
     assert extract(b"a,b\n1,2", "Release 1.2 notes", "text/csv")[0].text == "a: 1; b: 2"
+    assert extract(b"plain words", "Política v1.2")[0].text == "plain words"
+    assert extract(b"print('hi')", "script.py", "text/plain")[0].text == "print('hi')"
+    with pytest.raises(ExtractionError, match=r"unsupported file type '\.xls'"):
+        extract(b"x", "sheet.xls", "application/vnd.ms-excel")
 
 
 def test_supported_suffixes() -> None:

@@ -62,8 +62,9 @@ def extract(
 ) -> list[Block]:
     """The file's headings and text blocks, in reading order.
 
-    The suffix of `filename` picks the format; a name without a suffix falls back to
-    `media_type`, then to plain text (JSON uploads often carry a bare title as name).
+    The suffix of `filename` picks the format; else a known `media_type`; else a name with no
+    suffix is plain text (JSON uploads often carry a bare title as name), and an unknown
+    suffix is refused.
     """
     suffix = _format_of(filename, media_type)
     if len(data) > max_bytes:
@@ -85,12 +86,14 @@ def _format_of(filename: str, media_type: str | None) -> str:
     suffix = PurePath(filename).suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:
         return suffix
-    if suffix and not suffix[1:].isdigit() and " " not in suffix:
+    bare = (media_type or "").split(";")[0].strip().lower()
+    if bare in _MEDIA_TYPES:
+        return _MEDIA_TYPES[bare]
+    if suffix and not suffix[1:].isdigit() and " " not in suffix:  # "v1.2" or "Mr. X" are names
         raise ExtractionError(
             f"unsupported file type '{suffix}'; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
         )
-    bare = (media_type or "").split(";")[0].strip().lower()
-    return _MEDIA_TYPES.get(bare, ".txt")
+    return ".txt"
 
 
 def _megabytes(size: int) -> str:
