@@ -8,6 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,8 @@ from alicerce.services import Services
 from alicerce.settings import Settings
 from alicerce.store.tables import AccountRow
 
+SAMPLES = Path(__file__).parent / "samples"
+DEMO_COLLECTION = "alicerce-docs"
 DEMO_INSTRUCTIONS = (
     "You are Alicerce's demo assistant. Answer briefly and helpfully, in the user's language."
 )
@@ -92,6 +95,17 @@ def serve(host: str | None, port: int | None, workers: int, access_log: bool) ->
     _serve(host, port, workers, access_log)
 
 
+def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | None:
+    """The sample documents that ship with Alicerce, indexed into the demo's collection
+    (once: the same files again are recognised by their content and skipped)."""
+    if not SAMPLES.is_dir():
+        return None
+    collection, report = _ingest(services, account_id, DEMO_COLLECTION, [SAMPLES])
+    for path, reason in report.failed:
+        click.echo(f"  sample {path.name} not indexed: {reason}", err=True)
+    return {"collections": [collection.id], "strategy": "always", "top_k": 3}
+
+
 @main.command(help="Set up a `demo` gateway on the local model, print a key for it, and serve.")
 @click.option("--host", help="Interface to bind.")
 @click.option("--port", type=int, help="Port.")
@@ -103,7 +117,9 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
             account_id = session.scalar(select(AccountRow.id).where(AccountRow.name == "demo"))
         if account_id is None:
             account_id = services.keys.create_account(AccountCreate(name="demo"))["id"]
-        if services.gateways.resolve(account_id, "demo") is None:
+        knowledge = _demo_knowledge(services, account_id)
+        gateway = services.gateways.resolve(account_id, "demo")
+        if gateway is None:
             services.gateways.create(
                 account_id,
                 {
@@ -111,15 +127,19 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
                     "instructions": DEMO_INSTRUCTIONS,
                     "model": LOCAL_CHAT_MODEL,
                     "parameters": {"temperature": 0.2, "max_tokens": 256},
-                },
+                }
+                | ({"knowledge": knowledge} if knowledge else {}),
             )
+        elif knowledge and gateway.spec.knowledge.strategy == "none":
+            services.gateways.update(account_id, "demo", {"knowledge": knowledge})
         key = services.keys.create_key(account_id, KeyCreate(name="demo", role="inference"))
         click.echo("Loading the local model…", err=True)
         asyncio.run(services.local.warm_up())
         settings = services.settings
         where = f"http://{host or settings.host}:{port or settings.port}"
         click.echo(
-            f"\nGateway 'demo' is ready on {LOCAL_CHAT_MODEL}.\n"
+            f"\nGateway 'demo' is ready on {LOCAL_CHAT_MODEL}"
+            f"{', grounded in the sample documents' if knowledge else ''}.\n"
             f"  base URL: {where}/api/v1\n"
             f"  API key:  {key['key']}\n\n"
             f"  curl {where}/api/v1/chat/completions -H 'Authorization: Bearer {key['key']}' \\\n"
@@ -132,6 +152,77 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
         services.db.dispose()
     if not no_serve:
         _serve(host, port, 1, False)
+
+
+# -- knowledge ----------------------------------------------------------------------------
+
+
+def _account_id(services: Services, ref: str | None) -> str:
+    """An account by id or name; without one, the only account there is."""
+    with services.db.session() as session:
+        rows = session.execute(select(AccountRow.id, AccountRow.name)).all()
+    if ref is None:
+        if len(rows) != 1:
+            raise click.UsageError("say which account with --account (an id or a name)")
+        return str(rows[0].id)
+    for row in rows:
+        if ref in (row.id, row.name):
+            return str(row.id)
+    raise click.ClickException(f"No account {ref!r}.")
+
+
+def _ingest(services: Services, account_id: str, collection: str, paths: list[Path]) -> Any:
+    """Indexes `paths` into the account's collection `collection` (made if missing), in
+    this process, with a progress bar; returns the collection and the report."""
+    from alicerce.knowledge.batch import collect_files, collection_named, ingest_files
+
+    files = collect_files(paths)
+
+    async def run() -> Any:
+        await services.http.start()
+        try:
+            target = await collection_named(services.knowledge, account_id, collection)
+            progressbar: Any = click.progressbar(
+                length=len(files),
+                label=f"Indexing into '{collection}'",
+                item_show_func=lambda p: p.name if p else None,
+                file=sys.stderr,
+            )
+            with progressbar as bar:
+                report = await ingest_files(
+                    services.knowledge, target, files, progress=lambda p: bar.update(1, p)
+                )
+            return target, report
+        finally:
+            await services.request_log.close()  # the indexing line items
+            await services.http.close()
+
+    return asyncio.run(run())
+
+
+@main.command(help="Index files or folders into a knowledge collection, here and now.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", required=True, help="The collection's name (made if missing).")
+@click.option("--account", help="Account id or name (default: the only account).")
+def ingest(paths: tuple[Path, ...], collection: str, account: str | None) -> None:
+    """Folders are read recursively for .txt .md .html .htm .pdf .docx .json .csv files."""
+    services = _services()
+    try:
+        account_id = _account_id(services, account)
+        target, report = _ingest(services, account_id, collection, list(paths))
+    except AlicerceError as exc:
+        _fail(exc)
+    finally:
+        services.db.dispose()
+    click.echo(
+        f"Collection '{target.name}' ({target.id}): {len(report.indexed)} indexed "
+        f"({report.chunks} chunks, {report.tokens} tokens), {len(report.unchanged)} unchanged, "
+        f"{len(report.failed)} failed."
+    )
+    for path, reason in report.failed:
+        click.echo(f"  failed: {path}: {reason}", err=True)
+    if report.failed:
+        sys.exit(1)
 
 
 # -- accounts, keys, gateways -------------------------------------------------------------

@@ -23,7 +23,7 @@ from alicerce.errors import Conflict, InvalidRequest, NotFound
 from alicerce.ids import new_id, slug_for
 from alicerce.security import CredentialCipher, check_upstream_url
 from alicerce.store import Database
-from alicerce.store.tables import GatewayRow
+from alicerce.store.tables import CollectionRow, GatewayRow
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 OVERRIDABLE = (
@@ -225,6 +225,29 @@ class GatewayService:
                     code="model_not_found",
                 )
 
+    def _check_collections(
+        self, account_id: str, spec: GatewaySpec, known: frozenset[str] = frozenset()
+    ) -> None:
+        """Every collection named is one of the account's (those in `known`, kept from before
+        a patch, are not checked again: a deleted collection then just finds nothing)."""
+        wanted = [c for c in spec.knowledge.collections if c not in known]
+        if not wanted:
+            return
+        with self._db.session() as session:
+            owned = set(
+                session.scalars(
+                    select(CollectionRow.id).where(
+                        CollectionRow.account_id == account_id, CollectionRow.id.in_(wanted)
+                    )
+                )
+            )
+        for i, ref in enumerate(spec.knowledge.collections):
+            if ref not in owned and ref not in known:
+                raise InvalidRequest(
+                    f"knowledge.collections.{i}: no collection {ref!r} in this account.",
+                    param=f"knowledge.collections.{i}",
+                )
+
     def _check_urls(self, spec: GatewaySpec) -> None:
         if spec.endpoint is not None:
             check_upstream_url(
@@ -239,6 +262,7 @@ class GatewayService:
 
     def create(self, account_id: str, payload: Any) -> dict[str, Any]:
         spec = self.parse(payload)
+        self._check_collections(account_id, spec)
         now = utcnow()
         row = GatewayRow(
             id=new_id(),
@@ -283,6 +307,8 @@ class GatewayService:
             row = self._row(session, account_id, ref)
             merged = _merge_patch(row.spec, patch)
             spec = self.parse(merged)
+            known = row.spec.get("knowledge", {}).get("collections", [])
+            self._check_collections(account_id, spec, frozenset(known))
             keep_old_key = (
                 spec.endpoint is not None
                 and isinstance(patch.get("endpoint"), dict)

@@ -17,6 +17,8 @@ from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
+from alicerce.knowledge.service import KnowledgeService
+from alicerce.knowledge.store import KnowledgeStore
 from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog
@@ -58,6 +60,7 @@ class Services:
     tools: GatewayTools
     embedder: LocalE5Embedder  # one model in memory, for the route and knowledge alike
     embeddings: EmbeddingsService
+    knowledge: KnowledgeService
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
 
@@ -133,6 +136,18 @@ class Services:
             tools=GatewayTools(http),
             embedder=embedder,
             embeddings=EmbeddingsService(embedder, current_catalog, request_log, limiter, metrics),
+            knowledge=KnowledgeService(
+                KnowledgeStore(db),
+                embedder,
+                cipher=cipher,
+                http=http,
+                catalog=current_catalog,
+                request_log=request_log,
+                allow_private_upstreams=settings.allow_private_upstreams,
+                max_document_bytes=settings.max_document_bytes,
+                chunk_tokens=settings.knowledge_chunk_tokens,
+                overlap_tokens=settings.knowledge_chunk_overlap_tokens,
+            ),
             _catalog_mtime=catalog_mtime,
         )
         return services
@@ -140,6 +155,7 @@ class Services:
     async def start(self) -> None:
         await self.http.start()
         await self.request_log.start()
+        await self.knowledge.start()  # after the log (indexing is billed) and the HTTP clients
         if self.settings.config:
             watch = self._watch_catalog(self.settings.config, self._catalog_mtime)
             self._watcher = asyncio.create_task(watch)
@@ -162,6 +178,7 @@ class Services:
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        await self.knowledge.close()
         await self.request_log.close()
         await self.limiter.close()
         await self.http.close()

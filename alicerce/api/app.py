@@ -11,7 +11,7 @@ import msgspec
 from fastapi import FastAPI
 
 from alicerce import __version__
-from alicerce.api import admin, embeddings, inference, ops, responses, usage
+from alicerce.api import admin, embeddings, inference, knowledge, ops, responses, usage
 from alicerce.api.errors import install_error_handlers
 from alicerce.api.fastpath import FastPath, Handler
 from alicerce.gateways import GatewaySpec
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(usage.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
         app.include_router(embeddings.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
         app.include_router(responses.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+        app.include_router(knowledge.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
     app.include_router(ops.router)
     _document_hand_validated_bodies(app)
     hot: dict[tuple[str, str], Handler] = {

@@ -1,0 +1,323 @@
+"""Knowledge collections (SPEC section 3): collections, their documents, and search.
+
+Admin keys of the collection's account only; another account's ids answer 404. A new document
+answers 202 (queued for indexing); the same content again answers 200 with the document that
+already holds it, so a client can tell "accepted" from "already there".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from starlette.datastructures import UploadFile
+
+from alicerce.api.auth import require_admin, services_of
+from alicerce.api.inference import read_body
+from alicerce.api.json import json_response
+from alicerce.clock import rfc3339
+from alicerce.errors import InvalidRequest, RequestTooLarge
+from alicerce.keys import Principal
+from alicerce.knowledge.service import Fusion, KnowledgeService, SearchRequest, parse
+from alicerce.knowledge.store import Collection, Document, Hit
+
+router = APIRouter(tags=["knowledge"])
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file
+
+
+def _knowledge(request: Request) -> KnowledgeService:
+    return services_of(request).knowledge
+
+
+def _account(principal: Principal) -> str:
+    assert principal.account_id is not None
+    return principal.account_id
+
+
+def collection_view(collection: Collection) -> dict[str, Any]:
+    endpoint = collection.settings.get("embedding")
+    embedding: dict[str, Any] = {
+        "model": collection.embedding_model,
+        "dimensions": collection.dimensions,
+    }
+    if endpoint:
+        embedding |= {
+            "base_url": endpoint["base_url"],
+            "api_key_set": bool(endpoint.get("api_key_encrypted")),
+        }
+    return {
+        "id": collection.id,
+        "object": "collection",
+        "name": collection.name,
+        "description": collection.description,
+        "embedding": embedding,
+        "fusion": collection.settings.get("fusion") or Fusion().model_dump(),
+        "created_at": rfc3339(collection.created_at),
+        "updated_at": rfc3339(collection.updated_at),
+    }
+
+
+def document_view(document: Document) -> dict[str, Any]:
+    return {
+        "id": document.id,
+        "object": "document",
+        "collection_id": document.collection_id,
+        "name": document.name,
+        "status": document.status,
+        "chunks": document.chunks,
+        "tokens": document.tokens,
+        "error": document.error,
+        "media_type": document.media_type,
+        "size_bytes": document.size_bytes,
+        "content_hash": document.content_hash,
+        "source_url": document.source_url,
+        "metadata": document.metadata,
+        "created_at": rfc3339(document.created_at),
+        "updated_at": rfc3339(document.updated_at),
+    }
+
+
+def hit_view(hit: Hit) -> dict[str, Any]:
+    return {
+        "collection_id": hit.collection_id,
+        "document_id": hit.document_id,
+        "document_name": hit.document_name,
+        "chunk_id": hit.chunk_id,
+        "text": hit.text,
+        "score": round(hit.score, 6),
+        "metadata": hit.metadata,
+        "heading_path": hit.heading_path,
+        "position": hit.position,
+    }
+
+
+def _listing(data: list[dict[str, Any]]) -> Response:
+    return json_response({"object": "list", "data": data})
+
+
+# -- collections -------------------------------------------------------------------------
+
+
+@router.post("/collections", status_code=201)
+async def create_collection(
+    payload: Any = Body(None),
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """`{name, description?, embedding?}`; without `embedding` the collection uses the local
+    multilingual-e5-small, else `{base_url, api_key, model, dimensions}` of an
+    OpenAI-compatible embeddings server (its key is stored encrypted and never returned)."""
+    collection = await knowledge.create_collection(_account(principal), payload)
+    return json_response(collection_view(collection), status=201)
+
+
+@router.get("/collections")
+async def list_collections(
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    return _listing(
+        [collection_view(c) for c in await knowledge.list_collections(_account(principal))]
+    )
+
+
+@router.get("/collections/{collection_id}")
+async def get_collection(
+    collection_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    return json_response(
+        collection_view(await knowledge.get_collection(_account(principal), collection_id))
+    )
+
+
+@router.patch("/collections/{collection_id}")
+async def update_collection(
+    collection_id: str,
+    payload: Any = Body(None),
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """`{name?, description?}`."""
+    updated = await knowledge.update_collection(_account(principal), collection_id, payload)
+    return json_response(collection_view(updated))
+
+
+@router.delete("/collections/{collection_id}", status_code=204)
+async def delete_collection(
+    collection_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """Deletes the collection with all its documents and chunks."""
+    await knowledge.delete_collection(_account(principal), collection_id)
+    return Response(status_code=204)
+
+
+# -- documents ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/collections/{collection_id}/documents",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/TextDocument"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "name": {"type": "string"},
+                            "metadata": {"type": "string", "description": "a JSON object"},
+                            "source_url": {"type": "string"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def add_document(
+    collection_id: str,
+    request: Request,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """JSON `{name, content, metadata?, source_url?}` or a multipart `file` (.txt, .md, .html,
+    .pdf, .docx, .json, .csv). 202 and the queued document; 200 and the existing document when
+    the collection holds the same content already."""
+    account_id = _account(principal)
+    limit = knowledge.max_document_bytes
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+            raise RequestTooLarge(f"The document is larger than {limit} bytes.", param="file")
+        document, created = await _add_upload(knowledge, account_id, collection_id, request)
+    else:
+        body = await read_body(request, limit + _FORM_OVERHEAD)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            raise InvalidRequest(
+                "The body must be JSON `{name, content}` or a multipart file upload."
+            ) from None
+        document, created = await knowledge.add_text(account_id, collection_id, payload)
+    return json_response(document_view(document), status=202 if created else 200)
+
+
+async def _add_upload(
+    knowledge: KnowledgeService, account_id: str, collection_id: str, request: Request
+) -> tuple[Document, bool]:
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("The multipart body needs a `file` part.", param="file")
+        if upload.size is not None and upload.size > knowledge.max_document_bytes:
+            raise RequestTooLarge(
+                f"The document is larger than {knowledge.max_document_bytes} bytes.", param="file"
+            )
+        data = await upload.read()
+        name = str(form.get("name") or upload.filename or "").strip()
+        metadata = _form_metadata(form.get("metadata"))
+        source_url = form.get("source_url")
+    if not name:
+        raise InvalidRequest(
+            "The file needs a name (its filename or a `name` field).", param="name"
+        )
+    return await knowledge.add_file(
+        account_id,
+        collection_id,
+        name=name,
+        data=data,
+        media_type=upload.content_type,
+        source_url=source_url if isinstance(source_url, str) and source_url else None,
+        metadata=metadata,
+    )
+
+
+def _form_metadata(raw: Any) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    try:
+        metadata = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata: must be a JSON object.", param="metadata")
+    return metadata
+
+
+@router.get("/collections/{collection_id}/documents")
+async def list_documents(
+    collection_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    documents = await knowledge.list_documents(_account(principal), collection_id)
+    return _listing([document_view(d) for d in documents])
+
+
+@router.get("/collections/{collection_id}/documents/{document_id}")
+async def get_document(
+    collection_id: str,
+    document_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    document = await knowledge.get_document(_account(principal), collection_id, document_id)
+    return json_response(document_view(document))
+
+
+@router.delete("/collections/{collection_id}/documents/{document_id}", status_code=204)
+async def delete_document(
+    collection_id: str,
+    document_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """Deletes the document and all its chunks at once."""
+    await knowledge.delete_document(_account(principal), collection_id, document_id)
+    return Response(status_code=204)
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+@router.post("/collections/{collection_id}/search")
+async def search(
+    collection_id: str,
+    payload: Any = Body(None),
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """`{query, top_k?: 5, mode?: "hybrid"|"vector"|"keyword", min_score?: 0}`: the best
+    chunks, best first. `score` is in [0, 1], higher is more relevant. Billed as one
+    `knowledge.search`."""
+    account_id = _account(principal)
+    spec: SearchRequest = parse(SearchRequest, payload)
+    await knowledge.get_collection(account_id, collection_id)
+    started = time.perf_counter()
+    result = await knowledge.search(
+        account_id,
+        [collection_id],
+        spec.query,
+        top_k=spec.top_k,
+        mode=spec.mode,
+        min_score=spec.min_score,
+    )
+    knowledge.record_search(account_id, principal.key_id, time.perf_counter() - started)
+    return json_response(
+        {
+            "object": "list",
+            "data": [hit_view(h) for h in result.hits],
+            "usage": {"query_tokens": result.query_tokens},
+        }
+    )

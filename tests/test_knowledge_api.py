@@ -1,0 +1,360 @@
+"""Knowledge collections through HTTP (SPEC section 3), the indexing worker, and `alicerce ingest`.
+
+Documents are embedded by the real local model (multilingual-e5-small), so they are kept short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from click.testing import CliRunner
+
+from alicerce.cli import main
+from alicerce.keys import AccountCreate
+from alicerce.services import Services
+from alicerce.settings import Settings
+from tests import conftest
+from tests.conftest import Account
+
+MANUAL_PT = """# Manual da Cafeteira Aurora
+
+## Limpeza
+
+Descalcifique a cafeteira Aurora a cada três meses com uma solução de ácido cítrico.
+
+## Garantia
+
+A garantia da cafeteira Aurora é de dezoito meses a partir da data da compra.
+"""
+RELEASE_NOTES = """Release notes of the Zephyr router.
+
+Version 4.2 adds mesh roaming between access points and fixes the 5 GHz channel selection.
+"""
+FAQ_HTML = """<html><head><title>FAQ</title><script>var x = 1;</script></head><body>
+<h1>Orbital Bakery FAQ</h1>
+<h2>Opening hours</h2><p>The Orbital Bakery opens at seven in the morning, Tuesday to Sunday.</p>
+</body></html>"""
+
+
+def _collection(client: httpx.Client, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("name", "kb-" + uuid.uuid4().hex[:8])
+    response = client.post("/collections", json=spec)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _ready(client: httpx.Client, collection_id: str, document_id: str) -> dict[str, Any]:
+    """The document once indexing has ended (ready or failed)."""
+    deadline = time.monotonic() + 120
+    while True:
+        document = client.get(f"/collections/{collection_id}/documents/{document_id}").json()
+        if document["status"] in ("ready", "failed") or time.monotonic() > deadline:
+            return document  # type: ignore[no-any-return]
+        time.sleep(0.05)
+
+
+def _add(client: httpx.Client, collection_id: str, **body: Any) -> dict[str, Any]:
+    response = client.post(f"/collections/{collection_id}/documents", json=body)
+    assert response.status_code == 202, response.text
+    return _ready(client, collection_id, response.json()["id"])
+
+
+def _search(client: httpx.Client, collection_id: str, **body: Any) -> list[dict[str, Any]]:
+    response = client.post(f"/collections/{collection_id}/search", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]  # type: ignore[no-any-return]
+
+
+def test_collections_crud(account: Account) -> None:
+    with account.http() as client:
+        created = _collection(client, name="manuals", description="Product manuals")
+        assert created["object"] == "collection"
+        assert created["embedding"] == {"model": "@local/multilingual-e5-small", "dimensions": 384}
+        again = client.post("/collections", json={"name": "manuals"})
+        assert again.status_code == 409 and again.json()["error"]["param"] == "name"
+        nameless = client.post("/collections", json={"description": "x"})
+        assert nameless.status_code == 400 and nameless.json()["error"]["param"] == "name"
+        assert [c["id"] for c in client.get("/collections").json()["data"]] == [created["id"]]
+        patched = client.patch(f"/collections/{created['id']}", json={"name": "guides"})
+        assert patched.status_code == 200 and patched.json()["name"] == "guides"
+        assert client.get(f"/collections/{created['id']}").json()["name"] == "guides"
+        assert client.delete(f"/collections/{created['id']}").status_code == 204
+        gone = client.get(f"/collections/{created['id']}")
+        assert gone.status_code == 404 and gone.json()["error"]["type"] == "not_found_error"
+
+
+def test_text_and_files_are_indexed_and_found(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        accepted = client.post(
+            f"/collections/{collection}/documents",
+            json={"name": "aurora.md", "content": MANUAL_PT, "metadata": {"lang": "pt"}},
+        )
+        assert accepted.status_code == 202
+        assert accepted.json()["status"] in ("queued", "indexing", "ready")
+        upload = client.post(
+            f"/collections/{collection}/documents",
+            files={"file": ("zephyr.txt", RELEASE_NOTES.encode(), "text/plain")},
+            data={"metadata": json.dumps({"product": "zephyr"})},
+        )
+        assert upload.status_code == 202, upload.text
+        html = client.post(
+            f"/collections/{collection}/documents",
+            files={"file": ("faq.html", FAQ_HTML.encode(), "text/html")},
+        )
+        assert html.status_code == 202, html.text
+        for document in (accepted.json(), upload.json(), html.json()):
+            done = _ready(client, collection, document["id"])
+            assert done["status"] == "ready", done
+            assert done["chunks"] >= 1 and done["tokens"] > 0 and done["error"] is None
+
+        hits = _search(client, collection, query="qual é a garantia da cafeteira?")
+        assert hits[0]["document_name"] == "aurora.md"
+        assert "dezoito meses" in hits[0]["text"]
+        assert hits[0]["metadata"] == {"lang": "pt"}
+        assert 0 <= hits[-1]["score"] <= hits[0]["score"] <= 1
+        # accent-insensitive keywords: "tres" finds "três"
+        keyword = _search(client, collection, query="tres meses", mode="keyword")
+        assert keyword and keyword[0]["document_name"] == "aurora.md"
+        vector = _search(client, collection, query="mesh roaming", mode="vector", top_k=1)
+        assert [h["document_name"] for h in vector] == ["zephyr.txt"]
+        hours = _search(client, collection, query="When does the bakery open?", top_k=1)
+        assert hours[0]["document_name"] == "faq.html" and "var x" not in hours[0]["text"]
+        listed = client.get(f"/collections/{collection}/documents").json()["data"]
+        assert sorted(d["name"] for d in listed) == ["aurora.md", "faq.html", "zephyr.txt"]
+
+
+def test_the_same_content_is_not_indexed_twice(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        first = _add(client, collection, name="notes.md", content=RELEASE_NOTES)
+        again = client.post(
+            f"/collections/{collection}/documents",
+            json={"name": "copy.md", "content": RELEASE_NOTES},
+        )
+        assert again.status_code == 200
+        assert again.json()["id"] == first["id"] and again.json()["status"] == "ready"
+        assert len(client.get(f"/collections/{collection}/documents").json()["data"]) == 1
+
+
+def test_bad_documents_fail_clearly_and_change_nothing_else(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        good = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+        before = _search(client, collection, query="garantia")
+
+        def upload(name: str, data: bytes, media_type: str) -> httpx.Response:
+            return client.post(
+                f"/collections/{collection}/documents", files={"file": (name, data, media_type)}
+            )
+
+        unsupported = upload("sheet.xls", b"\xd0\xcf\x11\xe0 not really", "application/x-excel")
+        assert unsupported.status_code == 400
+        assert unsupported.json()["error"]["code"] == "unsupported_file_type"
+        assert ".pdf" in unsupported.json()["error"]["message"]
+        empty = upload("empty.txt", b"", "text/plain")
+        assert empty.status_code == 400 and empty.json()["error"]["param"] == "file"
+        not_json = client.post(
+            f"/collections/{collection}/documents",
+            content=b"{nope",
+            headers={"content-type": "application/json"},
+        )
+        assert not_json.status_code == 400
+        no_content = client.post(f"/collections/{collection}/documents", json={"name": "x.md"})
+        assert no_content.status_code == 400
+        assert no_content.json()["error"]["param"] == "content"
+
+        corrupt = upload("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf")
+        assert corrupt.status_code == 202
+        failed = _ready(client, collection, corrupt.json()["id"])
+        assert failed["status"] == "failed" and failed["chunks"] == 0
+        assert "PDF" in failed["error"]
+        assert _search(client, collection, query="garantia") == before
+        still = client.get(f"/collections/{collection}/documents/{good['id']}").json()
+        assert still["status"] == "ready" and still["chunks"] == good["chunks"]
+
+
+def test_oversized_documents_are_refused(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    knowledge = account.alicerce.services.knowledge
+    monkeypatch.setattr(knowledge, "max_document_bytes", 2048)
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        big = b"word " * 1000
+        upload = client.post(
+            f"/collections/{collection}/documents", files={"file": ("big.txt", big, "text/plain")}
+        )
+        assert upload.status_code == 413, upload.text
+        assert upload.json()["error"]["type"] == "invalid_request_error"
+        text = client.post(
+            f"/collections/{collection}/documents",
+            json={"name": "big.md", "content": big.decode()},
+        )
+        assert text.status_code == 413
+        assert client.get(f"/collections/{collection}/documents").json()["data"] == []
+
+
+def test_search_needs_a_query(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        for body in ({"query": "   "}, {"query": ""}, {}):
+            response = client.post(f"/collections/{collection}/search", json=body)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == "query"
+        bad_mode = client.post(
+            f"/collections/{collection}/search", json={"query": "x", "mode": "?"}
+        )
+        assert bad_mode.status_code == 400 and bad_mode.json()["error"]["param"] == "mode"
+
+
+def test_another_accounts_collection_is_not_found(account: Account, other_account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        document = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+    with other_account.http() as client:
+        paths = [
+            ("GET", f"/collections/{collection}", None),
+            ("PATCH", f"/collections/{collection}", {"name": "mine"}),
+            ("DELETE", f"/collections/{collection}", None),
+            ("GET", f"/collections/{collection}/documents", None),
+            ("GET", f"/collections/{collection}/documents/{document['id']}", None),
+            ("DELETE", f"/collections/{collection}/documents/{document['id']}", None),
+            ("POST", f"/collections/{collection}/documents", {"name": "a.md", "content": "hi"}),
+            ("POST", f"/collections/{collection}/search", {"query": "garantia"}),
+        ]
+        for method, path, body in paths:
+            response = client.request(method, path, json=body)
+            assert response.status_code == 404, (method, path, response.text)
+        assert client.get("/collections").json()["data"] == []
+        gateway = client.post(
+            "/gateways",
+            json={
+                "name": "thief",
+                "model": "@mock/echo",
+                "knowledge": {"collections": [collection], "strategy": "always"},
+            },
+        )
+        assert gateway.status_code == 400
+        assert gateway.json()["error"]["param"] == "knowledge.collections.0"
+    own = account.create_gateway(knowledge={"collections": [collection], "strategy": "always"})
+    assert own["knowledge"]["collections"] == [collection]
+
+
+def test_deleting_a_document_removes_its_chunks(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        aurora = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+        _add(client, collection, name="zephyr.md", content=RELEASE_NOTES)
+        assert any(
+            h["document_id"] == aurora["id"] for h in _search(client, collection, query="garantia")
+        )
+        deleted = client.delete(f"/collections/{collection}/documents/{aurora['id']}")
+        assert deleted.status_code == 204
+        for mode in ("hybrid", "vector", "keyword"):
+            hits = _search(client, collection, query="garantia da cafeteira", mode=mode)
+            assert all(h["document_id"] != aurora["id"] for h in hits)
+        gone = client.get(f"/collections/{collection}/documents/{aurora['id']}")
+        assert gone.status_code == 404
+
+
+def test_indexing_and_searches_are_in_the_usage_ledger(account: Account) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        document = _add(client, collection, name="zephyr.md", content=RELEASE_NOTES)
+        _search(client, collection, query="router")
+        deadline = time.monotonic() + 5
+        while True:
+            usage = client.get("/usage", params={"group_by": "sku"}).json()
+            skus = {row["sku"]: row for row in usage["data"]}
+            searched = skus.get("knowledge.search", {}).get("quantity")
+            if searched or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    assert skus["knowledge.indexing"]["quantity"] == document["tokens"]
+    assert skus["knowledge.search"]["quantity"] == 1, usage["data"]
+
+
+def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
+    """A document stored but never indexed (the process died) is indexed by the next start."""
+
+    async def scenario() -> tuple[str, dict[str, Any]]:
+        services = Services.build(conftest.test_settings(tmp_path))
+        account_id = services.keys.create_account(AccountCreate(name="resume"))["id"]
+        knowledge = services.knowledge
+        collection = await knowledge.create_collection(account_id, {"name": "kb"})
+        document, created = await knowledge.add_file(
+            account_id,
+            collection.id,
+            name="zephyr.md",
+            data=RELEASE_NOTES.encode(),
+            media_type="text/markdown",
+            enqueue=False,  # stored, queued, and then the "crash"
+        )
+        assert created and document.status == "queued"
+        services.db.dispose()
+
+        restarted = Services.build(conftest.test_settings(tmp_path))
+        await restarted.start()
+        try:
+            await restarted.knowledge.idle()
+            done = await restarted.knowledge.get_document(account_id, collection.id, document.id)
+            result = await restarted.knowledge.search(account_id, [collection.id], "mesh roaming")
+        finally:
+            await restarted.close()
+        return done.status, {"hits": [h.document_id for h in result.hits], "id": document.id}
+
+    status, found = asyncio.run(scenario())
+    assert status == "ready"
+    assert found["hits"][0] == found["id"]
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ALICERCE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("ALICERCE_SECRET_KEY", "cli-secret")
+    monkeypatch.delenv("ALICERCE_ROOT_KEY", raising=False)
+    monkeypatch.delenv("ALICERCE_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_cli_ingest_indexes_a_folder(cli_env: Path) -> None:
+    runner = CliRunner()
+    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
+    docs = cli_env / "docs"
+    (docs / "nested").mkdir(parents=True)
+    (docs / "aurora.md").write_text(MANUAL_PT)
+    (docs / "nested" / "zephyr.txt").write_text(RELEASE_NOTES)
+    (docs / "nested" / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    (docs / "ignored.xls").write_bytes(b"not read")
+
+    first = runner.invoke(main, ["ingest", str(docs), "--collection", "manuals"])
+    assert first.exit_code == 1, first.output  # one file failed
+    assert "2 indexed" in first.output and "1 failed" in first.output
+    assert "broken.pdf" in first.output
+
+    again = runner.invoke(
+        main, ["ingest", str(docs / "aurora.md"), "--collection", "manuals", "--account", "acme"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "0 indexed" in again.output and "1 unchanged" in again.output
+
+    async def search() -> list[str]:
+        services = Services.build(Settings())  # the environment of `cli_env`
+        try:
+            collections = await services.knowledge.list_collections(account["id"])
+            assert [c.name for c in collections] == ["manuals"]
+            result = await services.knowledge.search(account["id"], [collections[0].id], "garantia")
+            return [h.document_name for h in result.hits]
+        finally:
+            services.db.dispose()
+
+    assert asyncio.run(search())[0] == "aurora.md"
