@@ -9,12 +9,19 @@ import asyncio
 import json
 import time
 import uuid
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from alicerce.cli import main
 from alicerce.keys import AccountCreate
@@ -22,6 +29,7 @@ from alicerce.services import Services
 from alicerce.settings import Settings
 from tests import conftest
 from tests.conftest import Account
+from tests.servers import ServerThread
 
 MANUAL_PT = """# Manual da Cafeteira Aurora
 
@@ -242,8 +250,16 @@ def test_another_accounts_collection_is_not_found(account: Account, other_accoun
         )
         assert gateway.status_code == 400
         assert gateway.json()["error"]["param"] == "knowledge.collections.0"
+        theirs = other_account.create_gateway()
+        patched = client.patch(
+            f"/gateways/{theirs['id']}", json={"knowledge": {"collections": [collection]}}
+        )
+        assert patched.status_code == 400, patched.text
     own = account.create_gateway(knowledge={"collections": [collection], "strategy": "always"})
     assert own["knowledge"]["collections"] == [collection]
+    with account.http() as client:  # a patch keeps collections that were attached before
+        patched = client.patch(f"/gateways/{own['id']}", json={"instructions": "Be brief."})
+        assert patched.status_code == 200, patched.text
 
 
 def test_deleting_a_document_removes_its_chunks(account: Account) -> None:
@@ -312,6 +328,92 @@ def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
     status, found = asyncio.run(scenario())
     assert status == "ready"
     assert found["hits"][0] == found["id"]
+
+
+# -- another embedder ----------------------------------------------------------------------
+
+HASH_DIMENSIONS = 64
+
+
+async def _hash_embeddings(request: Request) -> JSONResponse:
+    """An OpenAI-compatible embeddings server: each word hashed into one of 64 dimensions."""
+    if request.headers.get("authorization") != "Bearer sk-emb":
+        return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
+    body = await request.json()
+    data = []
+    for index, text in enumerate(body["input"]):
+        vector = np.zeros(HASH_DIMENSIONS)
+        for word in text.lower().split():
+            vector[zlib.crc32(word.strip(".,?!").encode()) % HASH_DIMENSIONS] += 1
+        data.append({"index": index, "embedding": vector.tolist()})
+    words = sum(len(t.split()) for t in body["input"])
+    return JSONResponse({"data": data, "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+
+@pytest.fixture(scope="module")
+def hash_embedder() -> Iterator[str]:
+    server = ServerThread(
+        Starlette(routes=[Route("/v1/embeddings", _hash_embeddings, methods=["POST"])])
+    ).start()
+    yield server.url + "/v1"
+    server.stop()
+
+
+def _endpoint(url: str, key: str = "sk-emb") -> dict[str, Any]:
+    return {"base_url": url, "api_key": key, "model": "hash-64", "dimensions": HASH_DIMENSIONS}
+
+
+def test_a_collection_can_use_an_embeddings_endpoint(account: Account, hash_embedder: str) -> None:
+    with account.http() as client:
+        created = _collection(client, embedding=_endpoint(hash_embedder))
+        assert created["embedding"] == {
+            "model": "hash-64",
+            "dimensions": HASH_DIMENSIONS,
+            "base_url": hash_embedder,
+            "api_key_set": True,
+        }
+        assert "sk-emb" not in json.dumps(client.get(f"/collections/{created['id']}").json())
+        document = _add(client, created["id"], name="zephyr.md", content=RELEASE_NOTES)
+        assert document["status"] == "ready"
+        hits = _search(client, created["id"], query="mesh roaming", mode="vector")
+        assert hits[0]["document_id"] == document["id"]
+
+        wrong_key = _collection(client, embedding=_endpoint(hash_embedder, "sk-wrong"))
+        failed = _add(client, wrong_key["id"], name="zephyr.md", content=RELEASE_NOTES)
+        assert failed["status"] == "failed" and "hash-64" in failed["error"]
+        assert "sk-wrong" not in failed["error"]
+        relative = client.post("/collections", json={"name": "x", "embedding": _endpoint("/v1")})
+        assert relative.status_code == 400
+        assert relative.json()["error"]["param"] == "embedding.base_url"
+
+
+def test_a_collection_can_be_embedded_again(account: Account, hash_embedder: str) -> None:
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        document = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+
+        def moved_to(model: str) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while True:
+                current = client.get(f"/collections/{collection}").json()
+                if current["embedding"]["model"] == model or time.monotonic() > deadline:
+                    return current  # type: ignore[no-any-return]
+                time.sleep(0.05)
+
+        queued = client.post(
+            f"/collections/{collection}/reembed", json={"embedding": _endpoint(hash_embedder)}
+        )
+        assert queued.status_code == 202, queued.text
+        assert queued.json()["embedding"] == {"model": "hash-64", "dimensions": HASH_DIMENSIONS}
+        assert moved_to("hash-64")["embedding"]["api_key_set"] is True
+        hits = _search(client, collection, query="garantia da cafeteira", mode="vector")
+        assert hits[0]["document_id"] == document["id"]
+
+        back = client.post(f"/collections/{collection}/reembed")
+        assert back.status_code == 202
+        assert moved_to("@local/multilingual-e5-small")["embedding"]["dimensions"] == 384
+        hits = _search(client, collection, query="quanto tempo dura a garantia?", mode="vector")
+        assert hits[0]["document_id"] == document["id"]
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -18,9 +18,11 @@ from alicerce.api.auth import require_admin, services_of
 from alicerce.api.inference import read_body
 from alicerce.api.json import json_response
 from alicerce.clock import rfc3339
+from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.keys import Principal
-from alicerce.knowledge.service import Fusion, KnowledgeService, SearchRequest, parse
+from alicerce.knowledge.service import KnowledgeService
+from alicerce.knowledge.specs import Fusion, SearchRequest, parse
 from alicerce.knowledge.store import Collection, Document, Hit
 
 router = APIRouter(tags=["knowledge"])
@@ -155,6 +157,33 @@ async def delete_collection(
     """Deletes the collection with all its documents and chunks."""
     await knowledge.delete_collection(_account(principal), collection_id)
     return Response(status_code=204)
+
+
+@router.post("/collections/{collection_id}/reembed", status_code=202)
+async def reembed_collection(
+    collection_id: str,
+    payload: Any = Body(None),
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """`{embedding?}`: embeds every chunk again, with the OpenAI-compatible endpoint given (or
+    the local model without one), after the documents already queued. Searches use the old
+    vectors until the new ones replace them all at once; the collection's `embedding` shows
+    the new model then. Billed as `knowledge.indexing`."""
+    job = await knowledge.reembed(_account(principal), collection_id, payload)
+    embedding = job.embedding or {}
+    return json_response(
+        {
+            "object": "collection.reembed",
+            "collection_id": collection_id,
+            "status": "queued",
+            "embedding": {
+                "model": embedding.get("model", LOCAL_EMBEDDING_MODEL),
+                "dimensions": embedding.get("dimensions", LOCAL_DIMENSIONS),
+            },
+        },
+        status=202,
+    )
 
 
 # -- documents ---------------------------------------------------------------------------

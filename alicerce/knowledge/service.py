@@ -20,20 +20,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alicerce.billing import LineItem
 from alicerce.catalog import Catalog
 from alicerce.clock import utcnow
 from alicerce.embeddings import Embedder, LocalE5Embedder, OpenAIEmbedder
 from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooLarge
-from alicerce.gateways import validation_error
 from alicerce.ids import new_id
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, ExtractionError, extract
+from alicerce.knowledge.specs import (
+    CollectionCreate,
+    CollectionUpdate,
+    EmbeddingEndpoint,
+    ReembedRequest,
+    TextDocument,
+    parse,
+)
 from alicerce.knowledge.store import Collection, Document, Hit, KnowledgeStore
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.security import CredentialCipher, check_upstream_url
@@ -43,82 +49,22 @@ log = logging.getLogger("alicerce.knowledge")
 
 INDEXING_SKU = "knowledge.indexing"
 SEARCH_SKU = "knowledge.search"
-Mode = Literal["hybrid", "vector", "keyword"]
 MODES = ("hybrid", "vector", "keyword")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True, slots=True)
+class Reembed:
+    """A job for the worker: the collection's chunks embedded again with another embedder."""
 
-
-class EmbeddingEndpoint(_Strict):
-    """An OpenAI-compatible `/embeddings` server for one collection (bring your own)."""
-
-    base_url: str = Field(min_length=1, max_length=2000)
-    api_key: str | None = Field(default=None, max_length=4000)
-    model: str = Field(min_length=1, max_length=200)
-    dimensions: int = Field(ge=1, le=8192)
-    headers: dict[str, str] | None = None
-    query_prefix: str = Field(default="", max_length=100)
-    passage_prefix: str = Field(default="", max_length=100)
-
-
-class Fusion(_Strict):
-    """How hybrid search merges the vector and keyword rankings (see `knowledge.fusion`)."""
-
-    method: Literal["rrf", "convex"] = "rrf"
-    vector_weight: float = Field(default=0.5, ge=0, le=1)
-    rrf_k: int = Field(default=60, ge=1, le=1000)
-
-
-class CollectionCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10_000)
-    embedding: EmbeddingEndpoint | None = None
-    fusion: Fusion | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
-
-
-class CollectionUpdate(_Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=10_000)
-
-
-class TextDocument(_Strict):
-    name: str = Field(min_length=1, max_length=500)
-    content: str = Field(min_length=1)
-    metadata: dict[str, Any] | None = None
-    source_url: str | None = Field(default=None, max_length=2000)
-    media_type: str | None = Field(default=None, max_length=200)
-
-
-class SearchRequest(_Strict):
-    query: str
-    top_k: int = Field(default=5, ge=1, le=50)
-    mode: Mode = "hybrid"
-    min_score: float = Field(default=0.0, ge=0, le=1)
+    account_id: str
+    collection_id: str
+    embedding: dict[str, Any] | None  # the endpoint settings, or None for the local model
 
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     hits: list[Hit]
     query_tokens: int  # what embedding the query cost (0 for keyword-only searches)
-
-
-def parse(model: type[_Strict], payload: Any) -> Any:
-    """A JSON body validated into `model`, or a 400 naming the field (never a 422)."""
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The body must be a JSON object.")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
 
 
 def unsupported_suffix(name: str) -> str | None:
@@ -155,7 +101,7 @@ class KnowledgeService:
         self.max_document_bytes = max_document_bytes
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
-        self._queue: asyncio.Queue[Document | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Document | Reembed | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._accepting = True
 
@@ -192,7 +138,10 @@ class KnowledgeService:
             try:
                 if document is None or not self._accepting:
                     return
-                await self.index(document)
+                if isinstance(document, Reembed):
+                    await self.reembed_now(document)
+                else:
+                    await self.index(document)
             finally:
                 self._queue.task_done()
 
@@ -405,7 +354,9 @@ class KnowledgeService:
             log.exception("could not mark document %s failed", document.id)
 
     def embedder_for(self, collection: Collection) -> Embedder:
-        endpoint = collection.settings.get("embedding")
+        return self._embedder(collection.settings.get("embedding"), collection.name)
+
+    def _embedder(self, endpoint: dict[str, Any] | None, collection_name: str) -> Embedder:
         if not endpoint:
             return self._local
         session = self._http.guarded
@@ -419,7 +370,7 @@ class KnowledgeService:
             dimensions=int(endpoint["dimensions"]),
             api_key=self._cipher.decrypt(key) if key else None,
             headers=endpoint.get("headers"),
-            label=f"'{endpoint['model']}' of collection '{collection.name}'",
+            label=f"'{endpoint['model']}' of collection '{collection_name}'",
             query_prefix=endpoint.get("query_prefix", ""),
             passage_prefix=endpoint.get("passage_prefix", ""),
         )
@@ -428,13 +379,27 @@ class KnowledgeService:
         self, collection: Collection, document: Document, tokens: int, seconds: float
     ) -> None:
         """One ledger record per indexed document, so `/usage` sums it like a request."""
-        price = self._catalog().knowledge.per_indexed_token
-        item = LineItem(
-            INDEXING_SKU,
+        self._bill(
+            collection.account_id,
+            collection.embedding_model,
             tokens,
-            price,
+            seconds,
             f"Indexing of '{document.name}' into collection '{collection.name}' "
             f"with '{collection.embedding_model}'",
+            {"collection_id": collection.id, "document_id": document.id},
+        )
+
+    def _bill(
+        self,
+        account_id: str,
+        model: str,
+        tokens: int,
+        seconds: float,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        item = LineItem(
+            INDEXING_SKU, tokens, self._catalog().knowledge.per_indexed_token, description
         )
         self._log.record(
             RequestRecord(
@@ -442,15 +407,79 @@ class KnowledgeService:
                 created_at=utcnow(),
                 endpoint=INDEXING_SKU,
                 stream=False,
-                account_id=document.account_id,
-                model=collection.embedding_model,
+                account_id=account_id,
+                model=model,
                 latency_ms=round(seconds * 1000, 3),
                 prompt_tokens=tokens,
                 amount=item.amount,
                 line_items=[item.to_record()],
-                request_metadata={"collection_id": collection.id, "document_id": document.id},
+                request_metadata=metadata,
             )
         )
+
+    # -- re-embedding --------------------------------------------------------------------
+
+    async def reembed(self, account_id: str, collection_id: str, payload: Any) -> Reembed:
+        """Queues the collection's re-embedding with another embedder (`embedding`, or the
+        local model without one). Searches keep using the old vectors until the new ones
+        replace them all, in one transaction."""
+        spec: ReembedRequest = parse(ReembedRequest, {} if payload is None else payload)
+        await self.get_collection(account_id, collection_id)
+        endpoint = self._endpoint_settings(spec.embedding) if spec.embedding else None
+        job = Reembed(account_id, collection_id, endpoint)
+        self._queue.put_nowait(job)
+        return job
+
+    async def reembed_now(self, job: Reembed) -> bool:
+        """Embeds every chunk again and swaps the vectors and the collection's model at once;
+        a failure (the endpoint is down) changes nothing and is logged."""
+        started = time.perf_counter()
+        collection = await asyncio.to_thread(
+            self.store.get_collection, job.account_id, job.collection_id
+        )
+        if collection is None:
+            return False
+        settings = {k: v for k, v in collection.settings.items() if k != "embedding"}
+        if job.embedding:
+            settings["embedding"] = job.embedding
+            model, dimensions = job.embedding["model"], int(job.embedding["dimensions"])
+        else:
+            model, dimensions = self._local.model, self._local.dimensions
+        try:
+            batches = await asyncio.to_thread(
+                lambda: list(self.store.chunk_vectors(job.account_id, job.collection_id))
+            )
+            stored = [c for batch in batches for c in batch]
+            texts = [embedding_text(Chunk(c.text, c.heading_path, c.position, 0)) for c in stored]
+            embedded = await self._embedder(job.embedding, collection.name).embed(
+                texts, kind="passage"
+            )
+            done = await asyncio.to_thread(
+                self.store.replace_vectors,
+                job.account_id,
+                job.collection_id,
+                [c.id for c in stored],
+                embedded.vectors,
+                embedding_model=model,
+                dimensions=dimensions,
+                settings=settings,
+            )
+        except AlicerceError as exc:
+            log.warning("collection %s not re-embedded: %s", job.collection_id, exc.message)
+            return False
+        except Exception:
+            log.exception("collection %s not re-embedded", job.collection_id)
+            return False
+        if done:
+            self._bill(
+                job.account_id,
+                model,
+                embedded.tokens,
+                time.perf_counter() - started,
+                f"Re-embedding of collection '{collection.name}' with '{model}'",
+                {"collection_id": job.collection_id, "reembed": True},
+            )
+        return done
 
     # -- search --------------------------------------------------------------------------
 
