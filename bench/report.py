@@ -102,6 +102,8 @@ def summarise(rounds: Rounds, rss: dict[str, dict[str, float]]) -> dict[str, Any
     a, lite = summary["alicerce"], summary["litellm"]
     measured = lite["rps_32"] == lite["rps_32"] and lite["rps_32"] > 0  # NaN when not run
     summary["throughput_ratio"] = a["rps_32"] / lite["rps_32"] if measured else None
+    pairs = zip(a["rps_32_rounds"], lite["rps_32_rounds"], strict=False)
+    summary["throughput_ratio_rounds"] = [round(x / y, 1) for x, y in pairs if y]
     two = summary["alicerce-2w"]["rps_32"]
     summary["scaling_2w"] = two / a["rps_32"] if a["rps_32"] and two == two else None
     return summary
@@ -205,6 +207,8 @@ def markdown(result: dict[str, Any]) -> str:
                 ("Alicerce 2 workers", "alicerce-2w"),
             )
         )
+        + "; Alicerce / LiteLLM "
+        + ", ".join(f"{r:g}x" for r in summary["throughput_ratio_rounds"])
         + ".",
         "",
         "### Targets (Alicerce, one worker, SQLite, key auth and request log on)",
@@ -232,9 +236,10 @@ def _profile_lines(meta: dict[str, Any], kind: str, profile: dict[str, Any]) -> 
         "",
         f"py-spy (`--threads --nonblocking`), {profile['samples']} samples at "
         f"{meta['profile_rate']} Hz during {meta['profile_s']:g} s of 32-connection {load} load "
-        "on the one worker; a thread waiting in a poll or a lock is not sampled, so the shares "
-        f"are of busy time. By thread: {threads} (besides the event loop's `MainThread`, the "
-        "loop's executor, where `asyncio.to_thread` writes the request log). The tables are the "
+        "on the one worker; samples of a thread waiting (in a poll, a queue or a condition) are "
+        f"dropped, so the shares are of busy time. By thread: {threads} (besides the event "
+        "loop's `MainThread`, the loop's executor, where `asyncio.to_thread` writes the request "
+        "log). The tables are the "
         f"event loop's thread ({profile['loop_samples']} samples); collapsed stacks in "
         f"`{meta[f'profile_file_{kind}']}`.",
         "",

@@ -80,8 +80,10 @@ def summarise(collapsed: Path, top: int = 12) -> ProfileSummary:
         count = int(count_text)
         thread, *rest = stack.split(";")
         name = _thread_name(thread)
-        threads[name] += count
         frames = [_frame_parts(f) for f in rest if f.strip()]
+        if frames and frames[-1][0] in IDLE_LEAVES:
+            continue  # a wait that py-spy took for work
+        threads[name] += count
         if name != "MainThread" or not frames:
             continue
         leaf_func, leaf_layer = frames[-1]
@@ -102,4 +104,13 @@ def summarise(collapsed: Path, top: int = 12) -> ProfileSummary:
     )
 
 
+# Innermost frames that are waits, not work: on this machine py-spy samples threads blocked in
+# them although it is told to skip idle threads.
+IDLE_LEAVES = {
+    "threading:Condition.wait",
+    "threading:Event.wait",
+    "queue:Queue.get",
+    "concurrent.futures.thread:_worker",  # blocked in its work queue's C `get`
+    "selectors:EpollSelector.select",
+}
 _ROOTS = {"alicerce.__main__:<module>", "alicerce.cli:serve", "alicerce.cli:_serve"}
