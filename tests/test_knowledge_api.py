@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 import zlib
@@ -328,6 +330,23 @@ def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
     status, found = asyncio.run(scenario())
     assert status == "ready"
     assert found["hits"][0] == found["id"]
+
+
+@pytest.mark.slow
+def test_the_local_chat_model_loads_beside_the_knowledge_store(tmp_path: Path) -> None:
+    """usearch (the vector index) once broke llama.cpp's model loading in the same process."""
+    script = (
+        "import asyncio\n"
+        "from alicerce.services import Services\n"
+        "from alicerce.settings import Settings\n"
+        f"s = Services.build(Settings(database_url='sqlite:///{tmp_path}/x.db', secret_key='x'))\n"
+        "asyncio.run(s.local.warm_up())\n"
+        "print('loaded')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-2000:]
 
 
 # -- another embedder ----------------------------------------------------------------------

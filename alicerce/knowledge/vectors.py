@@ -15,13 +15,26 @@ and restored at start (then synced the same way), so a restart does not rebuild 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# usearch's wheel carries its own static libstdc++; imported before llama.cpp has loaded a
+# model, it makes llama.cpp fail on every model with `std::bad_cast` while reading the
+# vocabulary (the local chat model would never load in a server that has knowledge). The
+# system's shared libstdc++ made global first gives both one runtime; measured, not guessed.
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libstdc++.so.6", mode=os.RTLD_GLOBAL)
+
 from usearch.index import Index
 
 log = logging.getLogger(__name__)
