@@ -479,3 +479,36 @@ def test_cli_ingest_indexes_a_folder(cli_env: Path) -> None:
             services.db.dispose()
 
     assert asyncio.run(search())[0] == "aurora.md"
+
+
+@pytest.mark.slow
+def test_demo_grounds_its_gateway_in_the_samples(cli_env: Path) -> None:
+    runner = CliRunner()
+    for _ in range(2):  # the second run finds everything in place
+        done = runner.invoke(main, ["demo", "--no-serve"])
+        assert done.exit_code == 0, done.output
+        assert "grounded in the sample documents" in done.output
+
+    async def check() -> tuple[list[str], Any, list[str]]:
+        services = Services.build(Settings())
+        try:
+            [account] = services.keys.list_accounts()
+            gateway = services.gateways.resolve(account["id"], "demo")
+            assert gateway is not None
+            [collection] = await services.knowledge.list_collections(account["id"])
+            documents = await services.knowledge.list_documents(account["id"], collection.id)
+            hits = await services.knowledge.search(
+                account["id"], [collection.id], "O que é o Alicerce?"
+            )
+            assert [d.status for d in documents] == ["ready"] * len(documents)
+            return (
+                gateway.spec.knowledge.collections,
+                gateway.spec.knowledge.strategy,
+                [h.document_name for h in hits.hits],
+            )
+        finally:
+            services.db.dispose()
+
+    collections, strategy, names = asyncio.run(check())
+    assert len(collections) == 1 and strategy == "always"
+    assert names
