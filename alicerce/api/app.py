@@ -81,6 +81,10 @@ def _document_hand_validated_bodies(app: FastAPI) -> None:
         gateway = GatewaySpec.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(gateway.pop("$defs", {}))
         components["GatewaySpec"] = gateway
+        for model in knowledge.SCHEMAS:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
         app.openapi_schema = schema
         return schema
 

@@ -22,10 +22,19 @@ from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.keys import Principal
 from alicerce.knowledge.service import KnowledgeService
-from alicerce.knowledge.specs import Fusion, SearchRequest, parse
+from alicerce.knowledge.specs import (
+    CollectionCreate,
+    CollectionUpdate,
+    Fusion,
+    ReembedRequest,
+    SearchRequest,
+    TextDocument,
+    parse,
+)
 from alicerce.knowledge.store import Collection, Document, Hit
 
 router = APIRouter(tags=["knowledge"])
+SCHEMAS = [CollectionCreate, CollectionUpdate, TextDocument, SearchRequest, ReembedRequest]
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file
 
 
@@ -102,7 +111,18 @@ def _listing(data: list[dict[str, Any]]) -> Response:
 # -- collections -------------------------------------------------------------------------
 
 
-@router.post("/collections", status_code=201)
+@router.post(
+    "/collections",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CollectionCreate"}}
+            },
+        }
+    },
+)
 async def create_collection(
     payload: Any = Body(None),
     knowledge: KnowledgeService = Depends(_knowledge),
@@ -136,7 +156,17 @@ async def get_collection(
     )
 
 
-@router.patch("/collections/{collection_id}")
+@router.patch(
+    "/collections/{collection_id}",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CollectionUpdate"}}
+            },
+        }
+    },
+)
 async def update_collection(
     collection_id: str,
     payload: Any = Body(None),
@@ -159,7 +189,18 @@ async def delete_collection(
     return Response(status_code=204)
 
 
-@router.post("/collections/{collection_id}/reembed", status_code=202)
+@router.post(
+    "/collections/{collection_id}/reembed",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ReembedRequest"}}
+            },
+        }
+    },
+)
 async def reembed_collection(
     collection_id: str,
     payload: Any = Body(None),
@@ -320,7 +361,17 @@ async def delete_document(
 # -- search ------------------------------------------------------------------------------
 
 
-@router.post("/collections/{collection_id}/search")
+@router.post(
+    "/collections/{collection_id}/search",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}}
+            },
+        }
+    },
+)
 async def search(
     collection_id: str,
     payload: Any = Body(None),
