@@ -15,6 +15,7 @@ from alicerce.inference.chat import ChatService
 from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
+from alicerce.inference.grounding import Grounder
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.service import KnowledgeService
@@ -61,6 +62,7 @@ class Services:
     embedder: LocalE5Embedder  # one model in memory, for the route and knowledge alike
     embeddings: EmbeddingsService
     knowledge: KnowledgeService
+    grounder: Grounder  # puts a gateway's knowledge into its requests
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
 
@@ -103,6 +105,18 @@ class Services:
         )
         limiter = Limiter(backend, usage.spent)
         tokens = TokenCounter(settings.local_model_path)
+        knowledge = KnowledgeService(
+            KnowledgeStore(db),
+            embedder,
+            cipher=cipher,
+            http=http,
+            catalog=current_catalog,
+            request_log=request_log,
+            allow_private_upstreams=settings.allow_private_upstreams,
+            max_document_bytes=settings.max_document_bytes,
+            chunk_tokens=settings.knowledge_chunk_tokens,
+            overlap_tokens=settings.knowledge_chunk_overlap_tokens,
+        )
         upstreams = UpstreamRegistry(
             http,
             current_catalog,
@@ -136,18 +150,8 @@ class Services:
             tools=GatewayTools(http),
             embedder=embedder,
             embeddings=EmbeddingsService(embedder, current_catalog, request_log, limiter, metrics),
-            knowledge=KnowledgeService(
-                KnowledgeStore(db),
-                embedder,
-                cipher=cipher,
-                http=http,
-                catalog=current_catalog,
-                request_log=request_log,
-                allow_private_upstreams=settings.allow_private_upstreams,
-                max_document_bytes=settings.max_document_bytes,
-                chunk_tokens=settings.knowledge_chunk_tokens,
-                overlap_tokens=settings.knowledge_chunk_overlap_tokens,
-            ),
+            knowledge=knowledge,
+            grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,
         )
         return services

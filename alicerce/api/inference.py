@@ -24,7 +24,7 @@ from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
 from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import Call
-from alicerce.inference.functions import merge_tools
+from alicerce.inference.functions import Toolbox, merge_tools
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.request import ChatRequest, parse_chat_request
 from alicerce.keys import Principal
@@ -104,9 +104,13 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
         )
     spec = gateway.spec
     plan = plan_chat(spec, chat)
-    if spec.functions:
-        plan.toolbox = services.tools.for_gateway(gateway.id, spec.functions)
-        plan.body["tools"] = merge_tools(plan.body.get("tools"), plan.toolbox)
+    toolbox = services.tools.for_gateway(gateway.id, spec.functions) if spec.functions else None
+    if spec.knowledge.strategy == "tool":
+        search = services.grounder.search_tool(gateway.account_id, spec.knowledge)
+        toolbox = (toolbox or Toolbox([])).with_tools([search])
+    if toolbox:
+        plan.toolbox = toolbox
+        plan.body["tools"] = merge_tools(plan.body.get("tools"), toolbox)
     prepared = Prepared(gateway.id, plan, [])
     chosen = None
     if spec.model == AUTO_MODEL and spec.routing is not None:
@@ -119,6 +123,10 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
             prepared.headers["x-alicerce-routing-fallback"] = "true"
         prepared.headers["x-alicerce-routed-complexity"] = str(complexity)
     prepared.targets = services.upstreams.targets(gateway, chosen)
+    if spec.knowledge.strategy != "none":
+        await services.grounder.ground(
+            gateway.account_id, spec.knowledge, plan, prepared.targets[0]
+        )
     return prepared
 
 
@@ -137,8 +145,21 @@ async def resolve_target(
     )
 
 
-def _served_by(target: Target) -> str:
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def served_by(target: Target) -> str:
+    """The `x-alicerce-model` header: the catalog model that answered, or `endpoint`."""
     return target.model.id if target.model is not None else "endpoint"
+
+
+async def admit(
+    services: Services, principal: Principal, call: Call, prepared: Prepared
+) -> dict[str, str]:
+    """Enforces the key's limits before any upstream is called; the headers to answer with."""
+    if services.limiter.applies(principal):
+        await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
+    return prepared.headers | {"x-request-id": call.request_id}
 
 
 @router.post("/chat/completions", openapi_extra=CHAT_OPENAPI, summary="Create a chat completion")
@@ -154,19 +175,13 @@ async def chat_completions(request: Request) -> Response:
         prepared = await prepare_chat(services, principal, chat)
         call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
         model = prepared.targets[0].upstream.model
-        if services.limiter.applies(principal):
-            await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
-        headers = prepared.headers | {"x-request-id": call.request_id}
+        headers = await admit(services, principal, call, prepared)
         if stream:
             chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
-            headers |= {
-                "x-alicerce-model": _served_by(target),
-                "cache-control": "no-cache",
-                "x-accel-buffering": "no",
-            }
+            headers |= STREAM_HEADERS | {"x-alicerce-model": served_by(target)}
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
         answer, target = await services.chat.complete(call, prepared.targets, prepared.plan)
-        headers["x-alicerce-model"] = _served_by(target)
+        headers["x-alicerce-model"] = served_by(target)
         return json_response(answer, headers=headers)
     except AlicerceError as exc:
         services.chat.record_failure(call, model, exc, stream=stream, charges=charges)

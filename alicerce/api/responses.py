@@ -9,11 +9,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
-from alicerce.api.inference import _served_by, prepare_chat, read_body
+from alicerce.api.inference import STREAM_HEADERS, admit, prepare_chat, read_body, served_by
 from alicerce.api.json import json_response
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
-from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import Call
 from alicerce.inference.responses import (
     ResponseEvents,
@@ -57,23 +56,17 @@ async def create_response(request: Request) -> Response:
         prepared = await prepare_chat(services, principal, to_chat_request(body))
         call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
         model = prepared.targets[0].upstream.model
-        if services.limiter.applies(principal):
-            await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
-        headers = prepared.headers | {"x-request-id": call.request_id}
+        headers = await admit(services, principal, call, prepared)
         rid = response_id(call.request_id)
         if stream:
             chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
             events = ResponseEvents(rid, body, target.upstream.model)
-            headers |= {
-                "x-alicerce-model": _served_by(target),
-                "cache-control": "no-cache",
-                "x-accel-buffering": "no",
-            }
+            headers |= STREAM_HEADERS | {"x-alicerce-model": served_by(target)}
             return StreamingResponse(
                 translate_stream(chunks, events), media_type="text/event-stream", headers=headers
             )
         answer, target = await services.chat.complete(call, prepared.targets, prepared.plan)
-        headers["x-alicerce-model"] = _served_by(target)
+        headers["x-alicerce-model"] = served_by(target)
         return json_response(response_from_chat(rid, body, answer), headers=headers)
     except AlicerceError as exc:
         services.chat.record_failure(call, model, exc, stream=stream, charges=charges)
