@@ -107,7 +107,17 @@ def machine_info(litellm_version: str) -> dict[str, Any]:
         "alicerce_deps": {name: metadata.version(name) for name in ALICERCE_DEPS},
         "litellm_version": litellm_version,
         "load_before": _loadavg(),
+        "alicerce_commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The commit benchmarked, noting uncommitted changes to the package."""
+    git = ["git", "-C", str(REPO_DIR)]
+    sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "alicerce"], capture_output=True)
+    changes = " with uncommitted changes in alicerce/" if dirty.stdout.strip() else ""
+    return sha.stdout.strip() + changes
 
 
 def _loadavg() -> str:
@@ -250,6 +260,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--benchmarks-md", type=Path, default=REPO_DIR / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write BENCHMARKS.md's section from a results file",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary working dir")
     return parser.parse_args(argv)
 
@@ -300,8 +316,25 @@ def run(args: argparse.Namespace, meta: dict[str, Any], stamp: str) -> dict[str,
     }
 
 
+def render(path: Path, benchmarks_md: Path) -> None:
+    """Rewrite the section from a results file, summarising its rounds and profiles again."""
+    result = json.loads(path.read_text())
+    old = result["summary"]
+    rss = {t: s["rss"] for t, s in old.items() if isinstance(s, dict) and "rss" in s}
+    result["summary"] = report.summarise(result["rounds"], rss)
+    result["targets"] = [asdict(t) for t in report.targets(result["summary"])]
+    for kind in result["profiles"]:
+        collapsed = REPO_DIR / result["meta"][f"profile_file_{kind}"]
+        result["profiles"][kind] = asdict(spyprofile.summarise(collapsed))
+    report.write_section(benchmarks_md, report.markdown(result))
+    log(f"wrote the gateway section of {benchmarks_md} from {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        render(args.render, args.benchmarks_md)
+        return 0
     ensure_wrk()
     litellm_version = "not run"
     if not args.skip_litellm:

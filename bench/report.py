@@ -264,7 +264,8 @@ def _setup_lines(meta: dict[str, Any]) -> list[str]:
         "`chat.completion` body, or a fixed SSE stream in chunked encoding "
         f"({meta['stream_gap_ms']:g} ms between the first content chunk and the rest), "
         "so the upstream costs next to nothing.",
-        "- **Alicerce**: `alicerce serve --workers 1` (uvloop, httptools) on a fresh SQLite "
+        f"- **Alicerce** at `{meta.get('alicerce_commit', '?')}`: "
+        "`alicerce serve --workers 1` (uvloop, httptools) on a fresh SQLite "
         "file, a bring-your-own gateway `bench` on the canned upstream "
         "(`ALICERCE_ALLOW_PRIVATE_UPSTREAMS=true`), an inference key, request log on "
         f"({meta.get('request_log_rows', 0):,} rows written in this run).",
@@ -272,8 +273,10 @@ def _setup_lines(meta: dict[str, Any]) -> list[str]:
         "(`bench/.venv-litellm`, pinned below the compromised 1.82.7/1.82.8 releases), "
         "`litellm --num_workers 1` with one `openai/` model on the canned upstream and a "
         "master key (auth on). It runs **without a database**: its spend logs and virtual "
-        "keys need PostgreSQL through Prisma, whose engine binaries it downloads at start, "
-        "which this machine cannot; so LiteLLM writes no request log while Alicerce does. "
+        "keys need PostgreSQL through Prisma (not in `litellm[proxy]`), whose client "
+        "generation downloads Prisma's engine binaries and Node.js from outside the package "
+        "registries, which this machine cannot reach; so LiteLLM writes no request log while "
+        "Alicerce does. "
         "Network look-ups off (`LITELLM_LOCAL_MODEL_COST_MAP=True`, `--telemetry False`).",
         "- **Load**: `wrk -t1` with `bench/wrk_post.lua` (a one-message non-streaming body); "
         "time to first token by `bench/ttft.py` (aiohttp, one connection, sequential). "
