@@ -336,6 +336,40 @@ def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
     assert found["hits"][0] == found["id"]
 
 
+def test_two_processes_resuming_one_document_index_it_once(tmp_path: Path) -> None:
+    """`serve --workers 2`: both workers find the same unfinished document at start."""
+
+    async def scenario() -> tuple[list[str], int]:
+        first = Services.build(conftest.test_settings(tmp_path))
+        second = Services.build(conftest.test_settings(tmp_path))
+        account_id = first.keys.create_account(AccountCreate(name="workers"))["id"]
+        collection = await first.knowledge.create_collection(account_id, {"name": "kb"})
+        document, _ = await first.knowledge.add_file(
+            account_id,
+            collection.id,
+            name="zephyr.md",
+            data=RELEASE_NOTES.encode(),
+            media_type="text/markdown",
+            enqueue=False,
+        )
+        [seen_by_first] = first.knowledge.store.unfinished_documents()
+        [seen_by_second] = second.knowledge.store.unfinished_documents()
+        await asyncio.gather(
+            first.knowledge.index(seen_by_first), second.knowledge.index(seen_by_second)
+        )
+        for services in (first, second):
+            await services.request_log.close()
+        done = await first.knowledge.get_document(account_id, collection.id, document.id)
+        usage = first.usage.totals(account_id, start=None, end=None, group_by="sku")
+        for services in (first, second):
+            services.db.dispose()
+        return [done.status], usage["data"][0]["requests"]
+
+    statuses, indexing_records = asyncio.run(scenario())
+    assert statuses == ["ready"]
+    assert indexing_records == 1
+
+
 @pytest.mark.slow
 def test_the_local_chat_model_loads_beside_the_knowledge_store(tmp_path: Path) -> None:
     """usearch (the vector index) once broke llama.cpp's model loading in the same process."""

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from alicerce.api.auth import require_admin, services_of
@@ -34,7 +35,13 @@ from alicerce.knowledge.specs import (
 from alicerce.knowledge.store import Collection, Document, Hit
 
 router = APIRouter(tags=["knowledge"])
-SCHEMAS = [CollectionCreate, CollectionUpdate, TextDocument, SearchRequest, ReembedRequest]
+SCHEMAS: list[type[BaseModel]] = [
+    CollectionCreate,
+    CollectionUpdate,
+    TextDocument,
+    SearchRequest,
+    ReembedRequest,
+]
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file
 
 

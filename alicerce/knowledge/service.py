@@ -314,8 +314,10 @@ class KnowledgeService:
         )
         if collection is None:  # deleted while the document waited
             return
+        if not await asyncio.to_thread(self.store.claim, document):
+            log.info("document %s is being indexed elsewhere", document.id)
+            return
         try:
-            await asyncio.to_thread(self.store.mark_indexing, document.id)
             data = await asyncio.to_thread(self.store.load_source, document.id)
             chunks = await asyncio.to_thread(self._chunks, document, data)
             embedder = self.embedder_for(collection)

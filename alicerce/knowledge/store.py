@@ -400,6 +400,22 @@ class KnowledgeStore:
     def mark_indexing(self, document_id: str) -> None:
         self._set_status(document_id, "indexing", None)
 
+    def claim(self, document: Document) -> bool:
+        """Marks `document` indexing unless someone changed it since it was read (its
+        `updated_at` is the version): of several processes resuming the same unfinished
+        document at start (`serve --workers N`), exactly one wins it."""
+        with self.db.session() as session:
+            result = session.execute(
+                sa.update(DocumentRow)
+                .where(
+                    DocumentRow.id == document.id,
+                    DocumentRow.updated_at == document.updated_at,
+                    DocumentRow.status.in_(UNFINISHED),
+                )
+                .values(status="indexing", error=None, updated_at=utcnow())
+            )
+            return bool(getattr(result, "rowcount", 0) == 1)
+
     def mark_failed(self, document_id: str, error: str) -> None:
         """Failed, with the reason; any chunks it had are removed and its bytes dropped."""
         change = None
