@@ -683,41 +683,42 @@ class KnowledgeStore:
             wanted = max(MIN_CANDIDATES, 4 * top_k)
             ids = [row.id for row in owned]
 
-            vector_ranking: list[int] = []
             cosines: dict[int, float] = {}
             if mode != "keyword":
                 cosines = self._nearest(session, owned, vector, wanted)
-                vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
             keyword_scores: dict[int, float] = {}
-            keyword_ranking: list[int] = []
+            plan: keyword.KeywordPlan | None = None
             if mode != "vector":
-                keyword_scores = self._keyword(session, ids, query, wanted, None)
-                keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
+                keyword_scores, plan = self._keyword(session, ids, query, wanted)
+            vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
+            keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
 
             if mode == "vector":
                 ranked = [(key, calibration.score(cosines[key])) for key in vector_ranking]
-            elif mode == "keyword":
+                return self._hits(ranked, self._rows(session, ids, ranked[: 2 * top_k]), top_k)
+            if mode == "keyword":
                 ranked = [(key, keyword_scores[key]) for key in keyword_ranking]
-            else:
-                only_keyword = [key for key in keyword_ranking if key not in cosines]
-                cosines.update(self._cosines(session, owned, vector, only_keyword))
-                only_vector = [key for key in vector_ranking if key not in keyword_scores]
-                if only_vector:
-                    keyword_scores.update(self._keyword(session, ids, query, None, only_vector))
-                vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
-                ranked = fuse_rankings(
-                    vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
-                )
-            return self._hits(session, ids, ranked, top_k)
+                return self._hits(ranked, self._rows(session, ids, ranked[: 2 * top_k]), top_k)
+            # Hybrid: each side's score for the chunks only the other side found (the graph
+            # holds every vector; BM25 is computed here from the chunk's text, same formula).
+            rows = self._rows(session, ids, [(key, 0.0) for key in {*cosines, *keyword_scores}])
+            only_keyword = [key for key in keyword_ranking if key not in cosines]
+            cosines.update(self._cosines(session, owned, vector, only_keyword))
+            for key in vector_ranking:
+                if key not in keyword_scores and key in rows:
+                    keyword_scores[key] = plan.score(rows[key].text) if plan else 0.0
+            vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
+            ranked = fuse_rankings(
+                vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
+            )
+            return self._hits(ranked, rows, top_k)
 
-    def _hits(
-        self, session: Session, collection_ids: list[str], ranked: list[tuple[int, float]], k: int
-    ) -> list[Hit]:
-        """The rows of the best keys, in order; keys whose chunk is gone (a graph a moment
-        behind the database) are skipped, so more than k are asked for."""
-        head = ranked[: k * 2]
-        if not head:
-            return []
+    def _rows(
+        self, session: Session, collection_ids: list[str], ranked: list[tuple[int, float]]
+    ) -> dict[int, Any]:
+        """The chunks (with their document) of the given keys that are still there and ready."""
+        if not ranked:
+            return {}
         rows = session.execute(
             sa.select(
                 ChunkRow.key,
@@ -732,15 +733,20 @@ class KnowledgeStore:
             )
             .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
             .where(
-                ChunkRow.key.in_([key for key, _ in head]),
+                ChunkRow.key.in_([key for key, _ in ranked]),
                 ChunkRow.collection_id.in_(collection_ids),
                 DocumentRow.status == "ready",
             )
         ).all()
-        by_key = {row.key: row for row in rows}
+        return {row.key: row for row in rows}
+
+    @staticmethod
+    def _hits(ranked: list[tuple[int, float]], rows: dict[int, Any], k: int) -> list[Hit]:
+        """The first k ranked keys that have a row (a graph a moment behind the database may
+        name a chunk just deleted: it is skipped)."""
         hits = []
-        for key, score in head:
-            row = by_key.get(key)
+        for key, score in ranked:
+            row = rows.get(key)
             if row is None:
                 continue
             hits.append(
@@ -862,77 +868,61 @@ class KnowledgeStore:
     # -- keywords ----------------------------------------------------------------------------
 
     def _keyword(
-        self,
-        session: Session,
-        collection_ids: list[str],
-        query: str,
-        count: int | None,
-        only: list[int] | None,
-    ) -> dict[int, float]:
-        """{key: normalised BM25} for the best `count` chunks, or for the chunks `only`."""
+        self, session: Session, collection_ids: list[str], query: str, count: int
+    ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
+        """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
         words = keyword.query_terms(query)
         if not words:
-            return {}
+            return {}, None
         if self.db.is_sqlite:
-            return self._fts5(session, collection_ids, words, count, only)
-        return self._pg_bm25(session, collection_ids, words, count, only)
+            return self._fts5(session, collection_ids, words, count)
+        return self._pg_bm25(session, collection_ids, words, count)
 
     def _fts5(
-        self,
-        session: Session,
-        collection_ids: list[str],
-        words: list[str],
-        count: int | None,
-        only: list[int] | None,
-    ) -> dict[int, float]:
-        # FTS5's statistics are over the whole table (all collections): the IDF we normalise
-        # by must use the same N.
-        rows_total = int(
-            session.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0))
-            ).scalar_one()
-        )
-        found: dict[str, int] = dict(
-            session.execute(  # type: ignore[arg-type]
-                sa.text("SELECT term, doc FROM chunks_fts_vocab WHERE term IN :terms").bindparams(
-                    sa.bindparam("terms", expanding=True)
-                ),
-                {"terms": words},
-            ).all()
-        )
-        idfs = {term: keyword.idf(rows_total, int(df)) for term, df in found.items() if df}
-        bound = keyword.best_score(idfs.values())
-        # Terms in more than half the rows add ~nothing to BM25 but match most rows: leave
-        # them out of the MATCH, which keeps "what is the ..." queries fast.
-        useful = [term for term, value in idfs.items() if value > 1e-6]
-        if not useful:
-            return {}
-        match = keyword.fts5_match([keyword.collection_token(c) for c in collection_ids], useful)
-        rank = "bm25(chunks_fts, 1.0, 0.0)"
-        params: dict[str, Any] = {"m": match}
-        if only is not None:
-            keys_sql = ",".join(str(int(key)) for key in only)
-            sql = (
-                f"SELECT rowid, {rank} FROM chunks_fts "
-                f"WHERE chunks_fts MATCH :m AND rowid IN ({keys_sql})"
+        self, session: Session, collection_ids: list[str], words: list[str], count: int
+    ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
+        # FTS5 keeps its statistics over the whole table (every collection): the IDF and the
+        # average length we normalise with must be over the same rows.
+        rows_total, terms_total = session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
+                sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
             )
-        else:
-            sql = (
+        ).one()
+        if not rows_total:
+            return {}, None
+        # One `term = ?` lookup a term: fts5vocab answers those from the index, while
+        # `term IN (...)` would scan the whole vocabulary.
+        lookups = " UNION ALL ".join(
+            f"SELECT term, doc FROM chunks_fts_vocab WHERE term = :t{i}" for i in range(len(words))
+        )
+        frequencies = {
+            str(term): int(df)
+            for term, df in session.execute(
+                sa.text(lookups), {f"t{i}": term for i, term in enumerate(words)}
+            ).all()
+        }
+        plan = keyword.plan(frequencies, int(rows_total), int(terms_total) / int(rows_total))
+        if plan is None:
+            return {}, None
+        match = keyword.fts5_match(
+            [keyword.collection_token(c) for c in collection_ids],
+            list(plan.idfs),
+            match_all=plan.match_all,
+        )
+        rank = "bm25(chunks_fts, 1.0, 0.0)"
+        rows = session.execute(
+            sa.text(
                 f"SELECT rowid, {rank} FROM chunks_fts WHERE chunks_fts MATCH :m "
                 f"ORDER BY {rank} LIMIT :n"
-            )
-            params["n"] = count
-        rows = session.execute(sa.text(sql), params).all()
-        return {int(key): keyword.normalised(-float(score), bound) for key, score in rows}
+            ),
+            {"m": match, "n": count},
+        ).all()
+        return {int(key): keyword.normalised(-float(s), plan.bound) for key, s in rows}, plan
 
     def _pg_bm25(
-        self,
-        session: Session,
-        collection_ids: list[str],
-        words: list[str],
-        count: int | None,
-        only: list[int] | None,
-    ) -> dict[int, float]:
+        self, session: Session, collection_ids: list[str], words: list[str], count: int
+    ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
         # Statistics over the searched collections only: another account's text never
         # weighs on the ranking.
         rows_total, terms_total = session.execute(
@@ -942,44 +932,41 @@ class KnowledgeStore:
             ).where(CollectionRow.id.in_(collection_ids))
         ).one()
         if not rows_total:
-            return {}
-        frequencies = session.execute(
-            sa.text(
-                "SELECT t, (SELECT count(*) FROM chunks WHERE collection_id = ANY(:ids) "
-                "AND tsv @@ CAST(quote_literal(t) AS tsquery)) "
-                "FROM unnest(CAST(:terms AS text[])) AS t"
-            ),
-            {"ids": collection_ids, "terms": words},
-        ).all()
-        idfs = {
-            term: keyword.idf(int(rows_total), int(df)) for term, df in frequencies if int(df) > 0
+            return {}, None
+        frequencies = {
+            str(term): int(df)
+            for term, df in session.execute(
+                sa.text(
+                    "SELECT t, (SELECT count(*) FROM chunks WHERE collection_id = ANY(:ids) "
+                    "AND tsv @@ CAST(quote_literal(t) AS tsquery)) "
+                    "FROM unnest(CAST(:terms AS text[])) AS t"
+                ),
+                {"ids": collection_ids, "terms": words},
+            ).all()
         }
-        bound = keyword.best_score(idfs.values())
-        useful = [term for term, value in idfs.items() if value > 1e-6]
-        if not useful:
-            return {}
-        tsquery = " | ".join(f"'{term}'" for term in useful)
-        restrict = " AND c.key = ANY(:keys)" if only is not None else ""
-        limit = " LIMIT :n" if only is None else ""
+        plan = keyword.plan(frequencies, int(rows_total), int(terms_total) / int(rows_total))
+        if plan is None:
+            return {}, None
+        searched = list(plan.idfs)
+        tsquery = (" & " if plan.match_all else " | ").join(f"'{term}'" for term in searched)
         sql = (
             "SELECT c.key, sum(q.idf * (cardinality(u.positions) * (:k1 + 1)) / "
             "(cardinality(u.positions) + :k1 * (1 - :b + :b * c.n_terms / :avgdl))) AS s "
             "FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights) "
             "JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS q(term, idf) "
             "ON q.term = u.lexeme "
-            "WHERE c.collection_id = ANY(:ids) AND c.tsv @@ CAST(:q AS tsquery)"
-            f"{restrict} GROUP BY c.key ORDER BY s DESC{limit}"
+            "WHERE c.collection_id = ANY(:ids) AND c.tsv @@ CAST(:q AS tsquery) "
+            "GROUP BY c.key ORDER BY s DESC LIMIT :n"
         )
         params: dict[str, Any] = {
             "k1": keyword.K1,
             "b": keyword.B,
-            "avgdl": max(1.0, float(terms_total) / float(rows_total)),
-            "terms": useful,
-            "idfs": [idfs[term] for term in useful],
+            "avgdl": plan.avgdl,
+            "terms": searched,
+            "idfs": [plan.idfs[term] for term in searched],
             "ids": collection_ids,
             "q": tsquery,
-            "keys": only,
             "n": count,
         }
         rows = session.execute(sa.text(sql), params).all()
-        return {int(key): keyword.normalised(float(score), bound) for key, score in rows}
+        return {int(key): keyword.normalised(float(s), plan.bound) for key, s in rows}, plan
