@@ -27,7 +27,7 @@ import numpy as np
 from alicerce.billing import LineItem
 from alicerce.catalog import Catalog
 from alicerce.clock import utcnow
-from alicerce.embeddings import Embedder, LocalE5Embedder, OpenAIEmbedder
+from alicerce.embeddings import Embedder, EmbeddingBatch, LocalE5Embedder, OpenAIEmbedder
 from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooLarge
 from alicerce.ids import new_id
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
@@ -50,6 +50,7 @@ log = logging.getLogger("alicerce.knowledge")
 INDEXING_SKU = "knowledge.indexing"
 SEARCH_SKU = "knowledge.search"
 MODES = ("hybrid", "vector", "keyword")
+PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,18 @@ def unsupported_suffix(name: str) -> str | None:
     return suffix
 
 
+async def embed_passages(embedder: Embedder, texts: list[str]) -> EmbeddingBatch:
+    """Passages embedded a few at a time: the local model serves one call at a time, so a
+    query (a chat's search) waits for one slice of a long document, never for all of it."""
+    parts = [
+        await embedder.embed(texts[start : start + PASSAGE_SLICE], kind="passage")
+        for start in range(0, len(texts), PASSAGE_SLICE)
+    ]
+    if not parts:
+        return EmbeddingBatch(np.empty((0, embedder.dimensions), dtype=np.float32), 0)
+    return EmbeddingBatch(np.vstack([p.vectors for p in parts]), sum(p.tokens for p in parts))
+
+
 class KnowledgeService:
     def __init__(
         self,
@@ -90,9 +103,13 @@ class KnowledgeService:
         max_document_bytes: int,
         chunk_tokens: int = 256,
         overlap_tokens: int = 32,
+        indexing_embedder: LocalE5Embedder | None = None,
     ) -> None:
         self.store = store
         self._local = embedder
+        # A second engine for documents, so that a query never waits behind a document's
+        # passages for the one engine's lock (measured: seconds, on two busy cores).
+        self._indexer = indexing_embedder or embedder
         self._cipher = cipher
         self._http = http
         self._catalog = catalog
@@ -320,8 +337,9 @@ class KnowledgeService:
         try:
             data = await asyncio.to_thread(self.store.load_source, document.id)
             chunks = await asyncio.to_thread(self._chunks, document, data)
-            embedder = self.embedder_for(collection)
-            batch = await embedder.embed([embedding_text(c) for c in chunks], kind="passage")
+            texts = [embedding_text(c) for c in chunks]
+            endpoint = collection.settings.get("embedding")
+            batch = await embed_passages(self._embedder(endpoint, collection.name, True), texts)
             await asyncio.to_thread(
                 self.store.write_chunks, document.id, chunks, batch.vectors, batch.tokens
             )
@@ -358,9 +376,11 @@ class KnowledgeService:
     def embedder_for(self, collection: Collection) -> Embedder:
         return self._embedder(collection.settings.get("embedding"), collection.name)
 
-    def _embedder(self, endpoint: dict[str, Any] | None, collection_name: str) -> Embedder:
+    def _embedder(
+        self, endpoint: dict[str, Any] | None, collection_name: str, indexing: bool = False
+    ) -> Embedder:
         if not endpoint:
-            return self._local
+            return self._indexer if indexing else self._local
         session = self._http.guarded
         if session is None:
             raise AlicerceError("The HTTP clients are not started.")
@@ -453,9 +473,8 @@ class KnowledgeService:
             )
             stored = [c for batch in batches for c in batch]
             texts = [embedding_text(Chunk(c.text, c.heading_path, c.position, 0)) for c in stored]
-            embedded = await self._embedder(job.embedding, collection.name).embed(
-                texts, kind="passage"
-            )
+            embedder = self._embedder(job.embedding, collection.name, True)
+            embedded = await embed_passages(embedder, texts)
             done = await asyncio.to_thread(
                 self.store.replace_vectors,
                 job.account_id,
