@@ -124,6 +124,11 @@ class KnowledgeService:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def index_in_foreground(self) -> None:
+        """For a process that only indexes (`alicerce ingest`): no query waits, so documents
+        take the shared engine with all its threads."""
+        self._indexer = self._local
+
     async def start(self) -> None:
         """Starts the worker and queues what a previous process left unfinished."""
         self._queue = asyncio.Queue()
