@@ -143,6 +143,8 @@ def test_text_and_files_are_indexed_and_found(account: Account) -> None:
         assert hours[0]["document_name"] == "faq.html" and "var x" not in hours[0]["text"]
         listed = client.get(f"/collections/{collection}/documents").json()["data"]
         assert sorted(d["name"] for d in listed) == ["aurora.md", "faq.html", "zephyr.txt"]
+        total = sum(d["chunks"] for d in listed)
+        assert client.get(f"/collections/{collection}").json()["chunks"] == total
 
 
 def test_the_same_content_is_not_indexed_twice(account: Account) -> None:

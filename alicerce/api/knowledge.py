@@ -71,6 +71,7 @@ def collection_view(collection: Collection) -> dict[str, Any]:
         "name": collection.name,
         "description": collection.description,
         "embedding": embedding,
+        "chunks": collection.chunk_count,
         "fusion": collection.settings.get("fusion") or Fusion().model_dump(),
         "created_at": rfc3339(collection.created_at),
         "updated_at": rfc3339(collection.updated_at),
