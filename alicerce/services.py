@@ -106,7 +106,7 @@ class Services:
         limiter = Limiter(backend, usage.spent)
         tokens = TokenCounter(settings.local_model_path)
         knowledge = KnowledgeService(
-            KnowledgeStore(db),
+            KnowledgeStore(db, index_dir=settings.vector_index_dir()),
             embedder,
             cipher=cipher,
             http=http,
@@ -185,6 +185,8 @@ class Services:
         if self._watcher is not None:
             self._watcher.cancel()
         await self.knowledge.close()
+        # the vector graphs' saved copies let the next start skip rebuilding them
+        await asyncio.to_thread(self.knowledge.store.vectors.save_all)
         await self.request_log.close()
         await self.limiter.close()
         await self.http.close()

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     knowledge_chunk_tokens: int = Field(default=256, ge=32, le=512)  # e5 reads 512 at most
     knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=256)
+    # Where the in-process vector graphs are saved between restarts (a cache: the database
+    # holds every vector). Default: `alicerce.vectors/` beside `alicerce.db` on SQLite, none else.
+    knowledge_index_dir: Path | None = None
 
     log_level: str = "info"
     log_format: str = "json"
@@ -91,6 +94,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def vector_index_dir(self) -> Path | None:
+        if self.knowledge_index_dir is not None:
+            return self.knowledge_index_dir
+        if self.is_sqlite and ":///" in self.database_url:
+            db_path = self.database_url.split(":///", 1)[1]
+            if db_path and db_path != ":memory:":
+                return Path(db_path).resolve().with_suffix(".vectors")
+        return None
 
     def secret_key_path(self) -> Path:
         """Where a generated secret key is kept: beside the SQLite file, or in the cwd."""

@@ -189,7 +189,7 @@ class VectorIndexes:
         path = self._path(collection_id)
         if path is None:
             return
-        partial = path.with_suffix(".tmp")
+        partial = path.with_suffix(f".{os.getpid()}.tmp")  # workers may save the same graph
         slot.index.save(str(partial))
         partial.replace(path)  # atomic: a crash leaves the old file or the new one
         slot.unsaved = 0
