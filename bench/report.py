@@ -211,6 +211,12 @@ def markdown(result: dict[str, Any]) -> str:
         + ", ".join(f"{r:g}x" for r in summary["throughput_ratio_rounds"])
         + ".",
         "",
+        "The canned upstream's own p99 at one connection ranged "
+        f"{_ms(min(series(result['rounds'], 'latency', 'direct', 'lat_p99')))} to "
+        f"{_ms(max(series(result['rounds'], 'latency', 'direct', 'lat_p99')))} across the rounds: "
+        "on this shared 2-core machine the tail is mostly scheduling, and the added p99 is the "
+        "noisiest figure here.",
+        "",
         "### Targets (Alicerce, one worker, SQLite, key auth and request log on)",
         "",
         "| target | goal | measured | |",
