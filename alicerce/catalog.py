@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 LOCAL_CHAT_MODEL = "@local/smollm2-135m"
 AUTO_MODEL = "@auto"
@@ -40,6 +40,8 @@ class CatalogModel:
     price_out: Decimal = Decimal(0)
     price_cached_in: Decimal = Decimal(0)
     context_length: int | None = None
+    kind: Literal["chat", "embedding"] = "chat"
+    dimensions: int | None = None  # of an embedding model's vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,14 @@ class _ModelFile(BaseModel):
     price_out: Decimal = Field(default=Decimal(0), ge=0)
     price_cached_in: Decimal | None = Field(default=None, ge=0)
     context_length: int | None = Field(default=None, gt=0)
+    kind: Literal["chat", "embedding"] = "chat"
+    dimensions: int | None = Field(default=None, gt=0, le=16_384)
+
+    @model_validator(mode="after")
+    def _dimensions_for_embeddings(self) -> _ModelFile:
+        if (self.kind == "embedding") != (self.dimensions is not None):
+            raise ValueError("'dimensions' is required for, and only for, kind = 'embedding'")
+        return self
 
 
 class _KnowledgeFile(BaseModel):
@@ -187,6 +197,8 @@ class Catalog:
                 price_out=item.price_out / PER_MILLION,
                 price_cached_in=cached / PER_MILLION,
                 context_length=item.context_length,
+                kind=item.kind,
+                dimensions=item.dimensions,
             )
         return catalog
 

@@ -217,12 +217,19 @@ class GatewayService:
             named.append(("routing.router", spec.routing.router))
             named += [(f"routing.tiers.{i}", m) for i, m in enumerate(spec.routing.tiers)]
         for param, model_id in named:
-            if model_id not in catalog:
+            model = catalog.get(model_id)
+            if model is None:
                 raise InvalidRequest(
                     f"{param}: {model_id!r} is not a model of this server's catalog "
                     "(GET /api/v1/models lists them).",
                     param=param,
                     code="model_not_found",
+                )
+            if model.kind != "chat":
+                raise InvalidRequest(
+                    f"{param}: {model_id!r} is an embedding model; a gateway needs a chat model.",
+                    param=param,
+                    code="model_not_chat",
                 )
 
     def _check_collections(

@@ -151,7 +151,9 @@ class Services:
             limiter=limiter,
             tools=GatewayTools(http),
             embedder=embedder,
-            embeddings=EmbeddingsService(embedder, current_catalog, request_log, limiter, metrics),
+            embeddings=EmbeddingsService(
+                embedder, current_catalog, request_log, limiter, metrics, http
+            ),
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,

@@ -174,6 +174,14 @@ price_in = 1
 price_out = 4
 
 [[models]]
+id = "@mock/embed"
+provider = "mock"
+upstream_model = "embed-8"
+kind = "embedding"
+dimensions = 8
+price_in = 0.02
+
+[[models]]
 id = "@mock/router"
 provider = "mock"
 upstream_model = "router"

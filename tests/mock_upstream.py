@@ -38,6 +38,7 @@ class MockUpstream:
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/functions/{name}", self.function, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             ]
         )
 
@@ -50,6 +51,22 @@ class MockUpstream:
         if name == "slow":
             await asyncio.sleep(SLOW_SECONDS)
         return JSONResponse({"function": name, "received": arguments})
+
+    async def embeddings(self, request: Request) -> Response:
+        """8-dimensional vectors from the text's bytes, in shuffled order (index says which)."""
+        body = await request.json()
+        self.received.append(body)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i,
+             "embedding": [float(sum(text.encode()[j::8]) + 1) for j in range(8)]}
+            for i, text in enumerate(texts)
+        ][::-1]  # fmt: skip
+        tokens = sum(len(text.split()) for text in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
 
     @staticmethod
     def agent_calls(body: dict[str, Any]) -> list[dict[str, Any]]:

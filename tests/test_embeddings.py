@@ -137,3 +137,35 @@ def test_rate_limits_apply(account: Account) -> None:
 def test_model_list_names_the_embedding_model(account: Account) -> None:
     ids = [model.id for model in account.openai().models.list()]
     assert LOCAL_EMBEDDING_MODEL in ids
+
+
+def test_a_catalog_embedding_model_is_served_from_its_provider(account: Account) -> None:
+    client = account.openai()
+    answer = client.embeddings.create(model="@mock/embed", input=["uma frase", "another one"])
+    sent = account.upstream.mock.last()
+    assert sent["model"] == "embed-8" and sent["input"] == ["uma frase", "another one"]
+    assert answer.model == "@mock/embed" and [d.index for d in answer.data] == [0, 1]
+    vectors = np.array([d.embedding for d in answer.data])
+    assert vectors.shape == (2, 8)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert answer.usage.prompt_tokens == 4  # the provider's own count
+    with account.http() as http:
+        requests = http.get("/requests", params={"limit": 5}).json()["data"]
+    record = next(r for r in requests if r["endpoint"] == "embeddings")
+    assert record["model"] == "@mock/embed"
+    [item] = record["line_items"]
+    assert item["sku"] == "inference.embeddings.in" and item["quantity"] == 4
+    assert float(item["unit_price"]) == pytest.approx(0.02 / 1_000_000)
+
+
+def test_catalog_embedding_models_are_checked(account: Account) -> None:
+    client = account.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="@mock/embed", input="x", dimensions=384)
+    assert caught.value.body["param"] == "dimensions"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="@mock/priced", input="x")  # a chat model
+    assert caught.value.body["param"] == "model"
+    with account.http() as http:
+        response = http.post("/gateways", json={"name": "emb", "model": "@mock/embed"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "model_not_chat"

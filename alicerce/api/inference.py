@@ -93,7 +93,8 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
     """Resolves the gateway (or catalog model), plans the request and, for `@auto`, routes it."""
     gateway = await resolve_gateway(services, principal, chat.model)
     if gateway is None:
-        if principal.gateways is None and chat.model in services.catalog:
+        direct = services.catalog.get(chat.model)
+        if principal.gateways is None and direct is not None and direct.kind == "chat":
             plan = plan_chat(direct_spec(chat.model), chat)
             return Prepared(None, plan, [services.upstreams.for_model(chat.model)])
         raise NotFound(
@@ -128,21 +129,6 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
             gateway.account_id, spec.knowledge, plan, prepared.targets[0]
         )
     return prepared
-
-
-async def resolve_target(
-    services: Services, principal: Principal, chat: ChatRequest
-) -> tuple[str | None, GatewaySpec, Target]:
-    """The gateway's primary upstream, without routing or fallbacks (kept for simple callers;
-    `prepare_chat` is the full path)."""
-    gateway = await resolve_gateway(services, principal, chat.model)
-    if gateway is not None:
-        return gateway.id, gateway.spec, services.upstreams.for_gateway(gateway)
-    if principal.gateways is None and chat.model in services.catalog:
-        return None, direct_spec(chat.model), services.upstreams.for_model(chat.model)
-    raise NotFound(
-        f"The model {chat.model!r} does not exist.", param="model", code="model_not_found"
-    )
 
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

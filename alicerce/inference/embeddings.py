@@ -1,9 +1,9 @@
-"""OpenAI embeddings with the local embedding model: validate, embed, price, record.
+"""OpenAI embeddings, local or from the catalog: validate, embed, price, record.
 
 E5 reads its input with a `query: ` or `passage: ` prefix, which OpenAI's request has no field
 for: `input_type` (`query`, the default, which E5's authors advise for symmetric tasks such as
 similarity, or `passage`/`document` for texts to be retrieved) is our extension to choose it.
-`dimensions` other than 384 is refused rather than truncated: E5 was not trained for shorter
+`dimensions` other than the model's (384 for E5) is refused rather than truncated: E5 was not trained for shorter
 prefixes of its vectors (as OpenAI's v3 models were), so truncation would quietly lose quality.
 """
 
@@ -19,15 +19,22 @@ import msgspec
 import numpy as np
 
 from alicerce.billing import LineItem, TokenUsage
-from alicerce.catalog import Catalog
+from alicerce.catalog import Catalog, CatalogModel
 from alicerce.clock import utcnow
-from alicerce.embeddings import LOCAL_EMBEDDING_MODEL, Embedder, EmbeddingBatch, Kind
+from alicerce.embeddings import (
+    LOCAL_EMBEDDING_MODEL,
+    Embedder,
+    EmbeddingBatch,
+    Kind,
+    OpenAIEmbedder,
+)
 from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
 from alicerce.inference.chat import Call
 from alicerce.inference.request import decode_body
 from alicerce.limits import Limiter
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.upstreams.http import HttpClients
 
 EMBEDDINGS_SKU = "inference.embeddings.in"
 MAX_INPUTS = 2048  # OpenAI's own limit on the number of inputs
@@ -54,19 +61,6 @@ _decoder = msgspec.json.Decoder(EmbeddingsRequest)
 def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, list[str]]:
     """The request and its texts; bad input is a 400 naming the field, too much a 413."""
     request = decode_body(_decoder, raw)
-    if request.model != LOCAL_EMBEDDING_MODEL:
-        raise InvalidRequest(
-            f"The embedding model {request.model!r} does not exist; this gateway embeds with "
-            f"{LOCAL_EMBEDDING_MODEL!r}.",
-            param="model",
-            code="model_not_found",
-        )
-    if request.dimensions is not None and request.dimensions != 384:
-        raise InvalidRequest(
-            f"{LOCAL_EMBEDDING_MODEL} makes 384-dimensional vectors; 'dimensions' must be 384 "
-            "or left out.",
-            param="dimensions",
-        )
     texts = [request.input] if isinstance(request.input, str) else request.input
     if not texts:
         raise InvalidRequest("'input' must not be empty.", param="input")
@@ -79,8 +73,7 @@ def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, list[str]]:
         param = "input" if isinstance(request.input, str) else f"input[{index}]"
         if not isinstance(text, str):
             raise InvalidRequest(
-                "'input' must be a string or a list of strings; token-id arrays are not "
-                f"supported by {LOCAL_EMBEDDING_MODEL}.",
+                "'input' must be a string or a list of strings; token-id arrays are not supported.",
                 param=param,
             )
         if not text:
@@ -138,7 +131,10 @@ def estimate_tokens(texts: list[str]) -> int:
 
 
 class EmbeddingsService:
-    """Embeds for the `/embeddings` route; every request is recorded once, as chats are."""
+    """Embeds for the `/embeddings` route; every request is recorded once, as chats are.
+
+    `@local/multilingual-e5-small` runs in process; the catalog's `kind = "embedding"` models
+    are called on their provider's OpenAI-compatible `/embeddings`."""
 
     def __init__(
         self,
@@ -147,9 +143,12 @@ class EmbeddingsService:
         request_log: RequestLog,
         limiter: Limiter,
         metrics: Metrics,
+        http: HttpClients | None = None,
     ) -> None:
         self._embedder = embedder
         self._catalog = catalog
+        self._http = http
+        self._remote: dict[str, tuple[CatalogModel, OpenAIEmbedder]] = {}
         self._log = request_log
         self._limiter = limiter
         self._metrics = metrics
@@ -164,12 +163,48 @@ class EmbeddingsService:
                 param="model",
                 code="model_not_allowed",
             )
+        embedder = self.embedder_for(request.model)
+        if request.dimensions is not None and request.dimensions != embedder.dimensions:
+            raise InvalidRequest(
+                f"{request.model} makes {embedder.dimensions}-dimensional vectors; "
+                f"'dimensions' must be {embedder.dimensions} or left out.",
+                param="dimensions",
+            )
         await self._limiter.admit(call.principal, estimate_tokens(texts))
         kind: Kind = "query" if request.input_type == "query" else "passage"
-        batch = await self._embedder.embed(texts, kind=kind)
-        items = embedding_line_items(self._catalog(), self._embedder.model, batch.tokens)
-        self._record(call, 200, batch.tokens, items)
-        return embeddings_answer(batch, self._embedder.model, request.encoding_format)
+        batch = await embedder.embed(texts, kind=kind)
+        items = embedding_line_items(self._catalog(), request.model, batch.tokens)
+        self._record(call, 200, batch.tokens, items, model=request.model)
+        return embeddings_answer(batch, request.model, request.encoding_format)
+
+    def embedder_for(self, model_id: str) -> Embedder:
+        """The local model, or a catalog embedding model's endpoint (made once per entry)."""
+        if model_id == LOCAL_EMBEDDING_MODEL:
+            return self._embedder
+        entry = self._catalog().get(model_id)
+        if entry is None or entry.kind != "embedding" or entry.provider.base_url is None:
+            raise InvalidRequest(
+                f"The embedding model {model_id!r} does not exist; use "
+                f"{LOCAL_EMBEDDING_MODEL!r} or an embedding model of the catalog "
+                "(GET /api/v1/models lists them).",
+                param="model",
+                code="model_not_found",
+            )
+        cached = self._remote.get(model_id)
+        if cached is not None and cached[0] is entry:  # the same catalog entry: not reloaded
+            return cached[1]
+        assert self._http is not None and self._http.trusted is not None
+        embedder = OpenAIEmbedder(
+            self._http.trusted,  # catalog providers are the operator's own
+            base_url=entry.provider.base_url,
+            model=entry.upstream_model,
+            dimensions=entry.dimensions or 0,
+            api_key=entry.provider.api_key,
+            headers=entry.provider.headers,
+            label=entry.id,
+        )
+        self._remote[model_id] = (entry, embedder)
+        return embedder
 
     def record_failure(self, call: Call, exc: AlicerceError) -> None:
         self._record(call, exc.status, 0, [], error=exc)
@@ -181,6 +216,7 @@ class EmbeddingsService:
         tokens: int,
         items: list[LineItem],
         error: AlicerceError | None = None,
+        model: str | None = None,
     ) -> None:
         latency_ms = (time.perf_counter() - call.started) * 1000
         amount = sum((item.amount for item in items), Decimal(0))
@@ -193,7 +229,7 @@ class EmbeddingsService:
                 account_id=call.principal.account_id,
                 key_id=call.principal.key_id,
                 gateway_id=None,
-                model=self._embedder.model,
+                model=model,
                 status_code=status,
                 error_type=error.type if error else None,
                 error_message=error.message if error else None,
