@@ -442,7 +442,18 @@ def _read_pdf(data: bytes) -> list[Block]:
                 if paragraph:
                     blocks.append(Block("text", _clean(" ".join(paragraph))))
                     paragraph = []
-                blocks.append(Block("heading", _clean(line.text), levels[line.size]))
+                wrapped = (
+                    previous is not None
+                    and previous.size == line.size
+                    and not paragraph
+                    and blocks
+                    and blocks[-1].kind == "heading"
+                    and abs(previous.y - line.y) <= 1.6 * line.size
+                )
+                if wrapped:  # a heading set on two lines is one heading
+                    blocks[-1].text = _clean(f"{blocks[-1].text} {line.text}")
+                else:
+                    blocks.append(Block("heading", _clean(line.text), levels[line.size]))
             else:
                 gap = previous is not None and abs(previous.y - line.y) > 1.6 * max(line.size, 1)
                 if paragraph and (not line.text.strip() or gap):
