@@ -5,12 +5,11 @@ their float32 vectors, and the keyword index, all written in one transaction, so
 searchable completely or not at all, also after a crash.
 
 Backends:
-- SQLite: FTS5 `bm25()` for keywords; vectors searched in an in-process HNSW graph per
-  collection (`vectors.VectorIndexes`), kept in step through `collections.generation`.
-- PostgreSQL: BM25 computed in SQL from a `tsvector` of folded terms (`keyword`), with document
-  frequencies counted at query time through the GIN index, so there are no statistics tables
-  to keep in step. Vectors: pgvector's HNSW index when the server had pgvector at migration time;
-  otherwise the same in-process graph as on SQLite, over the `bytea` column.
+- SQLite: FTS5 `bm25()` for keywords (`fts5`); vectors searched in an in-process HNSW graph
+  per collection (`vectors`), kept in step through `collections.generation`.
+- PostgreSQL (`postgres`): BM25 computed in SQL from a `tsvector` of folded terms; vectors in
+  pgvector's HNSW index when the server had pgvector at migration time, otherwise the same
+  in-process graph as on SQLite, over the `bytea` column.
 
 Tenancy: every public method that a request reaches takes `account_id` and filters by it; the
 worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worker got from them.
@@ -19,7 +18,6 @@ worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worke
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from sqlalchemy.orm import Session
 from alicerce.clock import utcnow
 from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
-from alicerce.knowledge import keyword
+from alicerce.knowledge import fts5, keyword, postgres
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.scoring import VectorCalibration
 from alicerce.knowledge.vectors import VectorIndexes
@@ -152,21 +150,6 @@ def _document(row: DocumentRow) -> Document:
     )
 
 
-def _pg_tsvector(words: list[str]) -> str:
-    """A tsvector literal built from already-folded terms (no parser in between, so the
-    lexemes are exactly `keyword.terms`); at most 256 positions a lexeme, as PostgreSQL keeps."""
-    positions: dict[str, list[int]] = {}
-    for index, term in enumerate(words, start=1):
-        held = positions.setdefault(term, [])
-        if len(held) < 256:
-            held.append(min(index, 16383))
-    return " ".join(f"'{term}':{','.join(map(str, at))}" for term, at in positions.items())
-
-
-def _pg_vector(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
-
-
 class KnowledgeStore:
     """Sync methods; async callers use `asyncio.to_thread`."""
 
@@ -274,13 +257,7 @@ class KnowledgeStore:
             if row is None:
                 return False
             if self.db.is_sqlite:
-                session.execute(
-                    sa.text(
-                        "DELETE FROM chunks_fts WHERE rowid IN "
-                        "(SELECT key FROM chunks WHERE collection_id = :c)"
-                    ),
-                    {"c": collection_id},
-                )
+                fts5.delete_collection(session, collection_id)
             session.execute(sa.delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
             session.delete(row)  # documents and their sources go by cascade
         self.vectors.drop(collection_id)
@@ -507,36 +484,13 @@ class KnowledgeStore:
             )
             self._index_keywords(session, rows, collection_id)
             return
-        with_embedding = self.uses_pgvector()
-        columns = (
-            "id, key, document_id, collection_id, position, text, heading_path, tokens, "
-            "n_terms, vector, tsv" + (", embedding" if with_embedding else "")
-        )
-        values = (
-            ":id, :key, :document_id, :collection_id, :position, :text, "
-            "CAST(:heading_path AS jsonb), :tokens, :n_terms, :vector, CAST(:tsv AS tsvector)"
-            + (", CAST(:embedding AS vector)" if with_embedding else "")
-        )
-        params = [
-            {
-                **{k: v for k, v in row.items() if k not in ("terms", "embedding")},
-                "heading_path": json.dumps(row["heading_path"]),
-                "tsv": _pg_tsvector(row["terms"]),
-                **({"embedding": _pg_vector(row["embedding"])} if with_embedding else {}),
-            }
-            for row in rows
-        ]
-        session.execute(sa.text(f"INSERT INTO chunks ({columns}) VALUES ({values})"), params)
+        postgres.insert_chunks(session, rows, pgvector=self.uses_pgvector())
 
     def _index_keywords(
         self, session: Session, rows: list[dict[str, Any]], collection_id: str
     ) -> None:
-        """SQLite: the FTS5 rows, keyed by the chunks' keys (a seam tests break on purpose)."""
-        token = keyword.collection_token(collection_id)
-        session.execute(
-            sa.text("INSERT INTO chunks_fts (rowid, text, collection) VALUES (:key, :text, :c)"),
-            [{"key": row["key"], "text": row["text"], "c": token} for row in rows],
-        )
+        """SQLite: the FTS5 rows, keyed by the chunks' keys."""
+        fts5.insert(session, rows, collection_id)
 
     def _bump(
         self, session: Session, collection_id: str, *, chunks: int, terms: int
@@ -566,14 +520,7 @@ class KnowledgeStore:
             return None
         keys = [key for key, _ in found]
         if self.db.is_sqlite:
-            for start in range(0, len(keys), 500):
-                part = keys[start : start + 500]
-                session.execute(
-                    sa.text("DELETE FROM chunks_fts WHERE rowid IN :keys").bindparams(
-                        sa.bindparam("keys", expanding=True)
-                    ),
-                    {"keys": part},
-                )
+            fts5.delete(session, keys)
         session.execute(sa.delete(ChunkRow).where(ChunkRow.document_id == document.id))
         before, after = self._bump(
             session,
@@ -625,7 +572,11 @@ class KnowledgeStore:
             if row is None:
                 return False
             params = [
-                {"id": chunk_id, "vector": vector.tobytes(), "embedding": _pg_vector(vector)}
+                {
+                    "id": chunk_id,
+                    "vector": vector.tobytes(),
+                    "embedding": postgres.vector_literal(vector),
+                }
                 for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
             ]
             sets = "vector = :vector" + (
@@ -798,7 +749,8 @@ class KnowledgeStore:
     ) -> dict[int, float]:
         """The `count` best cosines over the collections, {key: cosine}."""
         if self.uses_pgvector():
-            return self._pg_nearest(session, owned, vector, count)
+            ids = [row.id for row in owned]
+            return postgres.nearest(session, ids, {r.dimensions for r in owned}, vector, count)
         found: list[tuple[int, float]] = []
         for row in owned:
             graph = self.vectors.current(
@@ -816,14 +768,7 @@ class KnowledgeStore:
         if not keys:
             return {}
         if self.uses_pgvector():
-            rows = session.execute(
-                sa.text(
-                    "SELECT key, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks "
-                    "WHERE key = ANY(:keys)"
-                ),
-                {"v": _pg_vector(vector), "keys": keys},
-            ).all()
-            return {int(key): float(cos) for key, cos in rows}
+            return postgres.cosines(session, vector, keys)
         result: dict[int, float] = {}
         for row in owned:
             graph = self.vectors.current(
@@ -832,38 +777,6 @@ class KnowledgeStore:
             with graph.lock:
                 result.update(graph.cosines(vector, keys))
         return result
-
-    def _pg_nearest(
-        self, session: Session, owned: Sequence[Any], vector: np.ndarray, count: int
-    ) -> dict[int, float]:
-        dims = {row.dimensions for row in owned}
-        literal = _pg_vector(vector)
-        ids = [row.id for row in owned]
-        if dims == {384}:  # the HNSW index covers exactly these rows (migration 0002)
-            session.execute(sa.text("SET LOCAL hnsw.ef_search = 100"))
-            if self._pgvector_iterative(session):
-                session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            sql = (
-                "SELECT key, 1 - (embedding::vector(384) <=> CAST(:v AS vector(384))) FROM chunks "
-                "WHERE collection_id = ANY(:ids) AND vector_dims(embedding) = 384 "
-                "ORDER BY embedding::vector(384) <=> CAST(:v AS vector(384)) LIMIT :n"
-            )
-        else:
-            sql = (
-                "SELECT key, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks "
-                "WHERE collection_id = ANY(:ids) "
-                "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
-            )
-        rows = session.execute(sa.text(sql), {"v": literal, "ids": ids, "n": count}).all()
-        return {int(key): float(cos) for key, cos in rows}
-
-    def _pgvector_iterative(self, session: Session) -> bool:
-        """pgvector 0.8 can keep scanning the graph until the collection filter is satisfied."""
-        version = session.execute(
-            sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        ).scalar()
-        major, minor = (int(part) for part in str(version or "0.0").split(".")[:2])
-        return (major, minor) >= (0, 8)
 
     # -- keywords ----------------------------------------------------------------------------
 
@@ -875,98 +788,5 @@ class KnowledgeStore:
         if not words:
             return {}, None
         if self.db.is_sqlite:
-            return self._fts5(session, collection_ids, words, count)
-        return self._pg_bm25(session, collection_ids, words, count)
-
-    def _fts5(
-        self, session: Session, collection_ids: list[str], words: list[str], count: int
-    ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
-        # FTS5 keeps its statistics over the whole table (every collection): the IDF and the
-        # average length we normalise with must be over the same rows.
-        rows_total, terms_total = session.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
-                sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
-            )
-        ).one()
-        if not rows_total:
-            return {}, None
-        # One `term = ?` lookup a term: fts5vocab answers those from the index, while
-        # `term IN (...)` would scan the whole vocabulary.
-        lookups = " UNION ALL ".join(
-            f"SELECT term, doc FROM chunks_fts_vocab WHERE term = :t{i}" for i in range(len(words))
-        )
-        frequencies = {
-            str(term): int(df)
-            for term, df in session.execute(
-                sa.text(lookups), {f"t{i}": term for i, term in enumerate(words)}
-            ).all()
-        }
-        plan = keyword.plan(frequencies, int(rows_total), int(terms_total) / int(rows_total))
-        if plan is None:
-            return {}, None
-        match = keyword.fts5_match(
-            [keyword.collection_token(c) for c in collection_ids],
-            list(plan.idfs),
-            match_all=plan.match_all,
-        )
-        rank = "bm25(chunks_fts, 1.0, 0.0)"
-        rows = session.execute(
-            sa.text(
-                f"SELECT rowid, {rank} FROM chunks_fts WHERE chunks_fts MATCH :m "
-                f"ORDER BY {rank} LIMIT :n"
-            ),
-            {"m": match, "n": count},
-        ).all()
-        return {int(key): keyword.normalised(-float(s), plan.bound) for key, s in rows}, plan
-
-    def _pg_bm25(
-        self, session: Session, collection_ids: list[str], words: list[str], count: int
-    ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
-        # Statistics over the searched collections only: another account's text never
-        # weighs on the ranking.
-        rows_total, terms_total = session.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
-                sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
-            ).where(CollectionRow.id.in_(collection_ids))
-        ).one()
-        if not rows_total:
-            return {}, None
-        frequencies = {
-            str(term): int(df)
-            for term, df in session.execute(
-                sa.text(
-                    "SELECT t, (SELECT count(*) FROM chunks WHERE collection_id = ANY(:ids) "
-                    "AND tsv @@ CAST(quote_literal(t) AS tsquery)) "
-                    "FROM unnest(CAST(:terms AS text[])) AS t"
-                ),
-                {"ids": collection_ids, "terms": words},
-            ).all()
-        }
-        plan = keyword.plan(frequencies, int(rows_total), int(terms_total) / int(rows_total))
-        if plan is None:
-            return {}, None
-        searched = list(plan.idfs)
-        tsquery = (" & " if plan.match_all else " | ").join(f"'{term}'" for term in searched)
-        sql = (
-            "SELECT c.key, sum(q.idf * (cardinality(u.positions) * (:k1 + 1)) / "
-            "(cardinality(u.positions) + :k1 * (1 - :b + :b * c.n_terms / :avgdl))) AS s "
-            "FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights) "
-            "JOIN unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS q(term, idf) "
-            "ON q.term = u.lexeme "
-            "WHERE c.collection_id = ANY(:ids) AND c.tsv @@ CAST(:q AS tsquery) "
-            "GROUP BY c.key ORDER BY s DESC LIMIT :n"
-        )
-        params: dict[str, Any] = {
-            "k1": keyword.K1,
-            "b": keyword.B,
-            "avgdl": plan.avgdl,
-            "terms": searched,
-            "idfs": [plan.idfs[term] for term in searched],
-            "ids": collection_ids,
-            "q": tsquery,
-            "n": count,
-        }
-        rows = session.execute(sa.text(sql), params).all()
-        return {int(key): keyword.normalised(float(s), plan.bound) for key, s in rows}, plan
+            return fts5.search(session, collection_ids, words, count)
+        return postgres.bm25(session, collection_ids, words, count)
