@@ -134,6 +134,13 @@ def test_html_drops_scripts_styles_and_navigation() -> None:
     ]
 
 
+def test_html_with_an_unclosed_head_and_no_body_tags() -> None:
+    assert kinds(extract(b"<html><head><title>T</title><body><p>Oi</p>", "a.htm")) == [
+        ("text", "Oi", 0)
+    ]
+    assert kinds(extract(b"Just <b>text</b> &eacute;", "a.html")) == [("text", "Just text é", 0)]
+
+
 def test_markdown_in_portuguese() -> None:
     markdown = """---
 title: ignorado

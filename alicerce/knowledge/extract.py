@@ -229,6 +229,8 @@ class _HtmlBlocks(HTMLParser):
         self._row_cells = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":  # an unclosed <head> (common in hand-written pages) ends here
+            self._skip_depth = 0
         if tag in _SKIPPED_TAGS:
             self._skip_depth += 1
         elif tag in _HEADINGS:
