@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from alicerce.billing import TokenUsage
@@ -38,6 +41,13 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # `.labels()` hashes and locks on every call; the label sets are few, keep the children.
+        self._requests = cache(self.requests.labels)
+        self._latency = cache(self.latency.labels)
+        self._ttft = cache(self.ttft.labels)
+        self._prompt: Any = self.tokens.labels("prompt")
+        self._completion: Any = self.tokens.labels("completion")
+        self._cached: Any = self.tokens.labels("cached")
 
     def observe_request(
         self,
@@ -48,16 +58,16 @@ class Metrics:
         stream: bool,
         ttft_ms: float | None,
     ) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint, "true" if stream else "false").observe(seconds)
+        self._requests(endpoint, str(status)).inc()
+        self._latency(endpoint, "true" if stream else "false").observe(seconds)
         if ttft_ms is not None:
-            self.ttft.labels(endpoint).observe(ttft_ms / 1000)
+            self._ttft(endpoint).observe(ttft_ms / 1000)
         if usage.prompt_tokens:
-            self.tokens.labels("prompt").inc(usage.prompt_tokens)
+            self._prompt.inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            self.tokens.labels("completion").inc(usage.completion_tokens)
+            self._completion.inc(usage.completion_tokens)
         if usage.cached_tokens:
-            self.tokens.labels("cached").inc(usage.cached_tokens)
+            self._cached.inc(usage.cached_tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

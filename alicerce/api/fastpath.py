@@ -10,13 +10,14 @@ that they appear in the OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from alicerce.api.errors import error_response
@@ -52,4 +53,42 @@ class FastPath:
             response = error_response(
                 AlicerceError("The server had an error while processing your request.")
             )
-        await response(scope, receive, send)
+        if isinstance(response, StreamingResponse):
+            await stream(response, receive, send)
+        else:
+            await response(scope, receive, send)
+
+
+async def stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
+    """Sends a stream, stopping it as soon as the client goes away.
+
+    What Starlette does for servers of ASGI spec 2.3 (uvicorn's), with a plain asyncio task
+    instead of an anyio task group, whose cancellation cost about a sixth of the event loop
+    under streaming load (py-spy, bench/gateway_bench.py)."""
+    body = response.body_iterator
+    streaming = asyncio.current_task()
+    assert streaming is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        streaming.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        await send(
+            {"type": "http.response.start", "status": response.status_code,
+             "headers": response.raw_headers}
+        )  # fmt: skip
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+    finally:
+        watcher.cancel()
+        await body.aclose()  # type: ignore[attr-defined]

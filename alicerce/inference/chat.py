@@ -177,15 +177,18 @@ class ChatService:
         billed = False  # whether the current round's tokens are in `total`
         status, error = 499, None  # until the stream ends well: the client went away
         try:
-            for piece in relay.opening():
-                yield piece
+            opening = relay.opening()
             for round_number in range(MAX_ROUNDS + 1):
                 if first is not None:
-                    for piece in relay.relay(first):
-                        yield piece
+                    # One write per upstream chunk (the role goes with the first one).
+                    pieces = [*opening, *relay.relay(first)]
+                    opening = []
+                    if pieces:
+                        yield b"".join(pieces)
                     async for chunk in chunks:
-                        for piece in relay.relay(chunk):
-                            yield piece
+                        pieces = relay.relay(chunk)
+                        if pieces:
+                            yield b"".join(pieces)
                 usage = await self._tokens.settle(relay.usage, body["messages"], relay.round_text)
                 bill(context, target, usage)
                 total, billed = total + usage, True
@@ -208,8 +211,7 @@ class ChatService:
                 (chunks, first), target = await self._start_stream(targets, sent)
                 billed = False
             closing = relay.closing(total.to_openai(), context.to_json(), plan.include_usage)
-            for piece in closing:
-                yield piece
+            yield b"".join([*opening, *closing])
             status = 200
         except AlicerceError as exc:
             status, error = exc.status, exc
