@@ -30,7 +30,7 @@ from alicerce.embeddings import (
 )
 from alicerce.errors import Conflict, NotFound
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
-from alicerce.knowledge.keyword import fold, query_terms
+from alicerce.knowledge.keyword import fold, plan, query_terms
 from alicerce.knowledge.store import Collection, KnowledgeStore
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, ChunkRow, DocumentSourceRow
@@ -520,6 +520,20 @@ def test_write_chunks_checks_shapes(store: KnowledgeStore, db: Database) -> None
 def test_fold_and_query_terms() -> None:
     assert fold("Organização ÁGUA") == "organizacao agua"
     assert query_terms("O que é a organização? o QUE") == ["o", "que", "e", "a", "organizacao"]
+
+
+def test_keyword_plan_searches_rare_terms_within_the_budget() -> None:
+    rows = 100_000
+    frequencies = {"the": 90_000, "python": 1_500, "list": 900, "sorted": 120}
+    found = plan(frequencies, rows, avgdl=120)
+    assert found is not None and not found.match_all
+    assert list(found.idfs) == ["sorted", "list"]  # "python" would pass the budget
+    assert found.bound > sum(found.idfs.values())  # normalised over every known term
+    common = plan({"python": 5_000, "function": 8_000}, rows, avgdl=120)
+    assert common is not None and common.match_all and set(common.idfs) == {"python", "function"}
+    assert plan({"the": 90_000}, rows, avgdl=120) is None
+    text_score = found.score("sorted list of sorted things")
+    assert 0 < text_score < 1
 
 
 def test_rrf_orders_by_ranks_and_never_raises_a_score_down_the_list() -> None:
