@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, String, func, literal, select, union_all
 
 from alicerce.clock import rfc3339
 from alicerce.errors import InvalidRequest
@@ -68,52 +68,56 @@ class UsageService:
         group_by: GroupBy | None,
         key_id: str | None = None,
     ) -> dict[str, Any]:
-        """Amount, quantity and requests, overall and per group."""
+        """Amount, quantity and requests, overall and per group.
+
+        Line items and request counts come from ONE statement (a UNION ALL): a single statement
+        reads one snapshot on SQLite and PostgreSQL alike, so a batch of the request log landing
+        between two queries cannot show requests without their items or the other way round."""
+        no_group = literal(None, String)
+        items_group = self._group_column(LineItemRow, group_by) if group_by else no_group
         items: Any = select(
-            LineItemRow.sku, LineItemRow.unit_price, func.sum(LineItemRow.quantity)
+            literal("i").label("part"),
+            items_group.label("grp"),
+            LineItemRow.unit_price.label("price"),
+            func.sum(LineItemRow.quantity).label("n"),
         ).where(LineItemRow.account_id == account_id)
-        requests: Any = (
-            select(func.count())
-            .select_from(RequestLogRow)
-            .where(RequestLogRow.account_id == account_id)
+        items = self._window(items, LineItemRow, start, end, key_id).group_by(
+            items_group, LineItemRow.sku, LineItemRow.unit_price
         )
-        items = self._window(items, LineItemRow, start, end, key_id)
-        requests = self._window(requests, RequestLogRow, start, end, key_id)
-        if group_by is not None:
-            group_items = self._group_column(LineItemRow, group_by)
-            items = items.add_columns(group_items.label("grp")).group_by(
-                group_items, LineItemRow.sku, LineItemRow.unit_price
+        total: Any = select(literal("t"), no_group, no_group, func.count()).where(
+            RequestLogRow.account_id == account_id
+        )
+        parts = [items, self._window(total, RequestLogRow, start, end, key_id)]
+        if group_by == "sku":  # a request counts once in each SKU it has
+            requests: Any = select(
+                literal("r"),
+                LineItemRow.sku,
+                no_group,
+                func.count(func.distinct(LineItemRow.request_id)),
+            ).where(LineItemRow.account_id == account_id)
+            requests = self._window(requests, LineItemRow, start, end, key_id)
+            parts.append(requests.group_by(LineItemRow.sku))
+        elif group_by is not None:
+            requests_group = self._group_column(RequestLogRow, group_by)
+            requests = select(literal("r"), requests_group, no_group, func.count()).where(
+                RequestLogRow.account_id == account_id
             )
-            if group_by == "sku":
-                requests = (
-                    select(LineItemRow.sku, func.count(func.distinct(LineItemRow.request_id)))
-                    .where(LineItemRow.account_id == account_id)
-                    .group_by(LineItemRow.sku)
-                )
-                requests = self._window(requests, LineItemRow, start, end, key_id)
-            else:
-                group_requests = self._group_column(RequestLogRow, group_by)
-                requests = (
-                    select(group_requests, func.count())
-                    .where(RequestLogRow.account_id == account_id)
-                    .group_by(group_requests)
-                )
-                requests = self._window(requests, RequestLogRow, start, end, key_id)
-        else:
-            items = items.group_by(LineItemRow.sku, LineItemRow.unit_price)
+            requests = self._window(requests, RequestLogRow, start, end, key_id)
+            parts.append(requests.group_by(requests_group))
 
         amounts: dict[Any, Decimal] = defaultdict(Decimal)
         quantities: dict[Any, int] = defaultdict(int)
-        counts: dict[Any, int]
+        counts: dict[Any, int] = defaultdict(int)
+        requests_total = 0
         with self._db.session() as session:
-            for row in session.execute(items):
-                group = row[3] if group_by is not None else None
-                amounts[group] += int(row[2]) * Decimal(row[1])
-                quantities[group] += int(row[2])
-            if group_by is None:
-                counts = {None: int(session.execute(requests).scalar() or 0)}
-            else:
-                counts = {row[0]: int(row[1]) for row in session.execute(requests)}
+            for part, group, price, number in session.execute(union_all(*parts)):
+                if part == "i":
+                    amounts[group] += int(number) * Decimal(price)
+                    quantities[group] += int(number)
+                elif part == "t":
+                    requests_total = int(number)
+                else:
+                    counts[group] += int(number)
         total_amount = sum(amounts.values(), Decimal(0))
         result: dict[str, Any] = {
             "object": "usage",
@@ -122,7 +126,7 @@ class UsageService:
             "amount": _number(total_amount),
             "amount_exact": str(total_amount),
             "quantity": sum(quantities.values()),
-            "requests": sum(counts.values()),
+            "requests": requests_total,
         }
         if group_by is not None:
             groups = sorted(set(amounts) | set(counts), key=lambda g: (g is None, str(g)))
