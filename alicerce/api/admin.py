@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 
 from alicerce.api.auth import require_admin, require_root, services_of
 from alicerce.api.json import json_response
+from alicerce.api.openapi import json_body
 from alicerce.errors import InvalidRequest, NotFound
 from alicerce.gateways import GatewaySpec
 from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, Principal
@@ -125,14 +126,7 @@ def delete_key(
     "/gateways",
     status_code=201,
     tags=["gateways"],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/GatewaySpec"}}
-            },
-        }
-    },
+    openapi_extra=json_body("GatewaySpec"),
 )
 def create_gateway(
     payload: Any = Body(None),

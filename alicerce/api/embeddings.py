@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -11,6 +10,7 @@ from starlette.responses import Response
 from alicerce.api.auth import require_inference, services_of
 from alicerce.api.inference import read_body
 from alicerce.api.json import json_response
+from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
 from alicerce.inference.chat import Call
@@ -18,15 +18,7 @@ from alicerce.inference.embeddings import EmbeddingsRequest, parse_embeddings_re
 
 router = APIRouter(tags=["inference"])
 
-EMBEDDINGS_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingsRequest"}}
-        },
-    },
-    "responses": {"200": {"description": "An OpenAI embeddings list."}},
-}
+EMBEDDINGS_OPENAPI = json_body("EmbeddingsRequest", answer="An OpenAI embeddings list.")
 SCHEMAS = [EmbeddingsRequest]  # documented by the app with the other hand-validated bodies
 
 

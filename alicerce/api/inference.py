@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
 from alicerce.api.json import json_response
+from alicerce.api.openapi import json_body
 from alicerce.catalog import AUTO_MODEL, LOCAL_CHAT_MODEL
 from alicerce.embeddings import LOCAL_EMBEDDING_MODEL
 from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTooLarge
@@ -33,18 +34,11 @@ from alicerce.upstreams.registry import Target
 
 router = APIRouter(tags=["inference"])
 
-CHAT_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
-    },
-    "responses": {
-        "200": {
-            "description": "An OpenAI `chat.completion`, or with `stream: true` a stream of "
-            "`chat.completion.chunk` Server-Sent Events ending with `data: [DONE]`.",
-        }
-    },
-}
+CHAT_OPENAPI = json_body(
+    "ChatRequest",
+    answer="An OpenAI `chat.completion`, or with `stream: true` a stream of "
+    "`chat.completion.chunk` Server-Sent Events ending with `data: [DONE]`.",
+)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

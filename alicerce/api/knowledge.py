@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from alicerce.api.auth import require_admin, services_of
 from alicerce.api.inference import read_body
 from alicerce.api.json import json_response
+from alicerce.api.openapi import json_body
 from alicerce.clock import rfc3339
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
@@ -122,14 +123,7 @@ def _listing(data: list[dict[str, Any]]) -> Response:
 @router.post(
     "/collections",
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/CollectionCreate"}}
-            },
-        }
-    },
+    openapi_extra=json_body("CollectionCreate"),
 )
 async def create_collection(
     payload: Any = Body(None),
@@ -166,14 +160,7 @@ async def get_collection(
 
 @router.patch(
     "/collections/{collection_id}",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/CollectionUpdate"}}
-            },
-        }
-    },
+    openapi_extra=json_body("CollectionUpdate"),
 )
 async def update_collection(
     collection_id: str,
@@ -200,14 +187,7 @@ async def delete_collection(
 @router.post(
     "/collections/{collection_id}/reembed",
     status_code=202,
-    openapi_extra={
-        "requestBody": {
-            "required": False,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ReembedRequest"}}
-            },
-        }
-    },
+    openapi_extra=json_body("ReembedRequest", required=False),
 )
 async def reembed_collection(
     collection_id: str,
@@ -241,26 +221,23 @@ async def reembed_collection(
 @router.post(
     "/collections/{collection_id}/documents",
     status_code=202,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/TextDocument"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "name": {"type": "string"},
-                            "metadata": {"type": "string", "description": "a JSON object"},
-                            "source_url": {"type": "string"},
-                        },
-                    }
-                },
-            },
-        }
-    },
+    openapi_extra=json_body(
+        "TextDocument",
+        more={
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "source_url": {"type": "string"},
+                    },
+                }
+            }
+        },
+    ),
 )
 async def add_document(
     collection_id: str,
@@ -371,14 +348,7 @@ async def delete_document(
 
 @router.post(
     "/collections/{collection_id}/search",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}}
-            },
-        }
-    },
+    openapi_extra=json_body("SearchRequest"),
 )
 async def search(
     collection_id: str,

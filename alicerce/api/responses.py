@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
@@ -11,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from alicerce.api.auth import require_inference, services_of
 from alicerce.api.inference import STREAM_HEADERS, admit, prepare_chat, read_body, served_by
 from alicerce.api.json import json_response
+from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
 from alicerce.inference.chat import Call
@@ -26,20 +26,11 @@ from alicerce.inference.responses import (
 
 router = APIRouter(tags=["inference"])
 
-RESPONSES_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ResponsesRequest"}}
-        },
-    },
-    "responses": {
-        "200": {
-            "description": "A `response` object, or with `stream: true` its typed Server-Sent "
-            "Events (`response.created` ... `response.completed`).",
-        }
-    },
-}
+RESPONSES_OPENAPI = json_body(
+    "ResponsesRequest",
+    answer="A `response` object, or with `stream: true` its typed Server-Sent Events "
+    "(`response.created` ... `response.completed`).",
+)
 SCHEMAS = [ResponsesRequest]  # documented by the app with the other hand-validated bodies
 
 
