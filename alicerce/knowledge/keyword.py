@@ -112,13 +112,14 @@ def plan(frequencies: dict[str, int], rows: int, avgdl: float) -> KeywordPlan | 
     return KeywordPlan({t: idfs[t] for t in searched}, bound, max(avgdl, 1.0), match_all)
 
 
-def fts5_match(collection_tokens: list[str], query: list[str], *, match_all: bool = False) -> str:
-    """An FTS5 MATCH expression: any (or all) of the query terms, in one of the collections."""
-    words = (" AND " if match_all else " OR ").join(f'"{term}"' for term in query)
-    collections = " OR ".join(collection_tokens)
-    return f"collection : ({collections}) AND text : ({words})"
+def fts5_match(query: list[str], *, match_all: bool = False) -> str:
+    """An FTS5 MATCH expression: any (or all) of the query terms."""
+    return (" AND " if match_all else " OR ").join(f'"{term}"' for term in query)
 
 
-def collection_token(collection_id: str) -> str:
-    """The single FTS5 token that marks a row as belonging to a collection."""
-    return "c" + collection_id.replace("-", "")
+KEY_BITS = 40  # a collection owns keys [number << 40, (number + 1) << 40)
+
+
+def key_range(number: int) -> tuple[int, int]:
+    """The chunk keys of collection `number`, inclusive."""
+    return number << KEY_BITS, ((number + 1) << KEY_BITS) - 1

@@ -18,7 +18,6 @@ worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worke
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -197,18 +196,38 @@ class KnowledgeStore:
             embedding_model=embedding_model,
             dimensions=dimensions,
             settings=settings,
+            next_key=0,
             generation=0,
             chunk_count=0,
             term_count=0,
             created_at=now,
             updated_at=now,
         )
-        try:
-            with self.db.session() as session:
-                session.add(row)
-        except IntegrityError:
-            raise Conflict(f"A collection named {name!r} already exists.", param="name") from None
-        return _collection(row)
+        for _attempt in range(5):  # two creations at once may pick the same number: retry
+            try:
+                with self.db.session() as session:
+                    row.number = 1 + int(
+                        session.execute(
+                            sa.select(sa.func.coalesce(sa.func.max(CollectionRow.number), 0))
+                        ).scalar_one()
+                    )
+                    session.add(row)
+                return _collection(row)
+            except IntegrityError:
+                if self._named(account_id, name):
+                    raise Conflict(
+                        f"A collection named {name!r} already exists.", param="name"
+                    ) from None
+        raise Conflict("The collection could not be created; try again.")  # pragma: no cover
+
+    def _named(self, account_id: str, name: str) -> bool:
+        with self.db.session() as session:
+            found = session.execute(
+                sa.select(CollectionRow.id).where(
+                    CollectionRow.account_id == account_id, CollectionRow.name == name
+                )
+            ).first()
+            return found is not None
 
     def _owned(self, session: Session, account_id: str, collection_id: str) -> CollectionRow | None:
         row = session.get(CollectionRow, collection_id)
@@ -257,7 +276,7 @@ class KnowledgeStore:
             if row is None:
                 return False
             if self.db.is_sqlite:
-                fts5.delete_collection(session, collection_id)
+                fts5.delete_collection(session, row.number)
             session.execute(sa.delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
             session.delete(row)  # documents and their sources go by cascade
         self.vectors.drop(collection_id)
@@ -436,10 +455,11 @@ class KnowledgeStore:
                     f"{collection.dimensions}"
                 )
             removed = self._remove_chunks(session, document)
+            first_key = self._reserve_keys(session, collection.id, len(chunks))
             rows = [
                 {
                     "id": new_id(),
-                    "key": secrets.randbits(63),
+                    "key": first_key + index,
                     "document_id": document_id,
                     "collection_id": document.collection_id,
                     "position": chunk.position,
@@ -450,7 +470,7 @@ class KnowledgeStore:
                     "vector": vector.tobytes(),
                     "embedding": vector,
                 }
-                for chunk, vector in zip(chunks, vectors, strict=True)
+                for index, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
             ]
             self._insert_chunks(session, rows, document.collection_id)
             before, after = self._bump(
@@ -482,15 +502,24 @@ class KnowledgeStore:
                 sa.insert(ChunkRow),
                 [{k: v for k, v in row.items() if k not in ("terms", "embedding")} for row in rows],
             )
-            self._index_keywords(session, rows, collection_id)
+            self._index_keywords(session, rows)
             return
         postgres.insert_chunks(session, rows, pgvector=self.uses_pgvector())
 
-    def _index_keywords(
-        self, session: Session, rows: list[dict[str, Any]], collection_id: str
-    ) -> None:
+    def _index_keywords(self, session: Session, rows: list[dict[str, Any]]) -> None:
         """SQLite: the FTS5 rows, keyed by the chunks' keys."""
-        fts5.insert(session, rows, collection_id)
+        fts5.insert(session, rows)
+
+    def _reserve_keys(self, session: Session, collection_id: str, count: int) -> int:
+        """The first of `count` fresh keys in the collection's range (see `CollectionRow`)."""
+        number, end = session.execute(
+            sa.update(CollectionRow)
+            .where(CollectionRow.id == collection_id)
+            .values(next_key=CollectionRow.next_key + count)
+            .returning(CollectionRow.number, CollectionRow.next_key)
+        ).one()
+        low, _high = keyword.key_range(number)
+        return int(low + end - count)
 
     def _bump(
         self, session: Session, collection_id: str, *, chunks: int, terms: int
@@ -619,6 +648,7 @@ class KnowledgeStore:
                     CollectionRow.id,
                     CollectionRow.dimensions,
                     CollectionRow.generation,
+                    CollectionRow.number,
                     CollectionRow.embedding_model,
                     CollectionRow.settings,
                 ).where(
@@ -640,7 +670,8 @@ class KnowledgeStore:
             keyword_scores: dict[int, float] = {}
             plan: keyword.KeywordPlan | None = None
             if mode != "vector":
-                keyword_scores, plan = self._keyword(session, ids, query, wanted)
+                numbers = [row.number for row in owned]
+                keyword_scores, plan = self._keyword(session, ids, numbers, query, wanted)
             vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
             keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
 
@@ -781,12 +812,17 @@ class KnowledgeStore:
     # -- keywords ----------------------------------------------------------------------------
 
     def _keyword(
-        self, session: Session, collection_ids: list[str], query: str, count: int
+        self,
+        session: Session,
+        collection_ids: list[str],
+        numbers: list[int],
+        query: str,
+        count: int,
     ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
         """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
         words = keyword.query_terms(query)
         if not words:
             return {}, None
         if self.db.is_sqlite:
-            return fts5.search(session, collection_ids, words, count)
+            return fts5.search(session, numbers, words, count)
         return postgres.bm25(session, collection_ids, words, count)

@@ -144,6 +144,10 @@ class CollectionRow(Base):
     embedding_model: Mapped[str] = mapped_column(String(200))
     dimensions: Mapped[int] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # Chunk keys are `number << 40 | n`, n counting up from `next_key`: each collection owns
+    # one contiguous range of keys, which keyword search uses to keep to its collections.
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
+    next_key: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bumped in every transaction that changes the collection's chunks, so each process can tell
     # cheaply whether its in-memory vector index is stale.
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -193,8 +197,8 @@ class ChunkRow(Base):
     __table_args__ = (Index("ix_chunks_collection_key", "collection_id", "key"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # A random 63-bit integer: the key of the chunk in the vector and keyword indexes, which
-    # want integers (FTS5 rowid, usearch keys).
+    # The chunk's integer key in the vector and keyword indexes (FTS5 rowid, usearch keys):
+    # `collection.number << 40 | n`.
     key: Mapped[int] = mapped_column(BigInteger, unique=True)
     document_id: Mapped[str] = mapped_column(
         ForeignKey("documents.id", ondelete="CASCADE"), index=True

@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column('embedding_model', sa.String(length=200), nullable=False),
         sa.Column('dimensions', sa.Integer(), nullable=False),
         sa.Column('settings', Json, nullable=False),
+        sa.Column('number', sa.BigInteger(), nullable=False),
+        sa.Column('next_key', sa.BigInteger(), nullable=False),
         sa.Column('generation', sa.BigInteger(), nullable=False),
         sa.Column('chunk_count', sa.BigInteger(), nullable=False),
         sa.Column('term_count', sa.BigInteger(), nullable=False),
@@ -41,6 +43,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('account_id', 'name', name='uq_collections_account_name'),
+        sa.UniqueConstraint('number', name='uq_collections_number'),
     )
     op.create_table(
         'documents',
@@ -93,11 +96,11 @@ def upgrade() -> None:
 
     dialect = op.get_bind().dialect.name
     if dialect == 'sqlite':
-        # `collection` holds one token per row ('c' + the collection id's hex) so a search
-        # restricts itself to its collections inside the MATCH; it is weighted 0 in bm25().
+        # rowid = chunks.key; a collection's keys are one contiguous range, which is how a
+        # search keeps to its collections (FTS5 seeks a rowid range in its posting lists).
         op.execute(
             "CREATE VIRTUAL TABLE chunks_fts USING fts5("
-            "text, collection, tokenize = 'unicode61 remove_diacritics 2')"
+            "text, tokenize = 'unicode61 remove_diacritics 2')"
         )
         op.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
     elif dialect == 'postgresql':
