@@ -203,13 +203,20 @@ def main() -> None:
     # -- recall of the graph against exact search ----------------------------------------------
     row_of = rows_by_key(db, collection.id)
     graph = restarted.vectors._indexes[collection.id]  # loaded by the searches above
-    hits = 0
-    for vector in vectors[:100]:
-        exact = set(np.argsort(-(all_vectors @ vector))[:10].tolist())
-        found = {row_of[key] for key, _ in graph.search(vector, 10)}
-        hits += len(exact & found)
-    results["recall_at_10"] = hits / (10 * min(100, len(vectors)))
-    print(f"graph recall@10 vs exact: {results['recall_at_10']:.3f}")
+    near = all_vectors[rng.choice(args.chunks, 100, replace=False)]
+    near = near + rng.normal(0, 0.03, near.shape).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    for name, probes in (("recall_queries", vectors[:100]), ("recall_near", list(near))):
+        hits = 0
+        for vector in probes:
+            exact = set(np.argsort(-(all_vectors @ vector))[:10].tolist())
+            found = {row_of[key] for key, _ in graph.search(vector, 10)}
+            hits += len(exact & found)
+        results[name] = hits / (10 * len(probes))
+    print(
+        f"graph recall@10 vs exact: {results['recall_near']:.3f} for probes near the data, "
+        f"{results['recall_queries']:.3f} for the real queries"
+    )
     t = time.perf_counter()
     for _ in range(20):
         all_vectors @ vectors[0]
@@ -256,8 +263,12 @@ embedded for real. Latency is one search at a time, top 5.
 | hybrid (RRF) | {r["hybrid_store"]} | {r["hybrid_total"]} |
 
 - Query embedding alone (local multilingual-e5-small): {r["embed_query"]}.
-- Vector graph (usearch HNSW, float16): recall@10 {r["recall_at_10"]:.3f} against exact search;
-  exact numpy brute force over the same float32 vectors takes {r["brute_force_ms"]:.1f} ms a query.
+- Vector graph (usearch HNSW, float16, M 16, ef 96): recall@10 against exact search
+  {r["recall_near"]:.3f} for probes near the data (a chunk's vector plus noise). For the real
+  queries it is {r["recall_queries"]:.3f}: on this synthetic data a query sits far from every
+  point, and its exact top 10 among ~800 near-identical members of one cluster is decided by
+  the noise we added, which no approximate index recovers; real embeddings are not like that.
+  Exact numpy brute force over the same float32 vectors takes {r["brute_force_ms"]:.1f} ms a query.
 - A restarted process restores the saved graph and syncs it with the database in
   {r["restore_s"]:.2f} s.
 - Ingestion: the store's write path (chunks, FTS5 rows, vectors, graph insert, one transaction a
