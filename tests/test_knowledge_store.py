@@ -539,7 +539,7 @@ def test_keyword_plan_searches_rare_terms_within_the_budget() -> None:
 def test_rrf_orders_by_ranks_and_never_raises_a_score_down_the_list() -> None:
     vector = {1: 0.9, 2: 0.5, 3: 0.1}
     keyword = {1: 0.0, 2: 0.8, 3: 0.9}
-    ranked = fuse_rankings(vector, keyword, [1, 2, 3], [3, 2], FusionSettings())
+    ranked = fuse_rankings(vector, keyword, [1, 2, 3], [3, 2], FusionSettings(method="rrf"))
     keys = [key for key, _ in ranked]
     assert keys == [3, 2, 1]  # found by both sides beats found by one
     scores = [score for _, score in ranked]

@@ -1,8 +1,10 @@
 """Hybrid ranking: fuse the vector and keyword rankings, and say how relevant each chunk is.
 
 Two questions with different answers:
-- *order*: `rrf` (default) ranks by weighted reciprocal rank fusion,
-  `w / (k + rank_vector) + (1 - w) / (k + rank_keyword)`; `convex` ranks by the relevance below.
+- *order*: `convex` (default) ranks by the relevance below; `rrf` by weighted reciprocal rank
+  fusion, `w / (k + rank_vector) + (1 - w) / (k + rank_keyword)`. Convex is the default because
+  it measured better: mean nDCG@10 0.716 against RRF's 0.666 and vector-only 0.697 on three
+  FAQs (`bench/retrieval_eval.py`); RRF throws away how far apart the scores are.
 - *score* (what `min_score` filters): the relevance `w * vector_score + (1 - w) * keyword_score`,
   both parts already in [0, 1] and comparable across queries (see `scoring`). Under `rrf` the score
   is capped by the one before it, so scores never rise down the list: a chunk ranked below
@@ -20,7 +22,7 @@ Method = Literal["rrf", "convex"]
 
 @dataclass(frozen=True, slots=True)
 class FusionSettings:
-    method: Method = "rrf"
+    method: Method = "convex"
     vector_weight: float = 0.5
     rrf_k: int = 60
 
@@ -28,7 +30,7 @@ class FusionSettings:
     def from_settings(cls, settings: Mapping[str, Any]) -> FusionSettings:
         """A collection's `settings["fusion"]`, e.g. {"method": "convex", "vector_weight": 0.7}."""
         raw = settings.get("fusion") or {}
-        method = raw.get("method", "rrf")
+        method = raw.get("method", "convex")
         if method not in ("rrf", "convex"):
             raise ValueError(f"fusion method must be 'rrf' or 'convex', not {method!r}")
         weight = float(raw.get("vector_weight", 0.5))
