@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the database here")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument(
+        "--reuse", action="store_true", help="search the --workdir database of an earlier run"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="alicerce-kbench-"))
@@ -106,6 +109,27 @@ def main() -> None:
 
     embedder = LocalE5Embedder()
     embedder.embed_sync(["warm up"], kind="query")
+    if args.reuse:
+        db, account, collection_id, all_vectors = reopen(workdir, results)
+        rng.choice(args.chunks, SEEDS, replace=False)  # the same draws as a full run
+    else:
+        db, account, collection_id, all_vectors = ingest(
+            args, rng, texts, embedder, workdir, results
+        )
+    search_phase(args, rng, texts, embedder, workdir, results, db, account, collection_id)
+    recall_phase(rng, results, db, collection_id, all_vectors, workdir, args)
+
+
+def ingest(
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    texts: list[str],
+    embedder: LocalE5Embedder,
+    workdir: Path,
+    results: dict[str, Any],
+) -> tuple[Database, str, str, np.ndarray]:
+    """Builds the collection through the store's write path; measures both ingestion rates."""
+    results["write_load"] = os.getloadavg()[0]
     seed_ids = rng.choice(args.chunks, SEEDS, replace=False)
     started = time.perf_counter()
     seeds = embedder.embed_sync([texts[i] for i in seed_ids], kind="passage")
@@ -166,11 +190,50 @@ def main() -> None:
         1 / results["embed_chunks_per_s"] + write_s / args.chunks
     )
 
-    # -- a restarted process: the graph from the saved file, or rebuilt from the database -----
     store.vectors.save_all()
+    return db, account, collection.id, all_vectors
+
+
+def reopen(workdir: Path, results: dict[str, Any]) -> tuple[Database, str, str, np.ndarray]:
+    """An earlier run's database; its ingestion figures are carried over."""
+    import sqlalchemy as sa
+
+    from alicerce.store.tables import ChunkRow, CollectionRow
+
+    earlier = json.loads((workdir / "results.json").read_text())
+    for name in ("corpus_words", "embed_chunks_per_s", "embed_tokens_per_s"):
+        results[name] = earlier[name]
+    for name in ("write_chunks_per_s", "pipeline_chunks_per_s", "write_load"):
+        results[name] = earlier.get(name, earlier["load"] if name == "write_load" else None)
+    db = Database(f"sqlite:///{workdir / 'knowledge.db'}")
+    with db.session() as session:
+        collection = session.scalars(sa.select(CollectionRow)).one()
+        found = session.execute(
+            sa.select(ChunkRow.key, ChunkRow.vector).where(ChunkRow.collection_id == collection.id)
+        ).all()
+    row_of = rows_by_key(db, collection.id)
+    all_vectors = np.empty((len(found), LOCAL_DIMENSIONS), np.float32)
+    for key, blob in found:
+        all_vectors[row_of[key]] = np.frombuffer(blob, dtype=np.float32)
+    return db, collection.account_id, collection.id, all_vectors
+
+
+def search_phase(
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    texts: list[str],
+    embedder: LocalE5Embedder,
+    workdir: Path,
+    results: dict[str, Any],
+    db: Database,
+    account: str,
+    collection_id: str,
+) -> None:
+    """A restarted process: the saved graph restored, then timed searches."""
+    zero = np.zeros(LOCAL_DIMENSIONS, np.float32)
     t = time.perf_counter()
     restarted = KnowledgeStore(db, index_dir=workdir / "graphs")
-    restarted.search(account, [collection.id], query="x", vector=zero, mode="vector")
+    restarted.search(account, [collection_id], query="x", vector=zero, mode="vector")
     results["restore_s"] = time.perf_counter() - t
     print(f"restart, graph restored from file: {results['restore_s']:.2f} s")
 
@@ -189,21 +252,45 @@ def main() -> None:
         embed_ms.append((time.perf_counter() - t) * 1000)
     results["embed_query"] = summary(embed_ms)
     print(f"query embedding: {results['embed_query']}")
+    one_thread = LocalE5Embedder(threads=1)
+    one_thread.embed_sync(["warm up"], kind="query")
+    single: list[float] = []
+    for query in queries:
+        t = time.perf_counter()
+        one_thread.embed_sync([query], kind="query")
+        single.append((time.perf_counter() - t) * 1000)
+    results["embed_query_1t"] = summary(single)
+    print(f"query embedding on one thread: {results['embed_query_1t']}")
     for mode in ("vector", "keyword", "hybrid"):
         search_ms = []
         for query, vector in zip(queries, vectors, strict=True):
             t = time.perf_counter()
-            restarted.search(account, [collection.id], query=query, vector=vector, mode=mode)
+            restarted.search(account, [collection_id], query=query, vector=vector, mode=mode)
             search_ms.append((time.perf_counter() - t) * 1000)
         total = [a + b for a, b in zip(embed_ms, search_ms, strict=True)]
         results[f"{mode}_store"] = summary(search_ms)
         results[f"{mode}_total"] = summary(total)
+        results[f"{mode}_meets"] = percentile(total, 50) < 10 and percentile(total, 99) < 30
         print(f"{mode:8} store {summary(search_ms)}; with the query embedding {summary(total)}")
 
-    # -- recall of the graph against exact search ----------------------------------------------
-    row_of = rows_by_key(db, collection.id)
-    graph = restarted.vectors._indexes[collection.id]  # loaded by the searches above
-    near = all_vectors[rng.choice(args.chunks, 100, replace=False)]
+    results["rss_mb"] = rss_mb()  # this process now holds what a server would: model, graph
+    results["vectors"] = vectors[:100]
+    results["graph"] = restarted.vectors._indexes[collection_id]  # loaded by the searches
+
+
+def recall_phase(
+    rng: np.random.Generator,
+    results: dict[str, Any],
+    db: Database,
+    collection_id: str,
+    all_vectors: np.ndarray,
+    workdir: Path,
+    args: argparse.Namespace,
+) -> None:
+    """The graph's recall@10 against exact search, and what exact search costs."""
+    vectors, graph = results.pop("vectors"), results.pop("graph")
+    row_of = rows_by_key(db, collection_id)
+    near = all_vectors[rng.choice(len(all_vectors), 100, replace=False)]
     near = near + rng.normal(0, 0.03, near.shape).astype(np.float32)
     near /= np.linalg.norm(near, axis=1, keepdims=True)
     for name, probes in (("recall_queries", vectors[:100]), ("recall_near", list(near))):
@@ -222,7 +309,6 @@ def main() -> None:
         all_vectors @ vectors[0]
     results["brute_force_ms"] = (time.perf_counter() - t) / 20 * 1000
     print(f"numpy brute force over the same vectors: {results['brute_force_ms']:.1f} ms")
-    results["rss_mb"] = rss_mb()
     print(f"process RSS: {results['rss_mb']:.0f} MB; load average at start {results['load']:.1f}")
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
     if args.write:
@@ -260,24 +346,37 @@ embedded for real. Latency is one search at a time, top 5.
 | --- | --- | --- |
 | vector | {r["vector_store"]} | {r["vector_total"]} |
 | keyword (FTS5 bm25) | {r["keyword_store"]} | {r["keyword_total"]} |
-| hybrid (RRF) | {r["hybrid_store"]} | {r["hybrid_total"]} |
+| hybrid (convex fusion, the default) | {r["hybrid_store"]} | {r["hybrid_total"]} |
 
-- Query embedding alone (local multilingual-e5-small): {r["embed_query"]}.
+Targets: p50 under 10 ms and p99 under 30 ms with the query embedding; met in this run by:
+{", ".join(m for m in ("vector", "keyword", "hybrid") if r[m + "_meets"]) or "none"}.
+- Query embedding alone (local multilingual-e5-small, 2 threads): {r["embed_query"]}; on one
+  thread {r["embed_query_1t"]} (a short query gains nothing from a second thread, so a server
+  can keep the other core for the store). It is most of the vector-search time: the graph
+  answers in ~2 ms. A repeated query costs only the store time if its vector is cached.
+- Keyword time is FTS5's `bm25()` over the rows that match the searched terms: terms are
+  searched rarest first within a budget of 2,000 matching rows, but a query made only of common
+  words ("be a list of") still scores every row containing its rarest word (p99).
 - Vector graph (usearch HNSW, float16, M 16, ef 96): recall@10 against exact search
   {r["recall_near"]:.3f} for probes near the data (a chunk's vector plus noise). For the real
   queries it is {r["recall_queries"]:.3f}: on this synthetic data a query sits far from every
   point, and its exact top 10 among ~800 near-identical members of one cluster is decided by
   the noise we added, which no approximate index recovers; real embeddings are not like that.
-  Exact numpy brute force over the same float32 vectors takes {r["brute_force_ms"]:.1f} ms a query.
+  Exact numpy brute force over the same float32 vectors: {r["brute_force_ms"]:.1f} ms a query.
 - A restarted process restores the saved graph and syncs it with the database in
-  {r["restore_s"]:.2f} s.
-- Ingestion: the store's write path (chunks, FTS5 rows, vectors, graph insert, one transaction a
-  50-chunk document) {r["write_chunks_per_s"]:.0f} chunks/s; local e5 embedding of 120-word
-  chunks {r["embed_chunks_per_s"]:.1f} chunks/s ({r["embed_tokens_per_s"]:.0f} tokens/s), so the
-  whole pipeline with the local model runs at {r["pipeline_chunks_per_s"]:.1f} chunks/s: the
-  embedding model on 2 CPU cores is the bottleneck, not the store.
-- Process RSS at {r["chunks"]:,} chunks (model, graph, SQLite cache, the bench's own copy of
-  the vectors, {r["chunks"] * LOCAL_DIMENSIONS * 4 / 1e6:.0f} MB): {r["rss_mb"]:.0f} MB.
+  {r["restore_s"]:.2f} s (building the graph of 100,000 vectors from the database instead took
+  ~2.5 minutes in our first measurement, random vectors).
+- Ingestion (load average {r["write_load"]:.1f} then): the store's write path (chunks, FTS5
+  rows, vectors and graph insert, one transaction per 50-chunk document) runs at
+  {r["write_chunks_per_s"]:.0f} chunks/s. Local e5 embeds 120-word chunks at
+  {r["embed_chunks_per_s"]:.1f} chunks/s ({r["embed_tokens_per_s"]:.0f} tokens/s at that load;
+  ~1,000 tokens/s on an idle machine, ~3.5 chunks/s), so the whole
+  pipeline with the local model runs at {r["pipeline_chunks_per_s"]:.1f} chunks/s, far under the
+  100 chunks/s target: the embedding model on 2 CPU cores is the bottleneck, not the store (an
+  OpenAI-compatible embeddings endpoint per collection moves that work elsewhere).
+- Process RSS after the searches: {r["rss_mb"]:.0f} MB (e5 model, the graph, SQLite's cache, and
+  the bench's own float32 copy of the vectors, {r["chunks"] * LOCAL_DIMENSIONS * 4 / 1e6:.0f} MB,
+  which a server does not hold).
 {MARK_END}
 """
     path = ROOT / "BENCHMARKS.md"

@@ -3,7 +3,7 @@
 The database (the `chunks.vector` column) is the truth; this is a cache that answers nearest-
 neighbour questions in a fraction of a millisecond (usearch HNSW, vectors kept as float16:
 cosines within ~1e-3 of float32, half the memory). Brute force over 100,000 float32 vectors of
-384 dimensions takes ~35 ms on this machine; the graph answers in ~0.3 ms.
+384 dimensions takes 8-35 ms on this machine (by its load); the graph answers in ~0.3 ms.
 
 Consistency: every transaction that changes a collection's chunks bumps `collections.generation`.
 A search passes the generation it read; an index that carries another one is brought up to date
