@@ -3,8 +3,9 @@
 E5 reads its input with a `query: ` or `passage: ` prefix, which OpenAI's request has no field
 for: `input_type` (`query`, the default, which E5's authors advise for symmetric tasks such as
 similarity, or `passage`/`document` for texts to be retrieved) is our extension to choose it.
-`dimensions` other than the model's (384 for E5) is refused rather than truncated: E5 was not trained for shorter
-prefixes of its vectors (as OpenAI's v3 models were), so truncation would quietly lose quality.
+`dimensions` other than the model's (384 for E5) is refused rather than truncated: E5 was not
+trained for shorter prefixes of its vectors (as OpenAI's v3 models were), so truncation would
+quietly lose quality.
 """
 
 from __future__ import annotations
