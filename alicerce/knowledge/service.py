@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,7 @@ log = logging.getLogger("alicerce.knowledge")
 INDEXING_SKU = "knowledge.indexing"
 SEARCH_SKU = "knowledge.search"
 MODES = ("hybrid", "vector", "keyword")
+QUERY_CACHE_SIZE = 4096
 PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
 
 
@@ -121,6 +123,8 @@ class KnowledgeService:
         self._queue: asyncio.Queue[Document | Reembed | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._accepting = True
+        # Query vectors by (embedder, text): a repeated question skips the model (~10 ms).
+        self._query_vectors: OrderedDict[tuple[str, str], tuple[np.ndarray, int]] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -535,17 +539,9 @@ class KnowledgeService:
         hits: list[Hit] = []
         tokens = 0
         for group in groups.values():
-            vector, used = await self._query_vector(group[0], query, mode)
+            found, used = await self._search_group(account_id, group, query, top_k, mode)
+            hits += found
             tokens += used
-            hits += await asyncio.to_thread(
-                self.store.search,
-                account_id,
-                [c.id for c in group],
-                query=query,
-                vector=vector,
-                top_k=top_k,
-                mode=mode,  # type: ignore[arg-type]
-            )
         hits.sort(key=lambda hit: hit.score, reverse=True)
         return SearchResult([h for h in hits[:top_k] if h.score >= min_score], tokens)
 
@@ -554,13 +550,40 @@ class KnowledgeService:
         endpoint = collection.settings.get("embedding") or {}
         return f"{endpoint.get('base_url', '@local')} {collection.embedding_model}"
 
+    async def _search_group(
+        self, account_id: str, group: list[Collection], query: str, top_k: int, mode: str
+    ) -> tuple[list[Hit], int]:
+        """One embedder's collections searched with one query vector (cached: a repeated
+        question skips the model). Embedding the query while the store ran its keyword side
+        was measured too: slower, the model's two threads and the store's then share two
+        cores."""
+        vector, tokens = await self._query_vector(group[0], query, mode)
+        hits = await asyncio.to_thread(
+            self.store.search,
+            account_id,
+            [c.id for c in group],
+            query=query,
+            vector=vector,
+            top_k=top_k,
+            mode=mode,  # type: ignore[arg-type]
+        )
+        return hits, tokens
+
     async def _query_vector(
         self, collection: Collection, query: str, mode: str
     ) -> tuple[np.ndarray, int]:
         if mode == "keyword":  # the store reads no vector then
             return np.zeros(collection.dimensions, dtype=np.float32), 0
+        key = (self._embedder_key(collection), query)
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            self._query_vectors.move_to_end(key)
+            return cached
         batch = await self.embedder_for(collection).embed([query], kind="query")
-        return batch.vectors[0], batch.tokens
+        self._query_vectors[key] = found = (batch.vectors[0], batch.tokens)
+        if len(self._query_vectors) > QUERY_CACHE_SIZE:
+            self._query_vectors.popitem(last=False)
+        return found
 
     def search_line_item(self, searches: int = 1) -> LineItem:
         """The `knowledge.search` line item at the catalog's price (for chat's searches)."""
