@@ -90,6 +90,17 @@ class Account:
             base_url=self.alicerce.url + "/api/v1", api_key=key or self.admin_key, max_retries=0
         )
 
+    def answer(self, *, stream: bool, **request: Any) -> tuple[str, dict[str, Any]]:
+        """A chat completion's text and `generation_context`, streamed or not, via the SDK."""
+        client = self.openai()
+        if stream:
+            chunks = list(client.chat.completions.create(stream=True, **request))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            return text, chunks[-1].model_extra["generation_context"]  # type: ignore[index]
+        answer = client.chat.completions.create(**request)
+        context = answer.model_extra["generation_context"]  # type: ignore[index]
+        return answer.choices[0].message.content or "", context
+
     def async_openai(self, key: str | None = None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             base_url=self.alicerce.url + "/api/v1", api_key=key or self.admin_key, max_retries=0

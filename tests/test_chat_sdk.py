@@ -268,7 +268,8 @@ def test_request_is_recorded_in_the_request_log(account: Account, stream: bool) 
     client = account.openai()
     kwargs = {"model": gateway["id"], "messages": [{"role": "user", "content": "Q"}]}
     if stream:
-        request_id = list(client.chat.completions.create(**kwargs, stream=True))[0].id
+        *_, last = client.chat.completions.create(**kwargs, stream=True)  # the whole stream
+        request_id = last.id
     else:
         request_id = client.chat.completions.create(**kwargs, metadata={"ticket": "42"}).id
     record = account.alicerce.wait_for_record(request_id)

@@ -160,14 +160,7 @@ def test_the_loop_is_bounded_and_the_last_round_must_answer(account: Account, st
         "model": gateway["id"],
         "messages": [{"role": "user", "content": 'LOOP\nCALL lookup {"city": "Évora"}'}],
     }
-    if stream:
-        chunks = list(account.openai().chat.completions.create(stream=True, **kwargs))
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        context = chunks[-1].model_extra["generation_context"]
-    else:
-        answer = account.openai().chat.completions.create(**kwargs)
-        text = answer.choices[0].message.content or ""
-        context = answer.model_extra["generation_context"]
+    text, context = account.answer(stream=stream, **kwargs)
     assert len(context["runned_functions"]) == MAX_ROUNDS
     assert text.startswith("Results: ") and text.count("Évora") == MAX_ROUNDS
 

@@ -141,14 +141,7 @@ def test_tool_strategy_lets_the_model_search(account: Account, collection: str, 
         "model": gateway["id"],
         "messages": [{"role": "user", "content": 'CALL search_knowledge {"query": "Turbo price"}'}],
     }
-    if stream:
-        chunks = list(account.openai().chat.completions.create(stream=True, **kwargs))
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        context = chunks[-1].model_extra["generation_context"]
-    else:
-        answer = account.openai().chat.completions.create(**kwargs)
-        text = answer.choices[0].message.content or ""
-        context = answer.model_extra["generation_context"]
+    text, context = account.answer(stream=stream, **kwargs)
     assert "42 euros" in text and 'document="pricing.md"' in text
     [run] = context["runned_functions"]
     assert run["name"] == "search_knowledge" and run["error"] is None

@@ -101,18 +101,8 @@ def test_the_answer_is_grounded_in_the_right_document(
     grounded: tuple[Account, dict[str, Any]], question: str, document: str, fact: str, stream: bool
 ) -> None:
     account, gateway = grounded
-    client = account.openai()
     messages = [{"role": "user", "content": question}]
-    if stream:
-        chunks = list(
-            client.chat.completions.create(model=gateway["slug"], messages=messages, stream=True)
-        )
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        context = chunks[-1].model_extra["generation_context"]
-    else:
-        answer = client.chat.completions.create(model=gateway["slug"], messages=messages)
-        text = answer.choices[0].message.content or ""
-        context = answer.model_extra["generation_context"]
+    text, context = account.answer(stream=stream, model=gateway["slug"], messages=messages)
     # The echo model answers with what it was sent: the passages it was given.
     system = json.loads(text)["messages"][0]["content"]
     assert fact in system
