@@ -34,6 +34,24 @@ def test_rpm_gives_429_with_retry_after(account: Account) -> None:
     _ask(account.openai(), gateway["id"])
 
 
+def test_a_refused_request_calls_no_router_and_records_no_charge(
+    account: Account, upstream: Upstream
+) -> None:
+    """Limits come before `@auto` routing (a model call) and knowledge searches."""
+    gateway = account.create_gateway(
+        model="@auto", routing={"router": "@mock/router", "tiers": ["@mock/plain", "@mock/echo"]}
+    )
+    client = account.openai(account.create_key(role="inference", rpm=1))
+    _ask(client, gateway["id"], "EASY")
+    calls = len(upstream.mock.received)
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client, gateway["id"], "EASY")
+    assert len(upstream.mock.received) == calls  # neither the router nor a tier was called
+    record = account.alicerce.wait_for_record(caught.value.response.headers["x-request-id"])
+    assert record.status_code == 429 and record.line_items == []
+    assert record.gateway_id == gateway["id"]
+
+
 def test_tpm_counts_tokens(account: Account) -> None:
     gateway = account.create_gateway()
     client = account.openai(account.create_key(role="inference", tpm=200))

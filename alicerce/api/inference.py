@@ -77,26 +77,31 @@ async def resolve_gateway(services: Services, principal: Principal, ref: str) ->
 class Prepared:
     """A request ready for the upstream: its plan, who may serve it, headers to answer with."""
 
-    gateway_id: str | None
     plan: Plan
     targets: list[Target]
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def prepare_chat(services: Services, principal: Principal, chat: ChatRequest) -> Prepared:
-    """Resolves the gateway (or catalog model), plans the request and, for `@auto`, routes it."""
+async def prepare_chat(services: Services, call: Call, chat: ChatRequest) -> Prepared:
+    """Resolves the gateway (or catalog model) and plans the request; then, once the key's
+    limits let it through, routes it (`@auto`) and grounds it in the gateway's knowledge, so
+    that a refused request has called no model and searched nothing."""
+    principal = call.principal
     gateway = await resolve_gateway(services, principal, chat.model)
     if gateway is None:
         direct = services.catalog.get(chat.model)
         if principal.gateways is None and direct is not None and direct.kind == "chat":
             plan = plan_chat(direct_spec(chat.model), chat)
-            return Prepared(None, plan, [services.upstreams.for_model(chat.model)])
+            await admit(services, principal, plan)
+            targets = [services.upstreams.for_model(chat.model)]
+            return Prepared(plan, targets, {"x-request-id": call.request_id})
         raise NotFound(
             f"The model {chat.model!r} does not exist: name a gateway by its id or slug "
             "(GET /api/v1/models lists what this key may call).",
             param="model",
             code="model_not_found",
         )
+    call.gateway_id = gateway.id
     spec = gateway.spec
     plan = plan_chat(spec, chat)
     toolbox = services.tools.for_gateway(gateway.id, spec.functions) if spec.functions else None
@@ -106,7 +111,8 @@ async def prepare_chat(services: Services, principal: Principal, chat: ChatReque
     if toolbox:
         plan.toolbox = toolbox
         plan.body["tools"] = merge_tools(plan.body.get("tools"), toolbox)
-    prepared = Prepared(gateway.id, plan, [])
+    await admit(services, principal, plan)
+    prepared = Prepared(plan, [], {"x-request-id": call.request_id})
     chosen = None
     if spec.model == AUTO_MODEL and spec.routing is not None:
         routed = await services.router.route(spec.routing, plan.body["messages"])
@@ -133,13 +139,10 @@ def served_by(target: Target) -> str:
     return target.model.id if target.model is not None else "endpoint"
 
 
-async def admit(
-    services: Services, principal: Principal, call: Call, prepared: Prepared
-) -> dict[str, str]:
-    """Enforces the key's limits before any upstream is called; the headers to answer with."""
+async def admit(services: Services, principal: Principal, plan: Plan) -> None:
+    """Enforces the key's limits (429) before any model is called."""
     if services.limiter.applies(principal):
-        await services.limiter.admit(principal, prompt_estimate(prepared.plan.body))
-    return prepared.headers | {"x-request-id": call.request_id}
+        await services.limiter.admit(principal, prompt_estimate(plan.body))
 
 
 @router.post("/chat/completions", openapi_extra=CHAT_OPENAPI, summary="Create a chat completion")
@@ -152,10 +155,9 @@ async def chat_completions(request: Request) -> Response:
     try:
         chat = parse_chat_request(await read_body(request, services.settings.max_body_bytes))
         stream, call.metadata = chat.stream, chat.metadata
-        prepared = await prepare_chat(services, principal, chat)
-        call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
+        prepared = await prepare_chat(services, call, chat)
+        charges, headers = prepared.plan.line_items, prepared.headers
         model = prepared.targets[0].upstream.model
-        headers = await admit(services, principal, call, prepared)
         if stream:
             chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
             headers |= STREAM_HEADERS | {"x-alicerce-model": served_by(target)}

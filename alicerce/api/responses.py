@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
-from alicerce.api.inference import STREAM_HEADERS, admit, prepare_chat, read_body, served_by
+from alicerce.api.inference import STREAM_HEADERS, prepare_chat, read_body, served_by
 from alicerce.api.json import json_response
 from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
@@ -44,10 +44,9 @@ async def create_response(request: Request) -> Response:
     try:
         body = parse_responses_request(await read_body(request, services.settings.max_body_bytes))
         stream, call.metadata = body.stream, body.metadata
-        prepared = await prepare_chat(services, principal, to_chat_request(body))
-        call.gateway_id, charges = prepared.gateway_id, prepared.plan.line_items
+        prepared = await prepare_chat(services, call, to_chat_request(body))
+        charges, headers = prepared.plan.line_items, prepared.headers
         model = prepared.targets[0].upstream.model
-        headers = await admit(services, principal, call, prepared)
         rid = response_id(call.request_id)
         if stream:
             chunks, target = await services.chat.open_stream(call, prepared.targets, prepared.plan)
