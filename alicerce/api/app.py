@@ -56,10 +56,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(knowledge.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
     app.include_router(ops.router)
     _document_hand_validated_bodies(app)
-    hot: dict[tuple[str, str], Handler] = {
-        ("POST", f"{prefix}/{path}"): inference.chat_completions
+    handlers: dict[str, Handler] = {
+        "chat/completions": inference.chat_completions,
+        "chat-completions": inference.chat_completions,
+        "responses": responses.create_response,
+        "embeddings": embeddings.create_embeddings,
+    }
+    hot = {
+        ("POST", f"{prefix}/{path}"): handler
         for prefix in ("/api/v1", "/v1")
-        for path in ("chat/completions", "chat-completions")
+        for path, handler in handlers.items()
     }
     return FastPath(app, hot)
 
