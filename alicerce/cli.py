@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +73,11 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
     if port:
         os.environ["ALICERCE_PORT"] = str(port)
     settings = Settings()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics here, so that /metrics adds up all of them.
+        metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     uvicorn.run(
         "alicerce.api.app:create_app",
         factory=True,

@@ -1,11 +1,18 @@
-"""Prometheus metrics, on a registry of the app's own (not the process-global default)."""
+"""Prometheus metrics, on a registry of the app's own (not the process-global default).
+
+With several worker processes (`alicerce serve --workers N`), each writes its samples to
+`PROMETHEUS_MULTIPROC_DIR` (set by `serve` before the workers start) and `/metrics` sums
+every worker's, whichever worker answers.
+"""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from alicerce.billing import TokenUsage
 
@@ -70,4 +77,8 @@ class Metrics:
             self._cached.inc(usage.cached_tokens)
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

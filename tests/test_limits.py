@@ -119,3 +119,38 @@ def test_two_processes_sharing_redis_let_through_no_more_than_rpm(
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None:
+    """`serve --workers 2`: whichever worker answers /metrics counts both workers' requests."""
+    root_key = "alc_metrics_root_" + uuid.uuid4().hex
+    env = {
+        "ALICERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'workers.db'}",
+        "ALICERCE_SECRET_KEY": "workers",
+        "ALICERCE_ROOT_KEY": root_key,
+        "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
+        "ALICERCE_CONFIG": str(write_catalog(tmp_path, upstream)),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # else `serve` makes one
+    }
+    (tmp_path / "metrics").mkdir()
+    server = ServerProcess(env, "--workers", "2").wait_ready(timeout=60)
+    try:
+        root = {"authorization": f"Bearer {root_key}"}
+        account = httpx.post(server.url + "/api/v1/accounts", json={"name": "m"}, headers=root)
+        admin = {"authorization": f"Bearer {account.json()['admin_key']}"}
+        body = {"model": "@mock/plain", "messages": [{"role": "user", "content": "Q"}]}
+        requests = 40
+        for _ in range(requests):  # new connections: the kernel spreads them over the workers
+            answer = httpx.post(server.url + "/api/v1/chat/completions", json=body, headers=admin)
+            assert answer.status_code == 200
+        writers = {path.stem.rsplit("_", 1)[1] for path in (tmp_path / "metrics").glob("*.db")}
+        writers.discard(str(server.process.pid))  # the supervisor, which serves nothing
+        assert len(writers) == 2  # both workers served, each keeping its own counts
+        line = 'alicerce_requests_total{endpoint="chat.completions",status="200"}'
+        for _ in range(4):
+            text = httpx.get(server.url + "/metrics").text
+            counts = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
+            assert counts == [requests], text[:2000]
+    finally:
+        server.stop()
