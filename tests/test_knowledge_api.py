@@ -603,3 +603,18 @@ def test_demo_grounds_its_gateway_in_the_samples(cli_env: Path) -> None:
     collections, strategy, names = asyncio.run(check())
     assert len(collections) == 1 and strategy == "always"
     assert names
+
+
+def test_a_sections_title_is_found_by_keyword_search(account: Account) -> None:
+    """The subject is often named only in the heading: keywords read the heading path too,
+    and the text found is the chunk's own."""
+    with account.http() as client:
+        collection = _collection(client)["id"]
+        content = (
+            "# Cobrança\n\nOs preços são por milhão de tokens.\n\n# Férias\n\nSão 30 dias.\n\n"
+            "# Horário\n\nDas 9h às 18h.\n\n# Endereço\n\nRua Augusta, 100."
+        )
+        _add(client, collection, name="manual.md", content=content)
+        [hit] = _search(client, collection, query="cobranca", mode="keyword")
+    assert hit["text"] == "Os preços são por milhão de tokens."
+    assert hit["heading_path"] == ["Cobrança"]

@@ -41,10 +41,15 @@ class Chunk:
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What the embedder reads for a chunk: its heading path, a blank line, its text."""
-    if not chunk.heading_path:
-        return chunk.text
-    return f"{HEADING_SEPARATOR.join(chunk.heading_path)}\n\n{chunk.text}"
+    """What the embedder (and the keyword index) reads for a chunk: its heading path, a blank
+    line, its text. A section's title is often the only place its subject is named."""
+    return with_headings(chunk.heading_path, chunk.text)
+
+
+def with_headings(heading_path: list[str], text: str) -> str:
+    if not heading_path:
+        return text
+    return f"{HEADING_SEPARATOR.join(heading_path)}\n\n{text}"
 
 
 def chunk(

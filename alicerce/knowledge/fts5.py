@@ -22,7 +22,7 @@ RANK = "bm25(chunks_fts)"
 def insert(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(
         sa.text("INSERT INTO chunks_fts (rowid, text) VALUES (:key, :text)"),
-        [{"key": row["key"], "text": row["text"]} for row in rows],
+        [{"key": row["key"], "text": row["keyword_text"]} for row in rows],
     )
 
 

@@ -49,7 +49,7 @@ def insert_chunks(session: Session, rows: list[dict[str, Any]], *, pgvector: boo
     )
     params = [
         {
-            **{k: v for k, v in row.items() if k not in ("terms", "embedding")},
+            **{k: v for k, v in row.items() if k not in ("terms", "embedding", "keyword_text")},
             "heading_path": json.dumps(row["heading_path"]),
             "tsv": tsvector_literal(row["terms"]),
             **({"embedding": vector_literal(row["embedding"])} if pgvector else {}),

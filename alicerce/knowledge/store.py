@@ -33,6 +33,7 @@ from alicerce.clock import utcnow
 from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
 from alicerce.knowledge import fts5, keyword, postgres
+from alicerce.knowledge.chunking import with_headings
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.scoring import VectorCalibration
 from alicerce.knowledge.vectors import VectorIndexes
@@ -112,6 +113,10 @@ class StoredChunk:
     text: str
     heading_path: list[str]
     position: int
+
+
+# Row keys that are for the keyword index and pgvector, not columns of `chunks`.
+NOT_COLUMNS = ("terms", "embedding", "keyword_text")
 
 
 def _collection(row: CollectionRow) -> Collection:
@@ -466,7 +471,9 @@ class KnowledgeStore:
                     "text": chunk.text,
                     "heading_path": list(chunk.heading_path),
                     "tokens": chunk.tokens,
-                    "terms": keyword.terms(chunk.text),
+                    # Keywords read the heading path too (the text returned stays the chunk's).
+                    "keyword_text": with_headings(list(chunk.heading_path), chunk.text),
+                    "terms": keyword.terms(with_headings(list(chunk.heading_path), chunk.text)),
                     "vector": vector.tobytes(),
                     "embedding": vector,
                 }
@@ -500,7 +507,7 @@ class KnowledgeStore:
         if self.db.is_sqlite:
             session.execute(
                 sa.insert(ChunkRow),
-                [{k: v for k, v in row.items() if k not in ("terms", "embedding")} for row in rows],
+                [{k: v for k, v in row.items() if k not in NOT_COLUMNS} for row in rows],
             )
             self._index_keywords(session, rows)
             return
@@ -688,7 +695,8 @@ class KnowledgeStore:
             cosines.update(self._cosines(session, owned, vector, only_keyword))
             for key in vector_ranking:
                 if key not in keyword_scores and key in rows:
-                    keyword_scores[key] = plan.score(rows[key].text) if plan else 0.0
+                    indexed = with_headings(rows[key].heading_path or [], rows[key].text)
+                    keyword_scores[key] = plan.score(indexed) if plan else 0.0
             vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
             ranked = fuse_rankings(
                 vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
