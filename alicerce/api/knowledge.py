@@ -100,11 +100,7 @@ def document_view(document: Document) -> dict[str, Any]:
 
 
 def hit_view(hit: Hit) -> dict[str, Any]:
-    return {
-        "collection_id": hit.collection_id,
-        "document_id": hit.document_id,
-        "document_name": hit.document_name,
-        "chunk_id": hit.chunk_id,
+    return hit.citation() | {
         "text": hit.text,
         "score": round(hit.score, 6),
         "metadata": hit.metadata,

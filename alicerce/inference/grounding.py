@@ -71,17 +71,6 @@ def _attr(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")
 
 
-def cited(hit: Hit) -> dict[str, Any]:
-    """A chunk as `generation_context.knowledge` lists it."""
-    return {
-        "collection_id": hit.collection_id,
-        "document_id": hit.document_id,
-        "document_name": hit.document_name,
-        "chunk_id": hit.chunk_id,
-        "score": round(hit.score, 4),
-    }
-
-
 def user_turns(messages: list[dict[str, Any]], count: int) -> list[str]:
     texts = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
     return [t for t in texts if t.strip()][-count:]
@@ -140,7 +129,7 @@ class SearchTool:
             return failed(call, exc.message)
         result = ToolResult(call, reference_block(found.hits))
         result.charges.append(self._knowledge.search_line_item())
-        result.knowledge.extend(cited(hit) for hit in found.hits)
+        result.knowledge.extend(hit.citation() for hit in found.hits)
         return result
 
 
@@ -180,7 +169,7 @@ class Grounder:
             add_to_system(messages, NO_MATCH)
             return
         plan.line_items.append(self.knowledge.search_line_item())
-        plan.knowledge.extend(cited(hit) for hit in found.hits)
+        plan.knowledge.extend(hit.citation() for hit in found.hits)
         add_to_system(messages, reference_block(found.hits))
 
     def search_tool(self, account_id: str, settings: Knowledge) -> SearchTool:

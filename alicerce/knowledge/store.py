@@ -104,6 +104,17 @@ class Hit:
     heading_path: list[str] = field(default_factory=list)
     position: int = 0
 
+    def citation(self) -> dict[str, Any]:
+        """Which chunk this is, and how relevant: what answers cite
+        (`generation_context.knowledge`) and search results start with."""
+        return {
+            "collection_id": self.collection_id,
+            "document_id": self.document_id,
+            "document_name": self.document_name,
+            "chunk_id": self.chunk_id,
+            "score": round(self.score, 4),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
