@@ -16,6 +16,7 @@ from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
+from alicerce.inference.recording import CallRecorder
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.service import KnowledgeService
@@ -125,6 +126,7 @@ class Services:
             local,
             allow_private_upstreams=settings.allow_private_upstreams,
         )
+        recorder = CallRecorder(request_log, limiter, metrics)
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
@@ -145,15 +147,13 @@ class Services:
             upstreams=upstreams,
             request_log=request_log,
             metrics=metrics,
-            chat=ChatService(request_log, metrics, policy, limiter, tokens),
+            chat=ChatService(recorder, policy, tokens),
             router=ComplexityRouter(upstreams, tokens),
             usage=usage,
             limiter=limiter,
             tools=GatewayTools(http),
             embedder=embedder,
-            embeddings=EmbeddingsService(
-                embedder, current_catalog, request_log, limiter, metrics, http
-            ),
+            embeddings=EmbeddingsService(embedder, current_catalog, recorder, limiter, http),
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,

@@ -13,8 +13,8 @@ from alicerce.api.json import json_response
 from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
-from alicerce.inference.chat import Call
 from alicerce.inference.embeddings import EmbeddingsRequest, parse_embeddings_request
+from alicerce.inference.recording import Call
 
 router = APIRouter(tags=["inference"])
 

@@ -24,9 +24,9 @@ from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTo
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
 from alicerce.inference.answer import prompt_estimate
-from alicerce.inference.chat import Call
 from alicerce.inference.functions import Toolbox, merge_tools
 from alicerce.inference.plan import Plan, plan_chat
+from alicerce.inference.recording import Call
 from alicerce.inference.request import ChatRequest, parse_chat_request
 from alicerce.keys import Principal
 from alicerce.services import Services

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import anyio
 
-from alicerce.billing import LineItem, TokenUsage, merged
-from alicerce.clock import utcnow
+from alicerce.billing import LineItem, TokenUsage
 from alicerce.errors import AlicerceError
 from alicerce.inference.answer import (
     GenerationContext,
@@ -26,26 +23,11 @@ from alicerce.inference.answer import (
 from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.functions import MAX_ROUNDS, split_calls
 from alicerce.inference.plan import Plan
+from alicerce.inference.recording import Call, CallRecorder
 from alicerce.inference.relay import StreamRelay, sse
-from alicerce.keys import Principal
-from alicerce.limits import Limiter
-from alicerce.metrics import Metrics
-from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
 from alicerce.upstreams.registry import Target
-
-
-@dataclass(slots=True)
-class Call:
-    """One inference call: who, through which gateway, since when."""
-
-    request_id: str
-    principal: Principal
-    gateway_id: str | None
-    endpoint: str
-    started: float
-    metadata: dict[str, Any] | None
 
 
 async def _complete(target: Target, body: dict[str, Any]) -> Completion:
@@ -53,19 +35,10 @@ async def _complete(target: Target, body: dict[str, Any]) -> Completion:
 
 
 class ChatService:
-    def __init__(
-        self,
-        request_log: RequestLog,
-        metrics: Metrics,
-        policy: RetryPolicy,
-        limiter: Limiter,
-        tokens: TokenCounter,
-    ) -> None:
-        self._tokens = tokens
-        self._log = request_log
-        self._metrics = metrics
+    def __init__(self, recorder: CallRecorder, policy: RetryPolicy, tokens: TokenCounter) -> None:
+        self._recorder = recorder
         self._policy = policy
-        self._limiter = limiter
+        self._tokens = tokens
 
     async def complete(
         self, call: Call, targets: list[Target], plan: Plan
@@ -271,33 +244,13 @@ class ChatService:
         ttft_ms: float | None,
         error: AlicerceError | None = None,
     ) -> None:
-        latency_ms = (time.perf_counter() - call.started) * 1000
-        amount = sum((item.amount for item in context.line_items), Decimal(0))
-        self._log.record(
-            RequestRecord(
-                id=call.request_id,
-                created_at=utcnow(),
-                endpoint=call.endpoint,
-                stream=stream,
-                account_id=call.principal.account_id,
-                key_id=call.principal.key_id,
-                gateway_id=call.gateway_id,
-                model=model,
-                status_code=status,
-                error_type=error.type if error else None,
-                error_message=error.message if error else None,
-                latency_ms=round(latency_ms, 3),
-                ttft_ms=round(ttft_ms, 3) if ttft_ms is not None else None,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                tokens_estimated=usage.estimated,
-                amount=amount,
-                line_items=[item.to_record() for item in merged(context.line_items)],
-                request_metadata=call.metadata,
-            )
-        )
-        self._limiter.settle(call.principal, usage.total_tokens, amount)
-        self._metrics.observe_request(
-            call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
+        self._recorder.record(
+            call,
+            model=model,
+            status=status,
+            usage=usage,
+            items=context.line_items,
+            stream=stream,
+            ttft_ms=ttft_ms,
+            error=error,
         )

@@ -11,7 +11,6 @@ quietly lose quality.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -21,7 +20,6 @@ import numpy as np
 
 from alicerce.billing import LineItem, TokenUsage
 from alicerce.catalog import Catalog, CatalogModel
-from alicerce.clock import utcnow
 from alicerce.embeddings import (
     LOCAL_EMBEDDING_MODEL,
     Embedder,
@@ -30,11 +28,9 @@ from alicerce.embeddings import (
     OpenAIEmbedder,
 )
 from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
-from alicerce.inference.chat import Call
+from alicerce.inference.recording import Call, CallRecorder
 from alicerce.inference.request import decode_body
 from alicerce.limits import Limiter
-from alicerce.metrics import Metrics
-from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.upstreams.http import HttpClients
 
 EMBEDDINGS_SKU = "inference.embeddings.in"
@@ -141,18 +137,16 @@ class EmbeddingsService:
         self,
         embedder: Embedder,
         catalog: Callable[[], Catalog],
-        request_log: RequestLog,
+        recorder: CallRecorder,
         limiter: Limiter,
-        metrics: Metrics,
         http: HttpClients | None = None,
     ) -> None:
         self._embedder = embedder
         self._catalog = catalog
         self._http = http
         self._remote: dict[str, tuple[CatalogModel, OpenAIEmbedder]] = {}
-        self._log = request_log
+        self._recorder = recorder
         self._limiter = limiter
-        self._metrics = metrics
 
     async def create(
         self, call: Call, request: EmbeddingsRequest, texts: list[str]
@@ -219,27 +213,7 @@ class EmbeddingsService:
         error: AlicerceError | None = None,
         model: str | None = None,
     ) -> None:
-        latency_ms = (time.perf_counter() - call.started) * 1000
-        amount = sum((item.amount for item in items), Decimal(0))
-        self._log.record(
-            RequestRecord(
-                id=call.request_id,
-                created_at=utcnow(),
-                endpoint=call.endpoint,
-                stream=False,
-                account_id=call.principal.account_id,
-                key_id=call.principal.key_id,
-                gateway_id=None,
-                model=model,
-                status_code=status,
-                error_type=error.type if error else None,
-                error_message=error.message if error else None,
-                latency_ms=round(latency_ms, 3),
-                prompt_tokens=tokens,
-                amount=amount,
-                line_items=[item.to_record() for item in items],
-            )
-        )
-        self._limiter.settle(call.principal, tokens, amount)
         usage = TokenUsage(prompt_tokens=tokens)
-        self._metrics.observe_request(call.endpoint, status, latency_ms / 1000, usage, False, None)
+        self._recorder.record(
+            call, model=model, status=status, usage=usage, items=items, error=error
+        )

@@ -432,13 +432,28 @@ class KnowledgeService:
         item = LineItem(
             INDEXING_SKU, tokens, self._catalog().knowledge.per_indexed_token, description
         )
+        self._ledger(item, account_id, seconds, model=model, tokens=tokens, metadata=metadata)
+
+    def _ledger(
+        self,
+        item: LineItem,
+        account_id: str,
+        seconds: float,
+        *,
+        key_id: str | None = None,
+        model: str | None = None,
+        tokens: int = 0,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Knowledge work billed outside a chat: one record, one line item, in the ledger."""
         self._log.record(
             RequestRecord(
                 id=new_id(),
                 created_at=utcnow(),
-                endpoint=INDEXING_SKU,
+                endpoint=item.sku,
                 stream=False,
                 account_id=account_id,
+                key_id=key_id,
                 model=model,
                 latency_ms=round(seconds * 1000, 3),
                 prompt_tokens=tokens,
@@ -594,17 +609,5 @@ class KnowledgeService:
     def record_search(self, account_id: str, key_id: str | None, seconds: float) -> Decimal:
         """A search made through the API (not chat) in the ledger, billed per search."""
         item = self.search_line_item()
-        self._log.record(
-            RequestRecord(
-                id=new_id(),
-                created_at=utcnow(),
-                endpoint=SEARCH_SKU,
-                stream=False,
-                account_id=account_id,
-                key_id=key_id,
-                latency_ms=round(seconds * 1000, 3),
-                amount=item.amount,
-                line_items=[item.to_record()],
-            )
-        )
+        self._ledger(item, account_id, seconds, key_id=key_id)
         return item.amount
