@@ -24,7 +24,7 @@ from alicerce.errors import AlicerceError, NotFound, PermissionDenied, RequestTo
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewaySpec
 from alicerce.ids import new_id
 from alicerce.inference.answer import prompt_estimate
-from alicerce.inference.functions import Toolbox, merge_tools
+from alicerce.inference.functions import merge_tools
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.recording import Call
 from alicerce.inference.request import ChatRequest, parse_chat_request
@@ -104,13 +104,13 @@ async def prepare_chat(services: Services, call: Call, chat: ChatRequest) -> Pre
     call.gateway_id = gateway.id
     spec = gateway.spec
     plan = plan_chat(spec, chat)
-    toolbox = services.tools.for_gateway(gateway.id, spec.functions) if spec.functions else None
-    if spec.knowledge.strategy == "tool":
-        search = services.grounder.search_tool(gateway.account_id, spec.knowledge)
-        toolbox = (toolbox or Toolbox([])).with_tools([search])
-    if toolbox:
-        plan.toolbox = toolbox
-        plan.body["tools"] = merge_tools(plan.body.get("tools"), toolbox)
+    searches = spec.knowledge.strategy == "tool"
+    if spec.functions or searches:
+        more = (
+            [services.grounder.search_tool(gateway.account_id, spec.knowledge)] if searches else []
+        )
+        plan.toolbox = services.tools.for_gateway(gateway.id, spec, spec.functions, *more)
+        plan.body["tools"] = merge_tools(plan.body.get("tools"), plan.toolbox)
     await admit(services, principal, plan)
     prepared = Prepared(plan, [], {"x-request-id": call.request_id})
     chosen = None

@@ -53,8 +53,7 @@ class ChatService:
         total = TokenUsage()
         body = plan.body
         for round_number in range(MAX_ROUNDS + 1):
-            last_round = round_number == MAX_ROUNDS
-            sent = {**body, "tool_choice": "none"} if plan.toolbox and last_round else body
+            sent = plan.for_round(body, round_number)
             completion, target = await first_success(
                 targets, partial(_complete, body=sent), self._policy
             )
@@ -67,15 +66,10 @@ class ChatService:
                 break
             message = choices[0].get("message") or {}
             server, client = split_calls(message.get("tool_calls"), plan.toolbox)
-            if server and not client and not last_round:
+            if server and not client and round_number < MAX_ROUNDS:
                 results = await plan.toolbox.run_all(server)
                 context.absorb(results)
-                assistant = {
-                    "role": "assistant",
-                    "content": message.get("content"),
-                    "tool_calls": [c.to_message() for c in server],
-                }
-                body = plan.with_turns(body, [assistant, *(r.to_message() for r in results)])
+                body = plan.after_tools(body, message.get("content"), server, results)
                 continue
             # The client's calls (if any) go back to it; the server's are not its business.
             choices[0] = {**choices[0], "message": {**message, "tool_calls": client or None}}
@@ -171,16 +165,10 @@ class ChatService:
                 assert plan.toolbox is not None
                 results = await plan.toolbox.run_all(calls)
                 context.absorb(results)
-                assistant = {
-                    "role": "assistant",
-                    "content": relay.round_text or None,
-                    "tool_calls": [c.to_message() for c in calls],
-                }
-                body = plan.with_turns(body, [assistant, *(r.to_message() for r in results)])
+                body = plan.after_tools(body, relay.round_text or None, calls, results)
                 relay.next_round()
-                last = round_number + 1 == MAX_ROUNDS
                 await chunks.aclose()  # type: ignore[attr-defined]
-                sent = {**body, "tool_choice": "none"} if last else body
+                sent = plan.for_round(body, round_number + 1)
                 (chunks, first), target = await self._start_stream(targets, sent)
                 billed = False
             closing = relay.closing(total.to_openai(), context.to_json(), plan.include_usage)

@@ -146,9 +146,6 @@ class Toolbox:
     def __bool__(self) -> bool:
         return bool(self._tools)
 
-    def with_tools(self, extra: Iterable[ServerTool]) -> Toolbox:
-        return Toolbox([*self._tools.values(), *extra])
-
     def specs(self) -> list[dict[str, Any]]:
         return [tool.spec() for tool in self._tools.values()]
 
@@ -184,20 +181,25 @@ class Toolbox:
 
 
 class GatewayTools:
-    """Each gateway's webhook functions as a Toolbox, built once per gateway definition."""
+    """Each gateway's server-side tools as a Toolbox (schema validators and all), built once per
+    gateway definition rather than on every request."""
 
     def __init__(self, clients: HttpClients) -> None:
         self._clients = clients
         self._built: dict[str, tuple[object, Toolbox]] = {}
 
-    def for_gateway(self, gateway_id: str, functions: list[Function]) -> Toolbox:
+    def for_gateway(
+        self, gateway_id: str, spec: object, functions: list[Function], *more: ServerTool
+    ) -> Toolbox:
+        """The toolbox of `functions` and `more`, remade when `spec` (the gateway's
+        definition, which the tools come from) is another object."""
         cached = self._built.get(gateway_id)
-        if cached is not None and cached[0] is functions:
+        if cached is not None and cached[0] is spec:
             return cached[1]
         if len(self._built) > 10_000:
             self._built.clear()
-        toolbox = Toolbox(WebhookFunction(f, self._clients) for f in functions)
-        self._built[gateway_id] = (functions, toolbox)
+        toolbox = Toolbox([*(WebhookFunction(f, self._clients) for f in functions), *more])
+        self._built[gateway_id] = (spec, toolbox)
         return toolbox
 
 
