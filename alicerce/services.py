@@ -117,8 +117,9 @@ class Services:
             max_document_bytes=settings.max_document_bytes,
             chunk_tokens=settings.knowledge_chunk_tokens,
             overlap_tokens=settings.knowledge_chunk_overlap_tokens,
-            # its own engine on one thread (+21 MB): searches stay fast during indexing
-            indexing_embedder=LocalE5Embedder(threads=1),
+            # the same model with a one-thread pool of its own: searches stay fast while
+            # documents are indexed
+            indexing_embedder=LocalE5Embedder(threads=1, sharing=embedder),
         )
         upstreams = UpstreamRegistry(
             http,
