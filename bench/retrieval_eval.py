@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from alicerce.e5.engine import ENGINE_VERSION  # noqa: E402
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL, LocalE5Embedder  # noqa: E402
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text  # noqa: E402
 from alicerce.knowledge.extract import Block, extract  # noqa: E402
@@ -125,7 +126,9 @@ def load_corpora() -> list[Corpus]:
 
 
 def _cached_vectors(embedder: LocalE5Embedder, texts: list[str], kind: str) -> np.ndarray:
-    digest = hashlib.sha256(("\x00".join(texts) + kind).encode()).hexdigest()[:16]
+    # The engine's version is part of the key: vectors of another engine are not reused.
+    tag = f"{kind}{ENGINE_VERSION}"
+    digest = hashlib.sha256(("\x00".join(texts) + tag).encode()).hexdigest()[:16]
     path = RESULTS / f"e5-{kind}-{digest}.npy"
     if path.exists():
         return np.load(path)

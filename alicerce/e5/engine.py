@@ -19,8 +19,11 @@ import numpy as np
 import onnxruntime as ort
 
 from alicerce.e5.graph import build_graph
+from alicerce.e5.smoothing import activation_ranges
 from alicerce.e5.tokenizer import PASSAGE_PREFIX, QUERY_PREFIX, E5Tokenizer
 from alicerce.e5.weights import E5Weights, dequantize_q4
+
+ENGINE_VERSION = "onnx-int8-smooth-1"  # changes when the same text may get another vector
 
 
 class E5Engine:
@@ -40,7 +43,9 @@ class E5Engine:
             self._words = weights.blocks("emb.word", weights.vocab_rows)
             self._positions = weights.vector("emb.pos").reshape(weights.max_positions, -1)
             self._positions += weights.vector("emb.type")[: weights.hidden]  # token type 0
-            self._graph = build_graph(weights)
+            self._graph = build_graph(
+                weights, activation_ranges(weights, self.tokenizer, self.embeds)
+            )
         else:
             self.dimensions, self.window, self.tokenizer = (
                 like.dimensions,
@@ -85,12 +90,17 @@ class E5Engine:
             vectors[row] = total / norm if norm > 0 else total
         return vectors, tokens
 
+    def embeds(self, ids: list[int]) -> np.ndarray:
+        """The graph's input for one window: word + position + type embeddings, `[1, n, 384]`."""
+        words = dequantize_q4(self._words[ids]).reshape(1, len(ids), -1)
+        summed: np.ndarray = words + self._positions[: len(ids)]
+        return summed
+
     def _forward(self, ids: list[int]) -> np.ndarray:
         """The mean of the final hidden states of one window (`<s> ... </s>`)."""
-        embeds = dequantize_q4(self._words[ids]).reshape(1, len(ids), -1)
-        embeds += self._positions[: len(ids)]
         mask = np.ones((1, len(ids)), np.int32)
-        pooled: np.ndarray = self._session.run(None, {"embeds": embeds, "mask": mask})[0][0]
+        inputs = {"embeds": self.embeds(ids), "mask": mask}
+        pooled: np.ndarray = self._session.run(None, inputs)[0][0]
         return pooled
 
 
