@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from alicerce.clock import utcnow
 from alicerce.embeddings import (
@@ -27,10 +30,13 @@ from alicerce.embeddings import (
     LocalE5Embedder,
 )
 from alicerce.errors import Conflict, NotFound
+from alicerce.knowledge import keyword
+from alicerce.knowledge.chunking import with_headings
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.keyword import fold, plan, query_terms
 from alicerce.knowledge.store import Collection, KnowledgeStore
 from alicerce.store import Database
+from alicerce.store.database import MIGRATIONS
 from alicerce.store.tables import AccountRow, ChunkRow, DocumentSourceRow
 
 DOCS = {
@@ -308,6 +314,8 @@ def test_an_error_inside_write_chunks_leaves_nothing_visible(
     assert store.load_source(document.id) == b"fotossintese"  # still there to resume
     assert chunks_of(db, collection.id) == 0
     assert search(store, embedder, collection.account_id, [collection.id], "fotossíntese") == []
+    if db.is_sqlite:
+        assert term_counts(db) == counted_from_chunks(db) == {}
 
 
 CRASHING_WRITER = textwrap.dedent(
@@ -486,12 +494,187 @@ def test_write_chunks_checks_shapes(store: KnowledgeStore, db: Database) -> None
         store.write_chunks(document.id, [Piece("a", 0)], np.zeros((2, 384), np.float32), 1)
 
 
+# -- keyword term statistics (SQLite) -----------------------------------------------------------
+
+
+def term_counts(db: Database) -> dict[str, int]:
+    with db.session() as session:
+        rows = session.execute(sa.text("SELECT term, chunks FROM keyword_terms")).all()
+    return {str(term): int(n) for term, n in rows}
+
+
+def counted_from_chunks(db: Database) -> dict[str, int]:
+    """What `keyword_terms` must hold: in how many chunks each term is, recounted."""
+    counts: Counter[str] = Counter()
+    with db.session() as session:
+        for heading_path, text in session.execute(sa.select(ChunkRow.heading_path, ChunkRow.text)):
+            counts.update(set(keyword.terms(with_headings(heading_path, text))))
+    return dict(counts)
+
+
+def test_term_counts_stay_exact(
+    store: KnowledgeStore, db: Database, embedder: LocalE5Embedder
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL counts document frequencies through its GIN index")
+    first = new_collection(store, new_account(db))
+    second = new_collection(store, new_account(db))
+    for name, texts in DOCS.items():
+        ingest(store, embedder, first, name, texts)
+    ingest(store, embedder, second, "paris.md", DOCS["paris.md"])
+    assert term_counts(db) == counted_from_chunks(db)
+    assert term_counts(db)["paris"] == 2 and term_counts(db)["guia"] == 7  # the heading too
+
+    account = first.account_id
+    paris = next(d for d in store.list_documents(account, first.id) if d.name == "paris.md")
+    texts = ["The Louvre is in Paris.", "Lyon is not Paris.", "Nice neither."]
+    vectors = embedder.embed_sync(texts, kind="passage").vectors
+    store.write_chunks(paris.id, [Piece(t, i) for i, t in enumerate(texts)], vectors, 9)
+    assert term_counts(db) == counted_from_chunks(db)  # re-indexed: old chunks counted out
+    assert term_counts(db)["eiffel"] == 1 and term_counts(db)["louvre"] == 1
+
+    chunks = [c for batch in store.chunk_vectors(account, first.id) for c in batch]
+    before = term_counts(db)
+    assert store.replace_vectors(
+        account,
+        first.id,
+        [c.id for c in chunks],
+        embedder.embed_sync([c.text for c in chunks], kind="passage").vectors,
+        embedding_model=LOCAL_EMBEDDING_MODEL,
+        dimensions=LOCAL_DIMENSIONS,
+    )
+    assert term_counts(db) == before  # re-embedding changes no text
+
+    assert store.delete_document(account, first.id, paris.id)
+    assert "louvre" not in term_counts(db)  # a term no chunk holds any more is gone
+    assert term_counts(db) == counted_from_chunks(db)
+    senha = next(d for d in store.list_documents(account, first.id) if d.name == "senha.md")
+    store.mark_failed(senha.id, "gone bad")
+    assert term_counts(db) == counted_from_chunks(db)
+    assert store.delete_collection(account, first.id)
+    assert term_counts(db) == counted_from_chunks(db)
+    assert set(term_counts(db)) == {t for text in DOCS["paris.md"] for t in keyword.terms(text)} | {
+        "guia"
+    }
+    assert store.delete_collection(second.account_id, second.id)
+    assert term_counts(db) == {}
+
+
+def test_migration_counts_the_terms_already_indexed(
+    store: KnowledgeStore, db: Database, embedder: LocalE5Embedder
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite only")
+    collection = new_collection(store, new_account(db))
+    for name, texts in DOCS.items():
+        ingest(store, embedder, collection, name, texts)
+    expected = counted_from_chunks(db)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    with db.engine.begin() as connection:
+        assert "keyword_terms" not in sa.inspect(connection).get_table_names()
+    db.migrate()
+    assert term_counts(db) == expected
+
+
+# -- bounded keyword search ---------------------------------------------------------------------
+
+ZEBRAS = [f"Zebra number {n} grazes near the {place}." for n, place in enumerate("ABCDEF")]
+FILLER = [f"Filler sentence {n} about nothing in particular." for n in range(10)]
+
+
+def zebra_collection(store: KnowledgeStore, db: Database, embedder: LocalE5Embedder) -> Collection:
+    """Six chunks that all hold "zebra" (written one document each, oldest first), beside ten
+    that do not, so the word is not in half the chunks."""
+    zebras = new_collection(store, new_account(db))
+    for n, text in enumerate(ZEBRAS):
+        ingest(store, embedder, zebras, f"zebra-{n}.md", [text])
+    ingest(store, embedder, new_collection(store, new_account(db)), "filler.md", FILLER)
+    return zebras
+
+
+def test_a_common_word_is_searched_within_the_budget(
+    db: Database, embedder: LocalE5Embedder, tmp_path: Path
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("the budget bounds FTS5; PostgreSQL ranks the whole match")
+    roomy = KnowledgeStore(db, index_dir=tmp_path / "roomy")
+    zebras = zebra_collection(roomy, db, embedder)
+    tight = KnowledgeStore(db, index_dir=tmp_path / "tight", keyword_budget=1)
+    account = zebras.account_id
+
+    every = search(roomy, embedder, account, [zebras.id], "zebra", "keyword", top_k=10)
+    assert sorted(hit.text for hit in every) == sorted(ZEBRAS)
+    # Over the budget, keyword-only search ranks the chunks with the newest keys, as many as
+    # hold about `budget` postings: 6 zebras x (6 of 16 chunks) estimated, 1 allowed -> 3 keys.
+    newest = search(tight, embedder, account, [zebras.id], "zebra", "keyword", top_k=10)
+    assert sorted(hit.text for hit in newest) == sorted(ZEBRAS[3:])
+    assert {hit.chunk_id: hit.score for hit in newest} == pytest.approx(
+        {hit.chunk_id: hit.score for hit in every if hit.text in ZEBRAS[3:]}
+    )
+    # Hybrid leaves FTS5 out and scores the vector candidates by BM25 from their text: the
+    # same hits, the same scores.
+    loose = search(roomy, embedder, account, [zebras.id], "zebra", "hybrid", top_k=6)
+    bounded = search(tight, embedder, account, [zebras.id], "zebra", "hybrid", top_k=6)
+    assert [h.chunk_id for h in bounded] == [h.chunk_id for h in loose]
+    assert [h.score for h in bounded] == pytest.approx([h.score for h in loose])
+
+
+# -- two phases ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "keyword"])
+def test_keyword_candidates_first_give_the_same_hits(
+    store: KnowledgeStore, embedder: LocalE5Embedder, filled: Collection, mode: Any
+) -> None:
+    account = filled.account_id
+    for query in ["when was the Eiffel Tower completed", "esqueci minha senha", "plantas luz"]:
+        vector = embedder.embed_sync([query], kind="query").vectors[0]
+        ahead = store.keyword_candidates(account, [filled.id], query, top_k=4, mode=mode)
+        assert (ahead.plan is None) == (mode == "vector")
+        at_once = store.search(account, [filled.id], query=query, vector=vector, top_k=4, mode=mode)
+        in_two = store.search(
+            account, [filled.id], query=query, vector=vector, top_k=4, mode=mode, keyword=ahead
+        )
+        assert at_once and in_two == at_once
+    with pytest.raises(ValueError):
+        store.search(account, [filled.id], query="other", vector=vector, mode=mode, keyword=ahead)
+    nobody = store.keyword_candidates(new_account_id(), [filled.id], "senha")
+    assert nobody.owned == () and nobody.scores == {}
+
+
+def new_account_id() -> str:
+    return str(uuid.uuid4())
+
+
 # -- pure parts ---------------------------------------------------------------------------------
 
 
 def test_fold_and_query_terms() -> None:
     assert fold("Organização ÁGUA") == "organizacao agua"
     assert query_terms("O que é a organização? o QUE") == ["o", "que", "e", "a", "organizacao"]
+
+
+def test_terms_split_ascii_like_the_regex() -> None:
+    for text in ["a_b c-d  e\tf\x1cg 12x3 x.y@z", "naïve_Straße ÀÉ", "日本語 テキスト", "", "__"]:
+        assert keyword.terms(text) == keyword._WORD.findall(fold(text)), text
+
+
+def test_keyword_plan_estimates_rows_in_the_searched_collections() -> None:
+    frequencies = {"python": 30_000, "list": 15_000, "zope": 80}
+    everything = plan(frequencies, 100_000, avgdl=120)
+    assert everything is not None and everything.within_budget and list(everything.idfs) == ["zope"]
+    # a collection of 5,000 chunks of the 100,000: "list" ~750 there, "python" ~1,500
+    small = plan(frequencies, 100_000, avgdl=120, searched_rows=5_000)
+    assert small is not None and small.within_budget and list(small.idfs) == ["zope", "list"]
+    common = plan({"python": 30_000, "list": 15_000}, 100_000, avgdl=120, budget=1_000)
+    assert common is not None and not common.within_budget and common.match_all
+    one = plan({"python": 30_000}, 100_000, avgdl=120, budget=1_000)
+    assert one is not None and not one.within_budget and not one.match_all
+    assert list(one.idfs) == ["python"]
 
 
 def test_keyword_plan_searches_rare_terms_within_the_budget() -> None:

@@ -1,22 +1,83 @@
-"""SQLite's keyword index: an FTS5 table beside `chunks` (migration 0002), rowid = chunk key.
+"""SQLite's keyword index: an FTS5 table beside `chunks` (migration 0002), rowid = chunk key, and
+the term statistics BM25 needs (`keyword_terms`, migration 0003), moved in the same transaction.
 
 A collection's chunk keys form one contiguous range (`keyword.key_range`), and FTS5 seeks a
 rowid range inside its posting lists: a search over one collection of a large database reads
 only that collection's postings. (A collection column in the MATCH cost ~10 ms over 100,000
 rows: its own posting list is the whole collection.)
+
+Document frequencies come from `keyword_terms` (a primary-key lookup a term) rather than from
+`fts5vocab`, which walks a term's whole posting list to count it (2-12 ms for a common word over
+100,000 chunks). The table counts, over every collection as FTS5's own bm25() does, the FTS5 rows
+whose text holds each term as `keyword.terms` folds it; a removal re-reads the rows' FTS5 text,
+so it takes away exactly what the insertion added.
+
+The cost of a search is bounded by `keyword.plan`'s budget: FTS5 scores every row a MATCH
+finds (~1.2-2.5 us each), and an AND walks every posting of its terms (~0.08 us each) with their
+positions. A term's rows in the searched collections are estimated as its document frequency
+times their share of the index (exact when they are the whole index). A plan of common words
+only (`within_budget` false) is not matched by hybrid search at all, which scores the vector
+candidates by BM25 from their text anyway; keyword-only search matches it in each collection's
+newest keys only, as many as hold about `budget` of its terms' postings: it finds some chunks
+holding every term, not the best of all of them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from alicerce.knowledge import keyword
-from alicerce.store.tables import CollectionRow
 
 RANK = "bm25(chunks_fts)"
+OverBudget = Literal["skip", "newest"]
+
+_TOTALS = sa.text(
+    "SELECT coalesce(sum(chunk_count), 0), coalesce(sum(term_count), 0) FROM collections"
+)
+_FREQUENCIES = sa.text(
+    "SELECT term, chunks FROM keyword_terms WHERE term IN (SELECT value FROM json_each(:terms))"
+)
+_RANKED = sa.text(
+    f"SELECT rowid, {RANK} FROM chunks_fts WHERE chunks_fts MATCH :m "
+    f"AND rowid BETWEEN :low AND :high ORDER BY {RANK} LIMIT :n"
+)
+_COUNT_ADD = sa.text(
+    "INSERT INTO keyword_terms (term, chunks) VALUES (:term, :n) "
+    "ON CONFLICT (term) DO UPDATE SET chunks = chunks + excluded.chunks"
+)
+_COUNT_REMOVE = sa.text("UPDATE keyword_terms SET chunks = chunks - :n WHERE term = :term")
+_COUNT_DROP = sa.text("DELETE FROM keyword_terms WHERE term = :term AND chunks <= 0")
+_BATCH = 500
+
+
+def _distinct_terms(texts: Iterable[str]) -> Counter[str]:
+    """In how many of `texts` each term appears."""
+    return _chunks_holding(keyword.terms(text) for text in texts)
+
+
+def _chunks_holding(term_lists: Iterable[list[str]]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for words in term_lists:
+        counts.update(set(words))
+    return counts
+
+
+def _count(session: Session, counts: Counter[str], sign: int) -> None:
+    if not counts:
+        return
+    params = [{"term": term, "n": n} for term, n in counts.items()]
+    if sign > 0:
+        session.execute(_COUNT_ADD, params)
+    else:
+        session.execute(_COUNT_REMOVE, params)
+        session.execute(_COUNT_DROP, [{"term": term} for term in counts])
 
 
 def insert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -24,65 +85,94 @@ def insert(session: Session, rows: list[dict[str, Any]]) -> None:
         sa.text("INSERT INTO chunks_fts (rowid, text) VALUES (:key, :text)"),
         [{"key": row["key"], "text": row["keyword_text"]} for row in rows],
     )
+    # `terms` are `keyword.terms(keyword_text)`, what a removal will count from the FTS5 text.
+    _count(session, _chunks_holding(row["terms"] for row in rows), +1)
 
 
 def delete(session: Session, keys: list[int]) -> None:
-    for start in range(0, len(keys), 500):
+    for start in range(0, len(keys), _BATCH):
+        params = {"keys": keys[start : start + _BATCH]}
+        texts = session.execute(
+            sa.text("SELECT text FROM chunks_fts WHERE rowid IN :keys").bindparams(
+                sa.bindparam("keys", expanding=True)
+            ),
+            params,
+        ).scalars()
+        _count(session, _distinct_terms(texts), -1)
         session.execute(
             sa.text("DELETE FROM chunks_fts WHERE rowid IN :keys").bindparams(
                 sa.bindparam("keys", expanding=True)
             ),
-            {"keys": keys[start : start + 500]},
+            params,
         )
 
 
 def delete_collection(session: Session, number: int) -> None:
     low, high = keyword.key_range(number)
+    counts: Counter[str] = Counter()
+    after = low - 1
+    while True:  # a batch at a time: a large collection's text is not held in memory at once
+        rows = session.execute(
+            sa.text(
+                "SELECT rowid, text FROM chunks_fts WHERE rowid > :after AND rowid <= :high "
+                "ORDER BY rowid LIMIT :n"
+            ),
+            {"after": after, "high": high, "n": 2_000},
+        ).all()
+        if not rows:
+            break
+        counts += _distinct_terms(text for _, text in rows)
+        after = rows[-1][0]
+    _count(session, counts, -1)
     session.execute(
         sa.text("DELETE FROM chunks_fts WHERE rowid BETWEEN :low AND :high"),
         {"low": low, "high": high},
     )
 
 
+def document_frequencies(connection: sa.Connection, words: list[str]) -> dict[str, int]:
+    """{term: chunks holding it} over the whole index, for the `words` it knows."""
+    found = connection.execute(_FREQUENCIES, {"terms": json.dumps(words)})
+    return {str(term): int(df) for term, df in found}
+
+
 def search(
-    session: Session, numbers: list[int], words: list[str], count: int
+    connection: sa.Connection,
+    collections: list[tuple[int, int, int]],
+    words: list[str],
+    count: int,
+    *,
+    over_budget: OverBudget,
+    budget: int = keyword.POSTINGS_BUDGET,
 ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
-    """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
+    """{key: normalised BM25} of the best `count` chunks of `collections` ((number, chunks,
+    next_key) each), and the plan that scored them (see the module's docstring for the
+    budget)."""
     # FTS5 keeps its statistics over the whole table (every collection): the IDF and the
     # average length we normalise with must be over the same rows.
-    rows_total, terms_total = session.execute(
-        sa.select(
-            sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
-            sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
-        )
-    ).one()
+    rows_total, terms_total = (int(n) for n in connection.execute(_TOTALS).one())
     if not rows_total:
         return {}, None
-    # One `term = ?` lookup a term: fts5vocab answers those from the index, while
-    # `term IN (...)` would scan the whole vocabulary.
-    lookups = " UNION ALL ".join(
-        f"SELECT term, doc FROM chunks_fts_vocab WHERE term = :t{i}" for i in range(len(words))
+    frequencies = document_frequencies(connection, words)
+    searched_rows = sum(chunks for _, chunks, _ in collections)
+    plan = keyword.plan(
+        frequencies,
+        rows_total,
+        terms_total / rows_total,
+        searched_rows=searched_rows,
+        budget=budget,
     )
-    frequencies = {
-        str(term): int(df)
-        for term, df in session.execute(
-            sa.text(lookups), {f"t{i}": term for i, term in enumerate(words)}
-        ).all()
-    }
-    plan = keyword.plan(frequencies, int(rows_total), int(terms_total) / int(rows_total))
-    if plan is None:
-        return {}, None
+    if plan is None or (not plan.within_budget and over_budget == "skip"):
+        return {}, plan
     match = keyword.fts5_match(list(plan.idfs), match_all=plan.match_all)
+    postings = sum(frequencies[term] for term in plan.idfs)  # over every collection
     found: dict[int, float] = {}
-    for number in numbers:
+    for number, chunks, next_key in collections:
         low, high = keyword.key_range(number)
-        rows = session.execute(
-            sa.text(
-                f"SELECT rowid, {RANK} FROM chunks_fts WHERE chunks_fts MATCH :m "
-                f"AND rowid BETWEEN :low AND :high ORDER BY {RANK} LIMIT :n"
-            ),
-            {"m": match, "low": low, "high": high, "n": count},
-        ).all()
+        if not plan.within_budget:  # the newest keys, where its postings add up to the budget
+            here = postings * chunks / rows_total
+            low += next_key - math.ceil(next_key * min(1.0, budget / max(here, 1.0)))
+        rows = connection.execute(_RANKED, {"m": match, "low": low, "high": high, "n": count}).all()
         found.update((int(key), keyword.normalised(-float(s), plan.bound)) for key, s in rows)
     best = sorted(found.items(), key=lambda item: -item[1])[:count]
     return dict(best), plan

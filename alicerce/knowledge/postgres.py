@@ -60,13 +60,17 @@ def insert_chunks(session: Session, rows: list[dict[str, Any]], *, pgvector: boo
 
 
 def nearest(
-    session: Session, collection_ids: list[str], dimensions: set[int], vector: np.ndarray, n: int
+    connection: sa.Connection,
+    collection_ids: list[str],
+    dimensions: set[int],
+    vector: np.ndarray,
+    n: int,
 ) -> dict[int, float]:
     """pgvector: the `n` best {key: cosine} over the collections."""
     if dimensions == {INDEXED_DIMENSIONS}:  # through the HNSW index (migration 0002)
-        session.execute(sa.text("SET LOCAL hnsw.ef_search = 100"))
-        if _iterative_scan(session):
-            session.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        connection.execute(sa.text("SET LOCAL hnsw.ef_search = 100"))
+        if _iterative_scan(connection):
+            connection.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         sql = (
             "SELECT key, 1 - (embedding::vector(384) <=> CAST(:v AS vector(384))) FROM chunks "
             "WHERE collection_id = ANY(:ids) AND vector_dims(embedding) = 384 "
@@ -79,12 +83,12 @@ def nearest(
             "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
         )
     params = {"v": vector_literal(vector), "ids": collection_ids, "n": n}
-    return {int(k): float(c) for k, c in session.execute(sa.text(sql), params).all()}
+    return {int(k): float(c) for k, c in connection.execute(sa.text(sql), params).all()}
 
 
-def cosines(session: Session, vector: np.ndarray, keys: list[int]) -> dict[int, float]:
+def cosines(connection: sa.Connection, vector: np.ndarray, keys: list[int]) -> dict[int, float]:
     """pgvector: exact cosines of `vector` with the given chunks."""
-    rows = session.execute(
+    rows = connection.execute(
         sa.text(
             "SELECT key, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks WHERE key = ANY(:keys)"
         ),
@@ -93,9 +97,9 @@ def cosines(session: Session, vector: np.ndarray, keys: list[int]) -> dict[int, 
     return {int(key): float(cos) for key, cos in rows}
 
 
-def _iterative_scan(session: Session) -> bool:
+def _iterative_scan(connection: sa.Connection) -> bool:
     """pgvector 0.8 can keep walking the graph until the collection filter is satisfied."""
-    version = session.execute(
+    version = connection.execute(
         sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     ).scalar()
     major, minor = (int(part) for part in str(version or "0.0").split(".")[:2])
@@ -103,10 +107,10 @@ def _iterative_scan(session: Session) -> bool:
 
 
 def bm25(
-    session: Session, collection_ids: list[str], words: list[str], count: int
+    connection: sa.Connection, collection_ids: list[str], words: list[str], count: int
 ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
     """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
-    rows_total, terms_total = session.execute(
+    rows_total, terms_total = connection.execute(
         sa.select(
             sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
             sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
@@ -116,7 +120,7 @@ def bm25(
         return {}, None
     frequencies = {
         str(term): int(df)
-        for term, df in session.execute(
+        for term, df in connection.execute(
             sa.text(
                 "SELECT t, (SELECT count(*) FROM chunks WHERE collection_id = ANY(:ids) "
                 "AND tsv @@ CAST(quote_literal(t) AS tsquery)) "
@@ -149,5 +153,5 @@ def bm25(
         "q": tsquery,
         "n": count,
     }
-    rows = session.execute(sa.text(sql), params).all()
+    rows = connection.execute(sa.text(sql), params).all()
     return {int(key): keyword.normalised(float(s), plan.bound) for key, s in rows}, plan

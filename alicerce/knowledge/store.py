@@ -18,7 +18,8 @@ worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worke
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -130,6 +131,75 @@ class StoredChunk:
 NOT_COLUMNS = ("terms", "embedding", "keyword_text")
 
 
+@dataclass(frozen=True, slots=True)
+class _SearchSql:
+    """A search's own queries, as text compiled once per backend (building ORM statements cost
+    ~1 ms a search): lists go in as one parameter, so the SQL never changes with their length.
+    JSON columns come back raw and are decoded only for the rows that need them."""
+
+    owned: sa.TextClause
+    rows: sa.TextClause
+    sqlite: bool
+
+    def values(self, items: Sequence[Any]) -> Any:
+        return json.dumps(list(items)) if self.sqlite else list(items)
+
+    @classmethod
+    def build(cls, sqlite: bool) -> _SearchSql:
+        def among(column: str, param: str) -> str:
+            if sqlite:
+                return f"{column} IN (SELECT value FROM json_each(:{param}))"
+            return f"{column} = ANY(:{param})"
+
+        return cls(
+            owned=sa.text(
+                "SELECT id, dimensions, generation, number, chunk_count, next_key, "
+                "embedding_model, settings FROM collections "
+                f"WHERE account_id = :account AND {among('id', 'ids')}"
+            ),
+            # SQLite's CROSS JOIN keeps this order (it cannot tell how short the key list is,
+            # and walked every ready document through the status index).
+            rows=sa.text(
+                "SELECT c.key, c.id, c.collection_id, c.document_id, c.text, c.heading_path, "
+                "c.position, d.name, d.metadata AS doc_metadata FROM chunks c "
+                f"{'CROSS JOIN' if sqlite else 'JOIN'} documents d ON d.id = c.document_id "
+                f"WHERE {among('c.key', 'keys')} AND {among('c.collection_id', 'ids')} "
+                "AND d.status = 'ready'"
+            ),
+            sqlite=sqlite,
+        )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as read by text SQL: a string on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Searched:
+    """What a search reads of each collection it may search (those the account owns)."""
+
+    id: str
+    dimensions: int
+    generation: int
+    number: int
+    chunk_count: int
+    next_key: int
+    embedding_model: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordCandidates:
+    """The keyword side of one search (`KnowledgeStore.keyword_candidates`), which needs no query
+    vector: a caller computes it on one core while the query is embedded on the other."""
+
+    asked: tuple[str, tuple[str, ...], str, int, Mode]  # account, collections, query, top_k, mode
+    owned: tuple[Searched, ...]
+    scores: Mapping[int, float]  # {chunk key: normalised BM25}
+    plan: keyword.KeywordPlan | None
+
+
 def _collection(row: CollectionRow) -> Collection:
     return Collection(
         id=row.id,
@@ -168,8 +238,16 @@ def _document(row: DocumentRow) -> Document:
 class KnowledgeStore:
     """Sync methods; async callers use `asyncio.to_thread`."""
 
-    def __init__(self, db: Database, *, index_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        index_dir: Path | None = None,
+        keyword_budget: int = keyword.POSTINGS_BUDGET,
+    ) -> None:
         self.db = db
+        self.keyword_budget = keyword_budget  # rows a keyword search may score a collection
+        self._sql = _SearchSql.build(db.is_sqlite)
         self.vectors = VectorIndexes(index_dir)
         self._pgvector: bool | None = None  # decided on first use: the schema may be newer
 
@@ -644,6 +722,22 @@ class KnowledgeStore:
 
     # -- search ------------------------------------------------------------------------------
 
+    def keyword_candidates(
+        self,
+        account_id: str,
+        collection_ids: list[str],
+        query: str,
+        *,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+    ) -> KeywordCandidates:
+        """The part of a search that needs no query vector, to run while the query is being
+        embedded; hand it to `search(..., keyword=...)` with the same arguments."""
+        with self.db.engine.connect() as connection:
+            return self._keyword_candidates(
+                connection, account_id, collection_ids, query, top_k, mode
+            )
+
     def search(
         self,
         account_id: str,
@@ -653,91 +747,111 @@ class KnowledgeStore:
         vector: np.ndarray,
         top_k: int = 5,
         mode: Mode = "hybrid",
+        keyword: KeywordCandidates | None = None,
     ) -> list[Hit]:
         """The best `top_k` chunks of the account's collections among `collection_ids`, best
         first; collections the account does not own are ignored. Fusion, weight and score
         calibration come from the first collection's settings (callers group collections by
-        embedding model). `score`: see `scoring`."""
+        embedding model). `score`: see `scoring`. `keyword`: this search's own
+        `keyword_candidates`, computed beforehand (the same hits as without it)."""
         if top_k <= 0 or not collection_ids:
             return []
-        with self.db.session() as session:
-            owned = session.execute(
-                sa.select(
-                    CollectionRow.id,
-                    CollectionRow.dimensions,
-                    CollectionRow.generation,
-                    CollectionRow.number,
-                    CollectionRow.embedding_model,
-                    CollectionRow.settings,
-                ).where(
-                    CollectionRow.account_id == account_id,
-                    CollectionRow.id.in_(collection_ids),
+        with self.db.engine.connect() as connection:
+            if keyword is None:
+                keyword = self._keyword_candidates(
+                    connection, account_id, collection_ids, query, top_k, mode
                 )
-            ).all()
-            if not owned:
-                return []
-            first = owned[0]
-            calibration = VectorCalibration.for_collection(first.embedding_model, first.settings)
-            fusion = FusionSettings.from_settings(first.settings or {})
-            wanted = max(MIN_CANDIDATES, 4 * top_k)
-            ids = [row.id for row in owned]
+            elif keyword.asked != (account_id, tuple(collection_ids), query, top_k, mode):
+                raise ValueError("keyword candidates computed for another search")
+            return self._search(connection, keyword, vector)
 
-            cosines: dict[int, float] = {}
-            if mode != "keyword":
-                cosines = self._nearest(session, owned, vector, wanted)
-            keyword_scores: dict[int, float] = {}
-            plan: keyword.KeywordPlan | None = None
-            if mode != "vector":
-                numbers = [row.number for row in owned]
-                keyword_scores, plan = self._keyword(session, ids, numbers, query, wanted)
-            vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
-            keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
-
-            if mode == "vector":
-                ranked = [(key, calibration.score(cosines[key])) for key in vector_ranking]
-                return self._hits(ranked, self._rows(session, ids, ranked[: 2 * top_k]), top_k)
-            if mode == "keyword":
-                ranked = [(key, keyword_scores[key]) for key in keyword_ranking]
-                return self._hits(ranked, self._rows(session, ids, ranked[: 2 * top_k]), top_k)
-            # Hybrid: each side's score for the chunks only the other side found (the graph
-            # holds every vector; BM25 is computed here from the chunk's text, same formula).
-            rows = self._rows(session, ids, [(key, 0.0) for key in {*cosines, *keyword_scores}])
-            only_keyword = [key for key in keyword_ranking if key not in cosines]
-            cosines.update(self._cosines(session, owned, vector, only_keyword))
-            for key in vector_ranking:
-                if key not in keyword_scores and key in rows:
-                    indexed = with_headings(rows[key].heading_path or [], rows[key].text)
-                    keyword_scores[key] = plan.score(indexed) if plan else 0.0
-            vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
-            ranked = fuse_rankings(
-                vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
+    def _keyword_candidates(
+        self,
+        connection: sa.Connection,
+        account_id: str,
+        collection_ids: list[str],
+        query: str,
+        top_k: int,
+        mode: Mode,
+    ) -> KeywordCandidates:
+        asked = (account_id, tuple(collection_ids), query, top_k, mode)
+        if top_k <= 0 or not collection_ids:
+            return KeywordCandidates(asked, (), {}, None)
+        owned = tuple(
+            Searched(
+                row.id,
+                row.dimensions,
+                row.generation,
+                row.number,
+                row.chunk_count,
+                row.next_key,
+                row.embedding_model,
+                _json(row.settings) or {},
             )
-            return self._hits(ranked, rows, top_k)
+            for row in connection.execute(
+                self._sql.owned, {"account": account_id, "ids": self._sql.values(collection_ids)}
+            )
+        )
+        if not owned or mode == "vector":
+            return KeywordCandidates(asked, owned, {}, None)
+        wanted = max(MIN_CANDIDATES, 4 * top_k)
+        scores, plan = self._keyword(connection, owned, query, wanted, mode)
+        return KeywordCandidates(asked, owned, scores, plan)
+
+    def _search(
+        self, connection: sa.Connection, keyword: KeywordCandidates, vector: np.ndarray
+    ) -> list[Hit]:
+        owned = keyword.owned
+        if not owned:
+            return []
+        top_k, mode = keyword.asked[3], keyword.asked[4]
+        first = owned[0]
+        calibration = VectorCalibration.for_collection(first.embedding_model, first.settings)
+        fusion = FusionSettings.from_settings(first.settings or {})
+        wanted = max(MIN_CANDIDATES, 4 * top_k)
+        ids = [row.id for row in owned]
+
+        cosines: dict[int, float] = {}
+        if mode != "keyword":
+            cosines = self._nearest(connection, owned, vector, wanted)
+        keyword_scores = dict(keyword.scores)
+        plan = keyword.plan
+        vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
+        keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
+
+        if mode == "vector":
+            ranked = [(key, calibration.score(cosines[key])) for key in vector_ranking]
+            return self._hits(ranked, self._rows(connection, ids, ranked[: 2 * top_k]), top_k)
+        if mode == "keyword":
+            ranked = [(key, keyword_scores[key]) for key in keyword_ranking]
+            return self._hits(ranked, self._rows(connection, ids, ranked[: 2 * top_k]), top_k)
+        # Hybrid: each side's score for the chunks only the other side found (the graph
+        # holds every vector; BM25 is computed here from the chunk's text, same formula).
+        rows = self._rows(connection, ids, [(key, 0.0) for key in {*cosines, *keyword_scores}])
+        only_keyword = [key for key in keyword_ranking if key not in cosines]
+        cosines.update(self._cosines(connection, owned, vector, only_keyword))
+        for key in vector_ranking:
+            if key not in keyword_scores and key in rows:
+                indexed = with_headings(_json(rows[key].heading_path) or [], rows[key].text)
+                keyword_scores[key] = plan.score(indexed) if plan else 0.0
+        vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
+        ranked = fuse_rankings(
+            vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
+        )
+        return self._hits(ranked, rows, top_k)
 
     def _rows(
-        self, session: Session, collection_ids: list[str], ranked: list[tuple[int, float]]
+        self, connection: sa.Connection, collection_ids: list[str], ranked: list[tuple[int, float]]
     ) -> dict[int, Any]:
         """The chunks (with their document) of the given keys that are still there and ready."""
         if not ranked:
             return {}
-        rows = session.execute(
-            sa.select(
-                ChunkRow.key,
-                ChunkRow.id,
-                ChunkRow.collection_id,
-                ChunkRow.document_id,
-                ChunkRow.text,
-                ChunkRow.heading_path,
-                ChunkRow.position,
-                DocumentRow.name,
-                DocumentRow.doc_metadata,
-            )
-            .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
-            .where(
-                ChunkRow.key.in_([key for key, _ in ranked]),
-                ChunkRow.collection_id.in_(collection_ids),
-                DocumentRow.status == "ready",
-            )
+        rows = connection.execute(
+            self._sql.rows,
+            {
+                "keys": self._sql.values([key for key, _ in ranked]),
+                "ids": self._sql.values(collection_ids),
+            },
         ).all()
         return {row.key: row for row in rows}
 
@@ -758,8 +872,8 @@ class KnowledgeStore:
                     chunk_id=row.id,
                     text=row.text,
                     score=score,
-                    metadata=dict(row.doc_metadata or {}),
-                    heading_path=list(row.heading_path or []),
+                    metadata=dict(_json(row.doc_metadata) or {}),
+                    heading_path=list(_json(row.heading_path) or []),
                     position=row.position,
                 )
             )
@@ -795,12 +909,13 @@ class KnowledgeStore:
         return keys, vectors
 
     def _nearest(
-        self, session: Session, owned: Sequence[Any], vector: np.ndarray, count: int
+        self, connection: sa.Connection, owned: Sequence[Searched], vector: np.ndarray, count: int
     ) -> dict[int, float]:
         """The `count` best cosines over the collections, {key: cosine}."""
         if self.uses_pgvector():
             ids = [row.id for row in owned]
-            return postgres.nearest(session, ids, {r.dimensions for r in owned}, vector, count)
+            dimensions = {r.dimensions for r in owned}
+            return postgres.nearest(connection, ids, dimensions, vector, count)
         found: list[tuple[int, float]] = []
         for row in owned:
             graph = self.vectors.current(
@@ -812,13 +927,17 @@ class KnowledgeStore:
         return dict(found[:count])
 
     def _cosines(
-        self, session: Session, owned: Sequence[Any], vector: np.ndarray, keys: list[int]
+        self,
+        connection: sa.Connection,
+        owned: Sequence[Searched],
+        vector: np.ndarray,
+        keys: list[int],
     ) -> dict[int, float]:
         """Exact cosines of `vector` with the given chunks (those keyword search found)."""
         if not keys:
             return {}
         if self.uses_pgvector():
-            return postgres.cosines(session, vector, keys)
+            return postgres.cosines(connection, vector, keys)
         result: dict[int, float] = {}
         for row in owned:
             graph = self.vectors.current(
@@ -832,16 +951,23 @@ class KnowledgeStore:
 
     def _keyword(
         self,
-        session: Session,
-        collection_ids: list[str],
-        numbers: list[int],
+        connection: sa.Connection,
+        owned: Sequence[Searched],
         query: str,
         count: int,
+        mode: Mode,
     ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
         """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
         words = keyword.query_terms(query)
         if not words:
             return {}, None
         if self.db.is_sqlite:
-            return fts5.search(session, numbers, words, count)
-        return postgres.bm25(session, collection_ids, words, count)
+            return fts5.search(
+                connection,
+                [(row.number, row.chunk_count, row.next_key) for row in owned],
+                words,
+                count,
+                over_budget="newest" if mode == "keyword" else "skip",
+                budget=self.keyword_budget,
+            )
+        return postgres.bm25(connection, [row.id for row in owned], words, count)
