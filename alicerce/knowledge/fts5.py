@@ -38,9 +38,6 @@ from alicerce.knowledge import keyword
 RANK = "bm25(chunks_fts)"
 OverBudget = Literal["skip", "newest"]
 
-_TOTALS = sa.text(
-    "SELECT coalesce(sum(chunk_count), 0), coalesce(sum(term_count), 0) FROM collections"
-)
 _FREQUENCIES = sa.text(
     "SELECT term, chunks FROM keyword_terms WHERE term IN (SELECT value FROM json_each(:terms))"
 )
@@ -139,6 +136,7 @@ def document_frequencies(connection: sa.Connection, words: list[str]) -> dict[st
 def search(
     connection: sa.Connection,
     collections: list[tuple[int, int, int]],
+    totals: tuple[int, int],
     words: list[str],
     count: int,
     *,
@@ -147,10 +145,10 @@ def search(
 ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
     """{key: normalised BM25} of the best `count` chunks of `collections` ((number, chunks,
     next_key) each), and the plan that scored them (see the module's docstring for the
-    budget)."""
-    # FTS5 keeps its statistics over the whole table (every collection): the IDF and the
-    # average length we normalise with must be over the same rows.
-    rows_total, terms_total = (int(n) for n in connection.execute(_TOTALS).one())
+    budget). `totals`: the chunks and terms of the whole index, which FTS5 keeps its
+    statistics over (every collection): the IDF and the average length we normalise with
+    must be over the same rows."""
+    rows_total, terms_total = int(totals[0]), int(totals[1])
     if not rows_total:
         return {}, None
     frequencies = document_frequencies(connection, words)

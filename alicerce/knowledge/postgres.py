@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from alicerce.knowledge import keyword
-from alicerce.store.tables import CollectionRow
 
 INDEXED_DIMENSIONS = 384  # the HNSW index covers rows of this size (the local model's)
 
@@ -107,15 +106,15 @@ def _iterative_scan(connection: sa.Connection) -> bool:
 
 
 def bm25(
-    connection: sa.Connection, collection_ids: list[str], words: list[str], count: int
+    connection: sa.Connection,
+    collection_ids: list[str],
+    totals: tuple[int, int],
+    words: list[str],
+    count: int,
 ) -> tuple[dict[int, float], keyword.KeywordPlan | None]:
-    """{key: normalised BM25} of the best `count` chunks, and the plan that scored them."""
-    rows_total, terms_total = connection.execute(
-        sa.select(
-            sa.func.coalesce(sa.func.sum(CollectionRow.chunk_count), 0),
-            sa.func.coalesce(sa.func.sum(CollectionRow.term_count), 0),
-        ).where(CollectionRow.id.in_(collection_ids))
-    ).one()
+    """{key: normalised BM25} of the best `count` chunks, and the plan that scored them;
+    `totals`: the chunks and keyword terms of the searched collections."""
+    rows_total, terms_total = totals
     if not rows_total:
         return {}, None
     frequencies = {

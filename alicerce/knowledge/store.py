@@ -153,9 +153,15 @@ class _SearchSql:
 
         return cls(
             owned=sa.text(
-                "SELECT id, dimensions, generation, number, chunk_count, next_key, "
-                "embedding_model, settings FROM collections "
-                f"WHERE account_id = :account AND {among('id', 'ids')}"
+                "SELECT id, dimensions, generation, number, chunk_count, term_count, next_key, "
+                "embedding_model, settings"
+                + (
+                    ", (SELECT coalesce(sum(chunk_count), 0) FROM collections) AS all_chunks"
+                    ", (SELECT coalesce(sum(term_count), 0) FROM collections) AS all_terms"
+                    if sqlite
+                    else ""
+                )
+                + f" FROM collections WHERE account_id = :account AND {among('id', 'ids')}"
             ),
             # SQLite's CROSS JOIN keeps this order (it cannot tell how short the key list is,
             # and walked every ready document through the status index).
@@ -184,6 +190,7 @@ class Searched:
     generation: int
     number: int
     chunk_count: int
+    term_count: int
     next_key: int
     embedding_model: str
     settings: dict[str, Any]
@@ -777,6 +784,9 @@ class KnowledgeStore:
         asked = (account_id, tuple(collection_ids), query, top_k, mode)
         if top_k <= 0 or not collection_ids:
             return KeywordCandidates(asked, (), {}, None)
+        found = connection.execute(
+            self._sql.owned, {"account": account_id, "ids": self._sql.values(collection_ids)}
+        ).all()
         owned = tuple(
             Searched(
                 row.id,
@@ -784,18 +794,20 @@ class KnowledgeStore:
                 row.generation,
                 row.number,
                 row.chunk_count,
+                row.term_count,
                 row.next_key,
                 row.embedding_model,
                 _json(row.settings) or {},
             )
-            for row in connection.execute(
-                self._sql.owned, {"account": account_id, "ids": self._sql.values(collection_ids)}
-            )
+            for row in found
         )
         if not owned or mode == "vector":
             return KeywordCandidates(asked, owned, {}, None)
         wanted = max(MIN_CANDIDATES, 4 * top_k)
-        scores, plan = self._keyword(connection, owned, query, wanted, mode)
+        # SQLite's FTS5 keeps its statistics over every collection; PostgreSQL's BM25 over the
+        # searched ones.
+        totals = (found[0].all_chunks, found[0].all_terms) if self.db.is_sqlite else None
+        scores, plan = self._keyword(connection, owned, totals, query, wanted, mode)
         return KeywordCandidates(asked, owned, scores, plan)
 
     def _search(
@@ -953,6 +965,7 @@ class KnowledgeStore:
         self,
         connection: sa.Connection,
         owned: Sequence[Searched],
+        totals: tuple[int, int] | None,
         query: str,
         count: int,
         mode: Mode,
@@ -961,13 +974,15 @@ class KnowledgeStore:
         words = keyword.query_terms(query)
         if not words:
             return {}, None
-        if self.db.is_sqlite:
+        if totals is not None:
             return fts5.search(
                 connection,
                 [(row.number, row.chunk_count, row.next_key) for row in owned],
+                totals,
                 words,
                 count,
                 over_budget="newest" if mode == "keyword" else "skip",
                 budget=self.keyword_budget,
             )
-        return postgres.bm25(connection, [row.id for row in owned], words, count)
+        searched = (sum(row.chunk_count for row in owned), sum(row.term_count for row in owned))
+        return postgres.bm25(connection, [row.id for row in owned], searched, words, count)
