@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from usearch.index import Index
 
 from alicerce.clock import utcnow
 from alicerce.embeddings import (
@@ -30,7 +31,7 @@ from alicerce.embeddings import (
     LocalE5Embedder,
 )
 from alicerce.errors import Conflict, NotFound
-from alicerce.knowledge import keyword
+from alicerce.knowledge import keyword, vectors
 from alicerce.knowledge.chunking import with_headings
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.keyword import fold, plan, query_terms
@@ -456,6 +457,32 @@ def test_a_saved_graph_is_restored_and_brought_up_to_date(
     hits = search(second, embedder, collection.account_id, [collection.id], "senha", "vector")
     assert hits[0].document_name == "senha.md"
     assert len(hits) == 3
+
+
+def test_a_saved_graph_keeps_its_settings_or_is_rebuilt(tmp_path: Path) -> None:
+    """A graph file is only a cache: one saved with another element type is ignored and rebuilt;
+    a restored one searches with the configured expansion (the file does not keep it)."""
+    stored = np.eye(3, 8, dtype=np.float32)
+
+    def keys() -> np.ndarray:
+        return np.arange(3, dtype=np.uint64)
+
+    def rows(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return wanted, stored[wanted.astype(int)]
+
+    other = Index(ndim=8, metric="ip", dtype="i8")
+    other.add(keys(), stored)
+    other.save(str(tmp_path / "c1.usearch"))
+    graph = vectors.VectorIndexes(tmp_path).current("c1", 8, 1, keys, rows)
+    assert graph.index.dtype == vectors.DTYPE and len(graph) == 3
+    assert graph.search(stored[2], 1)[0][0] == 2
+
+    first = vectors.VectorIndexes(tmp_path)
+    first.current("c2", 8, 1, keys, rows)
+    first.save_all()
+    restored = vectors.VectorIndexes(tmp_path).current("c2", 8, 1, keys, rows)
+    assert len(restored) == 3 and restored.unsaved == 0  # nothing was missing from the file
+    assert restored.index.expansion_search == vectors.EXPANSION_SEARCH
 
 
 def test_re_embedding_replaces_vectors(
