@@ -569,35 +569,18 @@ class KnowledgeService:
         self, account_id: str, group: list[Collection], query: str, top_k: int, mode: str
     ) -> tuple[list[Hit], int]:
         """One embedder's collections searched with one query vector (cached: a repeated
-        question skips the model). The keyword side needs no vector: it runs in a worker thread
-        on one core while the query is embedded on the model's thread, then the vector side
-        and the fusion."""
-        ids = [c.id for c in group]
-        embedding = asyncio.ensure_future(self._query_vector(group[0], query, mode))
-        try:
-            keyword = await asyncio.to_thread(
-                self.store.keyword_candidates,
-                account_id,
-                ids,
-                query,
-                top_k=top_k,
-                mode=mode,  # type: ignore[arg-type]
-            )
-        except BaseException:
-            embedding.cancel()
-            with contextlib.suppress(BaseException):
-                await embedding
-            raise
-        vector, tokens = await embedding
+        question skips the model). Embedding the query while the store ran its keyword side
+        was measured too: slower, the model's two threads and the store's then share two
+        cores."""
+        vector, tokens = await self._query_vector(group[0], query, mode)
         hits = await asyncio.to_thread(
             self.store.search,
             account_id,
-            ids,
+            [c.id for c in group],
             query=query,
             vector=vector,
             top_k=top_k,
             mode=mode,  # type: ignore[arg-type]
-            keyword=keyword,
         )
         return hits, tokens
 
