@@ -439,8 +439,8 @@ Targets: p50 under 10 ms and p99 under 30 ms with the query embedding; met in th
   {r["embed_chunks_per_s"]:.1f} chunks/s ({r["embed_tokens_per_s"]:.0f} tokens/s), so the
   model, not the store, bounds ingestion: see "Knowledge ingestion" for the whole pipeline on
   real documents and the arithmetic bound.
-- Process RSS after the searches: {r["rss_mb"]:.0f} MB (e5 model, the graph, the pages of the database that SQLite's 1 GiB
-  memory map touched, which are the shared page cache, and
+- Process RSS after the searches: {r["rss_mb"]:.0f} MB (e5 model, the graph, the database
+  pages that SQLite's 1 GiB memory map touched, which are the shared page cache, and
   the bench's own float32 copy of the vectors, {r["chunks"] * LOCAL_DIMENSIONS * 4 / 1e6:.0f} MB,
   which a server does not hold).
 {MARK_END}
