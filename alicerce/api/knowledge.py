@@ -23,6 +23,7 @@ from alicerce.clock import rfc3339
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.keys import Principal
+from alicerce.knowledge.search import Hit
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.specs import (
     CollectionCreate,
@@ -33,7 +34,7 @@ from alicerce.knowledge.specs import (
     TextDocument,
     parse,
 )
-from alicerce.knowledge.store import Collection, Document, Hit
+from alicerce.knowledge.store import Collection, Document
 
 router = APIRouter(tags=["knowledge"])
 SCHEMAS: list[type[BaseModel]] = [

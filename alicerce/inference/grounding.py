@@ -22,8 +22,8 @@ from alicerce.gateways import Knowledge
 from alicerce.inference.functions import ToolCall, ToolResult, failed, tool_spec
 from alicerce.inference.plan import Plan, text_of
 from alicerce.inference.side_calls import ask
+from alicerce.knowledge.search import Hit
 from alicerce.knowledge.service import KnowledgeService
-from alicerce.knowledge.store import Hit
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import Target
 

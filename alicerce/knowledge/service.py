@@ -33,6 +33,7 @@ from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooL
 from alicerce.ids import new_id
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, ExtractionError, extract
+from alicerce.knowledge.search import Hit
 from alicerce.knowledge.specs import (
     CollectionCreate,
     CollectionUpdate,
@@ -41,7 +42,7 @@ from alicerce.knowledge.specs import (
     TextDocument,
     parse,
 )
-from alicerce.knowledge.store import Collection, Document, Hit, KnowledgeStore
+from alicerce.knowledge.store import Collection, Document, KnowledgeStore
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.security import CredentialCipher, check_upstream_url
 from alicerce.upstreams.http import HttpClients
