@@ -650,33 +650,6 @@ def test_a_common_word_is_searched_within_the_budget(
     assert [h.score for h in bounded] == pytest.approx([h.score for h in loose])
 
 
-# -- two phases ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["hybrid", "vector", "keyword"])
-def test_keyword_candidates_first_give_the_same_hits(
-    store: KnowledgeStore, embedder: LocalE5Embedder, filled: Collection, mode: Any
-) -> None:
-    account = filled.account_id
-    for query in ["when was the Eiffel Tower completed", "esqueci minha senha", "plantas luz"]:
-        vector = embedder.embed_sync([query], kind="query").vectors[0]
-        ahead = store.keyword_candidates(account, [filled.id], query, top_k=4, mode=mode)
-        assert (ahead.plan is None) == (mode == "vector")
-        at_once = store.search(account, [filled.id], query=query, vector=vector, top_k=4, mode=mode)
-        in_two = store.search(
-            account, [filled.id], query=query, vector=vector, top_k=4, mode=mode, keyword=ahead
-        )
-        assert at_once and in_two == at_once
-    with pytest.raises(ValueError):
-        store.search(account, [filled.id], query="other", vector=vector, mode=mode, keyword=ahead)
-    nobody = store.keyword_candidates(new_account_id(), [filled.id], "senha")
-    assert nobody.owned == () and nobody.scores == {}
-
-
-def new_account_id() -> str:
-    return str(uuid.uuid4())
-
-
 # -- pure parts ---------------------------------------------------------------------------------
 
 

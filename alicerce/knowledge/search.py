@@ -1,7 +1,7 @@
 """Search over a store's chunks: the keyword side, the vector side, their fusion.
 
 Split from `store` (which writes what this reads) so each stays readable; `KnowledgeStore.search`
-and `keyword_candidates` hand over to `ChunkSearch`. The queries of a search are text SQL compiled
+is `ChunkSearch.search`. The queries of a search are text SQL compiled
 once per backend on a plain connection: building ORM statements cost ~2 ms of a 4 ms search.
 """
 
@@ -118,10 +118,10 @@ class Searched:
 
 @dataclass(frozen=True, slots=True)
 class KeywordCandidates:
-    """The keyword side of one search (`KnowledgeStore.keyword_candidates`), which needs no query
-    vector: a caller computes it on one core while the query is embedded on the other."""
+    """The keyword side of one search, and the collections it may search."""
 
-    asked: tuple[str, tuple[str, ...], str, int, Mode]  # account, collections, query, top_k, mode
+    top_k: int
+    mode: Mode
     owned: tuple[Searched, ...]
     scores: Mapping[int, float]  # {chunk key: normalised BM25}
     plan: keyword.KeywordPlan | None
@@ -144,22 +144,6 @@ class ChunkSearch:
         self._uses_pgvector = uses_pgvector
         self._sql = _SearchSql.build(db.is_sqlite)
 
-    def keyword_candidates(
-        self,
-        account_id: str,
-        collection_ids: list[str],
-        query: str,
-        *,
-        top_k: int = 5,
-        mode: Mode = "hybrid",
-    ) -> KeywordCandidates:
-        """The part of a search that needs no query vector, to run while the query is being
-        embedded; hand it to `search(..., keyword=...)` with the same arguments."""
-        with self.db.engine.connect() as connection:
-            return self._keyword_candidates(
-                connection, account_id, collection_ids, query, top_k, mode
-            )
-
     def search(
         self,
         account_id: str,
@@ -169,22 +153,17 @@ class ChunkSearch:
         vector: np.ndarray,
         top_k: int = 5,
         mode: Mode = "hybrid",
-        keyword: KeywordCandidates | None = None,
     ) -> list[Hit]:
         """The best `top_k` chunks of the account's collections among `collection_ids`, best
         first; collections the account does not own are ignored. Fusion, weight and score
         calibration come from the first collection's settings (callers group collections by
-        embedding model). `score`: see `scoring`. `keyword`: this search's own
-        `keyword_candidates`, computed beforehand (the same hits as without it)."""
+        embedding model). `score`: see `scoring`."""
         if top_k <= 0 or not collection_ids:
             return []
         with self.db.engine.connect() as connection:
-            if keyword is None:
-                keyword = self._keyword_candidates(
-                    connection, account_id, collection_ids, query, top_k, mode
-                )
-            elif keyword.asked != (account_id, tuple(collection_ids), query, top_k, mode):
-                raise ValueError("keyword candidates computed for another search")
+            keyword = self._keyword_candidates(
+                connection, account_id, collection_ids, query, top_k, mode
+            )
             return self._search(connection, keyword, vector)
 
     def _keyword_candidates(
@@ -196,9 +175,6 @@ class ChunkSearch:
         top_k: int,
         mode: Mode,
     ) -> KeywordCandidates:
-        asked = (account_id, tuple(collection_ids), query, top_k, mode)
-        if top_k <= 0 or not collection_ids:
-            return KeywordCandidates(asked, (), {}, None)
         found = connection.execute(
             self._sql.owned, {"account": account_id, "ids": self._sql.values(collection_ids)}
         ).all()
@@ -217,13 +193,13 @@ class ChunkSearch:
             for row in found
         )
         if not owned or mode == "vector":
-            return KeywordCandidates(asked, owned, {}, None)
+            return KeywordCandidates(top_k, mode, owned, {}, None)
         wanted = max(MIN_CANDIDATES, 4 * top_k)
         # SQLite's FTS5 keeps its statistics over every collection; PostgreSQL's BM25 over the
         # searched ones.
         totals = (found[0].all_chunks, found[0].all_terms) if self.db.is_sqlite else None
         scores, plan = self._keyword(connection, owned, totals, query, wanted, mode)
-        return KeywordCandidates(asked, owned, scores, plan)
+        return KeywordCandidates(top_k, mode, owned, scores, plan)
 
     def _search(
         self, connection: sa.Connection, keyword: KeywordCandidates, vector: np.ndarray
@@ -231,7 +207,7 @@ class ChunkSearch:
         owned = keyword.owned
         if not owned:
             return []
-        top_k, mode = keyword.asked[3], keyword.asked[4]
+        top_k, mode = keyword.top_k, keyword.mode
         first = owned[0]
         calibration = VectorCalibration.for_collection(first.embedding_model, first.settings)
         fusion = FusionSettings.from_settings(first.settings or {})

@@ -34,7 +34,7 @@ from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
 from alicerce.knowledge import fts5, keyword, postgres
 from alicerce.knowledge.chunking import with_headings
-from alicerce.knowledge.search import ChunkSearch, Hit, KeywordCandidates, Mode
+from alicerce.knowledge.search import ChunkSearch
 from alicerce.knowledge.vectors import VectorIndexes
 from alicerce.store import Database
 from alicerce.store.tables import (
@@ -154,6 +154,7 @@ class KnowledgeStore:
         self.searcher = ChunkSearch(
             db, self.vectors, uses_pgvector=self.uses_pgvector, keyword_budget=keyword_budget
         )
+        self.search = self.searcher.search  # what a search reads lives in `search`
 
     # -- backend facts -----------------------------------------------------------------------
 
@@ -623,42 +624,3 @@ class KnowledgeStore:
             self._bump(session, collection_id, chunks=0, terms=0)
         self.vectors.drop(collection_id)  # rebuilt from the new vectors on the next search
         return True
-
-    # -- search (`search.ChunkSearch`) -------------------------------------------------------
-
-    def keyword_candidates(
-        self,
-        account_id: str,
-        collection_ids: list[str],
-        query: str,
-        *,
-        top_k: int = 5,
-        mode: Mode = "hybrid",
-    ) -> KeywordCandidates:
-        """The part of a search that needs no query vector (see `ChunkSearch`)."""
-        return self.searcher.keyword_candidates(
-            account_id, collection_ids, query, top_k=top_k, mode=mode
-        )
-
-    def search(
-        self,
-        account_id: str,
-        collection_ids: list[str],
-        *,
-        query: str,
-        vector: np.ndarray,
-        top_k: int = 5,
-        mode: Mode = "hybrid",
-        keyword: KeywordCandidates | None = None,
-    ) -> list[Hit]:
-        """The best `top_k` chunks of the account's collections among `collection_ids`, best
-        first (see `ChunkSearch.search`)."""
-        return self.searcher.search(
-            account_id,
-            collection_ids,
-            query=query,
-            vector=vector,
-            top_k=top_k,
-            mode=mode,
-            keyword=keyword,
-        )
