@@ -98,7 +98,7 @@ class LocalE5Embedder:
         return EmbeddingBatch(vectors, tokens)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of `text` as a passage, without the prefix and specials (~10 us a sentence).
+        """Tokens of `text` as a passage, without the prefix and specials (~20 us a sentence).
 
         The sizer for chunking. Tokenizing only reads the vocabulary: no queue, no lock."""
         engine = self._engine or self._load()

@@ -33,26 +33,11 @@ class E5Engine:
     def __init__(
         self, path: Path | None = None, *, threads: int | None = None, like: E5Engine | None = None
     ) -> None:
-        """`like`: an engine whose weights, tokenizer and graph this one shares (a second
-        thread pool over the same model costs only ONNX Runtime's copy of the matrices)."""
-        if like is None:
-            weights = E5Weights(path)
-            self.dimensions = weights.hidden
-            self.window = weights.max_positions - 2  # content tokens between <s> and </s>
-            self.tokenizer = E5Tokenizer(weights.vocabulary)
-            self._words = weights.blocks("emb.word", weights.vocab_rows)
-            self._positions = weights.vector("emb.pos").reshape(weights.max_positions, -1)
-            self._positions += weights.vector("emb.type")[: weights.hidden]  # token type 0
-            self._graph = build_graph(
-                weights, activation_ranges(weights, self.tokenizer, self.embeds)
-            )
-        else:
-            self.dimensions, self.window, self.tokenizer = (
-                like.dimensions,
-                like.window,
-                like.tokenizer,
-            )
-            self._words, self._positions, self._graph = like._words, like._positions, like._graph
+        """`like`: an engine whose model (tokenizer, embedding tables, graph) this one shares:
+        a second thread pool over it costs only ONNX Runtime's copy of the matrices."""
+        self.model: _Model = like.model if like else _Model(E5Weights(path))
+        self.dimensions, self.window = self.model.dimensions, self.model.window
+        self.tokenizer = self.model.tokenizer
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -61,14 +46,8 @@ class E5Engine:
         # search, the event loop or another request needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
-            self._graph, options, providers=["CPUExecutionProvider"]
+            self.model.graph, options, providers=["CPUExecutionProvider"]
         )
-
-    def token_count(self, text: str, *, is_query: bool) -> int:
-        """Tokens the model reads for `text`, <s> and </s> included (each window has its own)."""
-        content = len(self.tokenizer.content(text, prefix=_prefix(is_query)))
-        windows = max(1, -(-content // self.window))
-        return content + 2 * windows
 
     def embed(self, texts: Sequence[str], *, is_query: bool) -> tuple[np.ndarray, int]:
         """`(vectors [n, 384], tokens read)`.
@@ -90,18 +69,31 @@ class E5Engine:
             vectors[row] = total / norm if norm > 0 else total
         return vectors, tokens
 
+    def _forward(self, ids: list[int]) -> np.ndarray:
+        """The mean of the final hidden states of one window (`<s> ... </s>`)."""
+        mask = np.ones((1, len(ids)), np.int32)
+        inputs = {"embeds": self.model.embeds(ids), "mask": mask}
+        pooled: np.ndarray = self._session.run(None, inputs)[0][0]
+        return pooled
+
+
+class _Model:
+    """What every engine over one weights file shares."""
+
+    def __init__(self, weights: E5Weights) -> None:
+        self.dimensions = weights.hidden
+        self.window = weights.max_positions - 2  # content tokens between <s> and </s>
+        self.tokenizer = E5Tokenizer(weights.vocabulary)
+        self._words = weights.blocks("emb.word", weights.vocab_rows)
+        self._positions = weights.vector("emb.pos").reshape(weights.max_positions, -1)
+        self._positions += weights.vector("emb.type")[: weights.hidden]  # token type 0
+        self.graph = build_graph(weights, activation_ranges(weights, self.tokenizer, self.embeds))
+
     def embeds(self, ids: list[int]) -> np.ndarray:
         """The graph's input for one window: word + position + type embeddings, `[1, n, 384]`."""
         words = dequantize_q4(self._words[ids]).reshape(1, len(ids), -1)
         summed: np.ndarray = words + self._positions[: len(ids)]
         return summed
-
-    def _forward(self, ids: list[int]) -> np.ndarray:
-        """The mean of the final hidden states of one window (`<s> ... </s>`)."""
-        mask = np.ones((1, len(ids)), np.int32)
-        inputs = {"embeds": self.embeds(ids), "mask": mask}
-        pooled: np.ndarray = self._session.run(None, inputs)[0][0]
-        return pooled
 
 
 def _prefix(is_query: bool) -> str:

@@ -84,7 +84,7 @@ def main() -> None:
 
     engine = E5Engine(threads=2)
     weights = E5Weights()
-    ranges = measure(weights, engine.tokenizer, engine.embeds)
+    ranges = measure(weights, engine.tokenizer, engine.model.embeds)
     arrays: dict[str, np.ndarray] = {"weights_sha256": np.array(digest(weights.path)), **ranges}
     np.savez_compressed(SHIPPED, **arrays)  # type: ignore[arg-type]
     print(f"wrote {SHIPPED} ({len(ranges)} layers)")
