@@ -51,6 +51,12 @@ _COUNT_ADD = sa.text(
 )
 _COUNT_REMOVE = sa.text("UPDATE keyword_terms SET chunks = chunks - :n WHERE term = :term")
 _COUNT_DROP = sa.text("DELETE FROM keyword_terms WHERE term = :term AND chunks <= 0")
+_TEXTS_OF = sa.text("SELECT text FROM chunks_fts WHERE rowid IN :keys").bindparams(
+    sa.bindparam("keys", expanding=True)
+)
+_DELETE = sa.text("DELETE FROM chunks_fts WHERE rowid IN :keys").bindparams(
+    sa.bindparam("keys", expanding=True)
+)
 _BATCH = 500
 
 
@@ -89,19 +95,8 @@ def insert(session: Session, rows: list[dict[str, Any]]) -> None:
 def delete(session: Session, keys: list[int]) -> None:
     for start in range(0, len(keys), _BATCH):
         params = {"keys": keys[start : start + _BATCH]}
-        texts = session.execute(
-            sa.text("SELECT text FROM chunks_fts WHERE rowid IN :keys").bindparams(
-                sa.bindparam("keys", expanding=True)
-            ),
-            params,
-        ).scalars()
-        _count(session, _distinct_terms(texts), -1)
-        session.execute(
-            sa.text("DELETE FROM chunks_fts WHERE rowid IN :keys").bindparams(
-                sa.bindparam("keys", expanding=True)
-            ),
-            params,
-        )
+        _count(session, _distinct_terms(session.execute(_TEXTS_OF, params).scalars()), -1)
+        session.execute(_DELETE, params)
 
 
 def delete_collection(session: Session, number: int) -> None:
