@@ -16,7 +16,7 @@ from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
-from alicerce.inference.recording import CallRecorder
+from alicerce.ledger import UsageLedger
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.service import KnowledgeService
@@ -54,6 +54,7 @@ class Services:
     local: LocalUpstream
     upstreams: UpstreamRegistry
     request_log: RequestLog
+    ledger: UsageLedger  # every billed thing is recorded through it
     metrics: Metrics
     chat: ChatService
     router: ComplexityRouter
@@ -106,13 +107,14 @@ class Services:
         )
         limiter = Limiter(backend, usage.spent)
         tokens = TokenCounter(settings.local_model_path)
+        ledger = UsageLedger(request_log, limiter, metrics)
         knowledge = KnowledgeService(
             KnowledgeStore(db, index_dir=settings.vector_index_dir()),
             embedder,
             cipher=cipher,
             http=http,
             catalog=current_catalog,
-            request_log=request_log,
+            ledger=ledger,
             allow_private_upstreams=settings.allow_private_upstreams,
             max_document_bytes=settings.max_document_bytes,
             chunk_tokens=settings.knowledge_chunk_tokens,
@@ -127,7 +129,6 @@ class Services:
             local,
             allow_private_upstreams=settings.allow_private_upstreams,
         )
-        recorder = CallRecorder(request_log, limiter, metrics)
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
@@ -147,14 +148,15 @@ class Services:
             local=local,
             upstreams=upstreams,
             request_log=request_log,
+            ledger=ledger,
             metrics=metrics,
-            chat=ChatService(recorder, policy, tokens),
+            chat=ChatService(ledger, policy, tokens),
             router=ComplexityRouter(upstreams, tokens),
             usage=usage,
             limiter=limiter,
             tools=GatewayTools(http),
             embedder=embedder,
-            embeddings=EmbeddingsService(embedder, current_catalog, recorder, limiter, http),
+            embeddings=EmbeddingsService(embedder, current_catalog, ledger, limiter, http),
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,

@@ -36,6 +36,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,11 +59,16 @@ from alicerce.knowledge.batch import ingest_files  # noqa: E402
 from alicerce.knowledge.chunking import Chunk  # noqa: E402
 from alicerce.knowledge.service import KnowledgeService  # noqa: E402
 from alicerce.knowledge.store import ChunkLike, Collection, Document, KnowledgeStore  # noqa: E402
+from alicerce.ledger import UsageLedger  # noqa: E402
+from alicerce.limits import Limiter, MemoryBackend  # noqa: E402
+from alicerce.metrics import Metrics  # noqa: E402
 from alicerce.request_log import RequestLog  # noqa: E402
 from alicerce.security import CredentialCipher  # noqa: E402
 from alicerce.store import Database  # noqa: E402
 from alicerce.store.tables import AccountRow  # noqa: E402
 from alicerce.upstreams.http import HttpClients  # noqa: E402
+
+NO_LIMITS = Limiter(MemoryBackend(), lambda _key, _since: Decimal(0))  # keys without limits
 
 DEBIAN_FAQ = Path("/usr/share/doc/debian/FAQ")
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
@@ -291,7 +297,7 @@ def measure(config: Config, chunk_tokens: int, files: list[Path], engines: Engin
                 allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1
             ),
             catalog=Catalog.builtin,
-            request_log=request_log,
+            ledger=UsageLedger(request_log, NO_LIMITS, Metrics()),
             allow_private_upstreams=False,
             max_document_bytes=MAX_DOCUMENT_BYTES,
             chunk_tokens=chunk_tokens,

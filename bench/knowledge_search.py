@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,16 @@ from alicerce.clock import utcnow  # noqa: E402
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL, LocalE5Embedder  # noqa: E402
 from alicerce.knowledge.service import KnowledgeService  # noqa: E402
 from alicerce.knowledge.store import KnowledgeStore  # noqa: E402
+from alicerce.ledger import UsageLedger  # noqa: E402
+from alicerce.limits import Limiter, MemoryBackend  # noqa: E402
+from alicerce.metrics import Metrics  # noqa: E402
 from alicerce.request_log import RequestLog  # noqa: E402
 from alicerce.security import CredentialCipher  # noqa: E402
 from alicerce.store import Database  # noqa: E402
 from alicerce.store.tables import AccountRow  # noqa: E402
 from alicerce.upstreams.http import HttpClients  # noqa: E402
+
+NO_LIMITS = Limiter(MemoryBackend(), lambda _key, _since: Decimal(0))  # keys without limits
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 DEBIAN_FAQ = Path("/usr/share/doc/debian/FAQ")
@@ -356,7 +362,8 @@ def service_phase(
         cipher=CredentialCipher("bench"),
         http=HttpClients(allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1),
         catalog=Catalog.builtin,
-        request_log=RequestLog(db, flush_interval_s=1, batch_size=1),  # searches record nothing
+        # searches record nothing
+        ledger=UsageLedger(RequestLog(db, flush_interval_s=1, batch_size=1), NO_LIMITS, Metrics()),
         allow_private_upstreams=False,
         max_document_bytes=1 << 20,
     )

@@ -14,7 +14,7 @@ from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
 from alicerce.inference.embeddings import EmbeddingsRequest, parse_embeddings_request
-from alicerce.inference.recording import Call
+from alicerce.ledger import Call
 
 router = APIRouter(tags=["inference"])
 

@@ -13,7 +13,7 @@ from alicerce.api.json import json_response
 from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
-from alicerce.inference.recording import Call
+from alicerce.ledger import Call
 from alicerce.inference.responses import (
     ResponseEvents,
     ResponsesRequest,

@@ -23,7 +23,7 @@ from alicerce.inference.answer import (
 from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.functions import MAX_ROUNDS, split_calls
 from alicerce.inference.plan import Plan
-from alicerce.inference.recording import Call, CallRecorder
+from alicerce.ledger import Call, UsageLedger
 from alicerce.inference.relay import StreamRelay, sse
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
@@ -35,8 +35,8 @@ async def _complete(target: Target, body: dict[str, Any]) -> Completion:
 
 
 class ChatService:
-    def __init__(self, recorder: CallRecorder, policy: RetryPolicy, tokens: TokenCounter) -> None:
-        self._recorder = recorder
+    def __init__(self, ledger: UsageLedger, policy: RetryPolicy, tokens: TokenCounter) -> None:
+        self._ledger = ledger
         self._policy = policy
         self._tokens = tokens
 
@@ -232,7 +232,7 @@ class ChatService:
         ttft_ms: float | None,
         error: AlicerceError | None = None,
     ) -> None:
-        self._recorder.record(
+        self._ledger.record_call(
             call,
             model=model,
             status=status,

@@ -28,7 +28,7 @@ from alicerce.embeddings import (
     OpenAIEmbedder,
 )
 from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
-from alicerce.inference.recording import Call, CallRecorder
+from alicerce.ledger import Call, UsageLedger
 from alicerce.inference.request import decode_body
 from alicerce.limits import Limiter
 from alicerce.upstreams.http import HttpClients
@@ -137,7 +137,7 @@ class EmbeddingsService:
         self,
         embedder: Embedder,
         catalog: Callable[[], Catalog],
-        recorder: CallRecorder,
+        ledger: UsageLedger,
         limiter: Limiter,
         http: HttpClients | None = None,
     ) -> None:
@@ -145,7 +145,7 @@ class EmbeddingsService:
         self._catalog = catalog
         self._http = http
         self._remote: dict[str, tuple[CatalogModel, OpenAIEmbedder]] = {}
-        self._recorder = recorder
+        self._ledger = ledger
         self._limiter = limiter
 
     async def create(
@@ -214,6 +214,6 @@ class EmbeddingsService:
         model: str | None = None,
     ) -> None:
         usage = TokenUsage(prompt_tokens=tokens)
-        self._recorder.record(
+        self._ledger.record_call(
             call, model=model, status=status, usage=usage, items=items, error=error
         )

@@ -27,10 +27,8 @@ import numpy as np
 
 from alicerce.billing import LineItem
 from alicerce.catalog import Catalog
-from alicerce.clock import utcnow
 from alicerce.embeddings import Embedder, EmbeddingBatch, LocalE5Embedder, OpenAIEmbedder
 from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooLarge
-from alicerce.ids import new_id
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, ExtractionError, extract
 from alicerce.knowledge.search import Hit
@@ -43,7 +41,7 @@ from alicerce.knowledge.specs import (
     parse,
 )
 from alicerce.knowledge.store import Collection, Document, KnowledgeStore
-from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.ledger import UsageLedger
 from alicerce.security import CredentialCipher, check_upstream_url
 from alicerce.upstreams.http import HttpClients
 
@@ -101,7 +99,7 @@ class KnowledgeService:
         cipher: CredentialCipher,
         http: HttpClients,
         catalog: Callable[[], Catalog],
-        request_log: RequestLog,
+        ledger: UsageLedger,
         allow_private_upstreams: bool,
         max_document_bytes: int,
         chunk_tokens: int = 256,
@@ -116,7 +114,7 @@ class KnowledgeService:
         self._cipher = cipher
         self._http = http
         self._catalog = catalog
-        self._log = request_log
+        self._ledger = ledger
         self._allow_private = allow_private_upstreams
         self.max_document_bytes = max_document_bytes
         self._chunk_tokens = chunk_tokens
@@ -433,35 +431,9 @@ class KnowledgeService:
         item = LineItem(
             INDEXING_SKU, tokens, self._catalog().knowledge.per_indexed_token, description
         )
-        self._ledger(item, account_id, seconds, model=model, tokens=tokens, metadata=metadata)
-
-    def _ledger(
-        self,
-        item: LineItem,
-        account_id: str,
-        seconds: float,
-        *,
-        key_id: str | None = None,
-        model: str | None = None,
-        tokens: int = 0,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Knowledge work billed outside a chat: one record, one line item, in the ledger."""
-        self._log.record(
-            RequestRecord(
-                id=new_id(),
-                created_at=utcnow(),
-                endpoint=item.sku,
-                stream=False,
-                account_id=account_id,
-                key_id=key_id,
-                model=model,
-                latency_ms=round(seconds * 1000, 3),
-                prompt_tokens=tokens,
-                amount=item.amount,
-                line_items=[item.to_record()],
-                request_metadata=metadata,
-            )
+        self._ledger.record_work(
+            item, account_id=account_id, seconds=seconds, model=model, tokens=tokens,
+            metadata=metadata,
         )
 
     # -- re-embedding --------------------------------------------------------------------
@@ -609,6 +581,6 @@ class KnowledgeService:
 
     def record_search(self, account_id: str, key_id: str | None, seconds: float) -> Decimal:
         """A search made through the API (not chat) in the ledger, billed per search."""
-        item = self.search_line_item()
-        self._ledger(item, account_id, seconds, key_id=key_id)
-        return item.amount
+        return self._ledger.record_work(
+            self.search_line_item(), account_id=account_id, seconds=seconds, key_id=key_id
+        )

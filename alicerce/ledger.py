@@ -1,5 +1,11 @@
-"""Every inference call is recorded once, whatever its outcome: in the request log (with its
-line items), against the key's limits, and in the metrics."""
+"""The usage ledger: every billed thing is recorded here, and only here.
+
+Chat completions, Responses and embeddings are *calls*: one record each, whatever their outcome,
+settled against the key's limits and counted in the metrics. Knowledge work billed outside a
+call (a search through the API, a document's indexing, a collection's re-embedding) is one
+record with one line item. Either way the record goes to the batched request log, which is what
+`/api/v1/usage` and `/api/v1/requests` read, so every amount a client sees is summed from here.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Any
 from alicerce.billing import LineItem, TokenUsage, merged
 from alicerce.clock import utcnow
 from alicerce.errors import AlicerceError
+from alicerce.ids import new_id
 from alicerce.keys import Principal
 from alicerce.limits import Limiter
 from alicerce.metrics import Metrics
@@ -29,13 +36,13 @@ class Call:
     metadata: dict[str, Any] | None
 
 
-class CallRecorder:
+class UsageLedger:
     def __init__(self, request_log: RequestLog, limiter: Limiter, metrics: Metrics) -> None:
         self._log = request_log
         self._limiter = limiter
         self._metrics = metrics
 
-    def record(
+    def record_call(
         self,
         call: Call,
         *,
@@ -47,6 +54,7 @@ class CallRecorder:
         ttft_ms: float | None = None,
         error: AlicerceError | None = None,
     ) -> None:
+        """A call's one record: its outcome, tokens and line items (merged by SKU and price)."""
         latency_ms = (time.perf_counter() - call.started) * 1000
         amount = sum((item.amount for item in items), Decimal(0))
         self._log.record(
@@ -77,3 +85,33 @@ class CallRecorder:
         self._metrics.observe_request(
             call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
         )
+
+    def record_work(
+        self,
+        item: LineItem,
+        *,
+        account_id: str,
+        seconds: float,
+        key_id: str | None = None,
+        model: str | None = None,
+        tokens: int = 0,
+        metadata: dict[str, Any] | None = None,
+    ) -> Decimal:
+        """Knowledge work billed outside a call: one record under its SKU, one line item."""
+        self._log.record(
+            RequestRecord(
+                id=new_id(),
+                created_at=utcnow(),
+                endpoint=item.sku,
+                stream=False,
+                account_id=account_id,
+                key_id=key_id,
+                model=model,
+                latency_ms=round(seconds * 1000, 3),
+                prompt_tokens=tokens,
+                amount=item.amount,
+                line_items=[item.to_record()],
+                request_metadata=metadata,
+            )
+        )
+        return item.amount
