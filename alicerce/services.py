@@ -16,11 +16,11 @@ from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
-from alicerce.ledger import UsageLedger
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.store import KnowledgeStore
+from alicerce.ledger import UsageLedger
 from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog

@@ -26,9 +26,9 @@ from alicerce.ids import new_id
 from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.functions import merge_tools
 from alicerce.inference.plan import Plan, plan_chat
-from alicerce.ledger import Call
 from alicerce.inference.request import ChatRequest, parse_chat_request
 from alicerce.keys import Principal
+from alicerce.ledger import Call
 from alicerce.services import Services
 from alicerce.upstreams.registry import Target
 

@@ -13,7 +13,6 @@ from alicerce.api.json import json_response
 from alicerce.api.openapi import json_body
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
-from alicerce.ledger import Call
 from alicerce.inference.responses import (
     ResponseEvents,
     ResponsesRequest,
@@ -23,6 +22,7 @@ from alicerce.inference.responses import (
     to_chat_request,
     translate_stream,
 )
+from alicerce.ledger import Call
 
 router = APIRouter(tags=["inference"])
 

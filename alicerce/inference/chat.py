@@ -23,8 +23,8 @@ from alicerce.inference.answer import (
 from alicerce.inference.fallback import RetryPolicy, first_success
 from alicerce.inference.functions import MAX_ROUNDS, split_calls
 from alicerce.inference.plan import Plan
-from alicerce.ledger import Call, UsageLedger
 from alicerce.inference.relay import StreamRelay, sse
+from alicerce.ledger import Call, UsageLedger
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
 from alicerce.upstreams.registry import Target

@@ -28,8 +28,8 @@ from alicerce.embeddings import (
     OpenAIEmbedder,
 )
 from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
-from alicerce.ledger import Call, UsageLedger
 from alicerce.inference.request import decode_body
+from alicerce.ledger import Call, UsageLedger
 from alicerce.limits import Limiter
 from alicerce.upstreams.http import HttpClients
 

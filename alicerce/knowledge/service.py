@@ -432,7 +432,11 @@ class KnowledgeService:
             INDEXING_SKU, tokens, self._catalog().knowledge.per_indexed_token, description
         )
         self._ledger.record_work(
-            item, account_id=account_id, seconds=seconds, model=model, tokens=tokens,
+            item,
+            account_id=account_id,
+            seconds=seconds,
+            model=model,
+            tokens=tokens,
             metadata=metadata,
         )
 
