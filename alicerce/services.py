@@ -131,18 +131,29 @@ class Services:
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
+        gateways = GatewayService(
+            db,
+            cipher,
+            current_catalog,
+            owned_collections=lambda account_id, ids: {
+                c.id for c in knowledge.store.list_collections(account_id) if c.id in ids
+            },
+            allow_private_upstreams=settings.allow_private_upstreams,
+            cache_ttl_s=settings.cache_ttl_s,
+        )
+        keys = KeyService(
+            db,
+            root_key=settings.root_key,
+            cache_ttl_s=settings.cache_ttl_s,
+            gateway_id=gateways.id_of,
+            forget_gateways=gateways.forget_cached,
+        )
         services = cls(
             settings=settings,
             db=db,
             catalog=catalog,
-            keys=KeyService(db, root_key=settings.root_key, cache_ttl_s=settings.cache_ttl_s),
-            gateways=GatewayService(
-                db,
-                cipher,
-                current_catalog,
-                allow_private_upstreams=settings.allow_private_upstreams,
-                cache_ttl_s=settings.cache_ttl_s,
-            ),
+            keys=keys,
+            gateways=gateways,
             http=http,
             local=local,
             upstreams=upstreams,
