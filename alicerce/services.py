@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
 from alicerce.catalog import Catalog, CatalogError
 from alicerce.embeddings import LocalE5Embedder
@@ -66,6 +67,7 @@ class Services:
     grounder: Grounder  # puts a gateway's knowledge into its requests
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
+    _catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # set, then replaced
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -194,6 +196,14 @@ class Services:
                 log.error("catalog not reloaded, keeping the previous one: %s", exc)
             else:
                 log.info("catalog reloaded from %s: %d models", path, len(self.catalog.models()))
+            read, self._catalog_read = self._catalog_read, asyncio.Event()
+            read.set()
+
+    def next_catalog_read(self) -> Awaitable[bool]:
+        """Done when the watcher has next read the changed catalog file, whether it loaded it or
+        kept the last good one. Take it before changing the file (as a test does), so that a
+        read which comes quickly is not missed."""
+        return self._catalog_read.wait()
 
     async def close(self) -> None:
         if self._watcher is not None:
