@@ -73,6 +73,8 @@ def test_bad_definitions_are_refused_with_a_message(env: dict[str, str]) -> None
     assert invalid.exit_code != 0 and "catalog" in invalid.output
     unknown = runner.invoke(main, ["keys", "create", "no-such-account"])
     assert unknown.exit_code != 0 and "No account" in unknown.output
+    no_gateway = runner.invoke(main, ["keys", "create", account["id"], "--gateway", "nope"])
+    assert no_gateway.exit_code != 0 and "no gateway 'nope' in this account" in no_gateway.output
 
 
 def _free_port() -> int:
