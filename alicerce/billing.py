@@ -124,7 +124,7 @@ def merged(items: list[LineItem]) -> list[LineItem]:
     return [LineItem(sku, quantity, price, note) for (sku, price, note), quantity in totals.items()]
 
 
-def estimate_tokens(text: str) -> int:
+def tokens_by_length(text: str) -> int:
     """A tokenizer-free estimate (about four characters a token) for upstreams that report
     no usage; such counts are marked estimated wherever they appear."""
     return max(1, (len(text) + 3) // 4) if text else 0

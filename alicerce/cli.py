@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
 
 from alicerce.catalog import LOCAL_CHAT_MODEL, PER_MILLION, Catalog, CatalogError
 from alicerce.errors import AlicerceError
 from alicerce.keys import AccountCreate, KeyCreate
 from alicerce.services import Services
 from alicerce.settings import Settings
-from alicerce.store.tables import AccountRow
 
 SAMPLES = Path(__file__).parent / "samples"
 DEMO_COLLECTION = "alicerce-docs"
@@ -121,10 +119,10 @@ def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | Non
 def demo(host: str | None, port: int | None, no_serve: bool) -> None:
     services = _services()
     try:
-        with services.db.session() as session:
-            account_id = session.scalar(select(AccountRow.id).where(AccountRow.name == "demo"))
-        if account_id is None:
-            account_id = services.keys.create_account(AccountCreate(name="demo"))["id"]
+        account = services.keys.find_account("demo") or services.keys.create_account(
+            AccountCreate(name="demo")
+        )
+        account_id = account["id"]
         knowledge = _demo_knowledge(services, account_id)
         gateway = services.gateways.resolve(account_id, "demo")
         if gateway is None:
@@ -167,16 +165,15 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
 
 def _account_id(services: Services, ref: str | None) -> str:
     """An account by id or name; without one, the only account there is."""
-    with services.db.session() as session:
-        rows = session.execute(select(AccountRow.id, AccountRow.name)).all()
     if ref is None:
-        if len(rows) != 1:
+        accounts = services.keys.list_accounts()
+        if len(accounts) != 1:
             raise click.UsageError("say which account with --account (an id or a name)")
-        return str(rows[0].id)
-    for row in rows:
-        if ref in (row.id, row.name):
-            return str(row.id)
-    raise click.ClickException(f"No account {ref!r}.")
+        return str(accounts[0]["id"])
+    account = services.keys.find_account(ref)
+    if account is None:
+        raise click.ClickException(f"No account {ref!r}.")
+    return str(account["id"])
 
 
 def _ingest(services: Services, account_id: str, collection: str, paths: list[Path]) -> Any:
@@ -275,8 +272,8 @@ def keys_create(account_id: str, name: str, role: str, gateways: tuple[str, ...]
     services = _services()
     try:
         services.keys.get_account(account_id)
-        ids = [services.gateways.resolve_id(account_id, g) for g in gateways] or None
-        spec = KeyCreate(name=name, role=role, gateways=ids)  # type: ignore[arg-type]
+        refs = list(gateways) or None  # ids or slugs: the key service resolves them
+        spec = KeyCreate(name=name, role=role, gateways=refs)  # type: ignore[arg-type]
         _print_json(services.keys.create_key(account_id, spec))
     except AlicerceError as exc:
         _fail(exc)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,9 +21,11 @@ from alicerce.catalog import AUTO_MODEL, Catalog
 from alicerce.clock import rfc3339, utcnow
 from alicerce.errors import Conflict, InvalidRequest, NotFound
 from alicerce.ids import new_id, slug_for
+from alicerce.knowledge.search import Mode
 from alicerce.security import CredentialCipher, check_upstream_url
 from alicerce.store import Database
-from alicerce.store.tables import CollectionRow, GatewayRow
+from alicerce.store.tables import GatewayRow
+from alicerce.validation import Strict, parse_body
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 OVERRIDABLE = (
@@ -39,11 +41,7 @@ DEFAULT_OVERRIDABLE = ["temperature", "top_p", "max_tokens", "stop", "seed"]
 _SLUG = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99}):(?P<suffix>[0-9a-f]{4})$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Parameters(_Strict):
+class Parameters(Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -61,23 +59,23 @@ class Parameters(_Strict):
         return value
 
 
-class Endpoint(_Strict):
+class Endpoint(Strict):
     base_url: str = Field(min_length=1, max_length=2000)
     api_key: str | None = Field(default=None, max_length=4000)
     model: str = Field(min_length=1, max_length=200)
     headers: dict[str, str] | None = None
 
 
-class Knowledge(_Strict):
+class Knowledge(Strict):
     collections: list[str] = Field(default_factory=list)
     strategy: Literal["none", "always", "concatenate", "rewrite", "tool"] = "none"
     top_k: int = Field(default=5, ge=1, le=50)
     min_score: float = Field(default=0.2, ge=0)
     context_turns: int = Field(default=3, ge=1, le=50)
-    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    mode: Mode = "hybrid"
 
 
-class Function(_Strict):
+class Function(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
@@ -100,12 +98,12 @@ class Function(_Strict):
         return value
 
 
-class Routing(_Strict):
+class Routing(Strict):
     router: str
     tiers: list[str] = Field(min_length=1, max_length=10)
 
 
-class GatewaySpec(_Strict):
+class GatewaySpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     instructions: str = Field(default="", max_length=200_000)
     model: str | None = None
@@ -170,12 +168,11 @@ def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
     return result
 
 
-def validation_error(exc: ValidationError) -> InvalidRequest:
-    """The first problem of a pydantic error as an OpenAI error with `param` set."""
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
-    message = first["msg"].removeprefix("Value error, ")
-    return InvalidRequest(f"{param}: {message}" if param else message, param=param)
+OwnedCollections = Callable[[str, list[str]], set[str]]
+"""`(account_id, collection_ids)` -> those of the ids that are collections of the account.
+
+Knowledge answers it (wired in `alicerce.services`): gateways name collections but never read
+knowledge's tables."""
 
 
 class GatewayService:
@@ -185,24 +182,21 @@ class GatewayService:
         cipher: CredentialCipher,
         catalog: Callable[[], Catalog],
         *,
+        owned_collections: OwnedCollections,
         allow_private_upstreams: bool,
         cache_ttl_s: float,
     ) -> None:
         self._db = db
         self._cipher = cipher
         self._catalog = catalog
+        self._owned_collections = owned_collections
         self._allow_private = allow_private_upstreams
         self._cache: TTLCache[tuple[str, str], Gateway | None] = TTLCache(cache_ttl_s)
 
     # -- validation ----------------------------------------------------------------------
 
     def parse(self, payload: Any) -> GatewaySpec:
-        if not isinstance(payload, dict):
-            raise InvalidRequest("The body must be a JSON object.")
-        try:
-            spec = GatewaySpec.model_validate(payload)
-        except ValidationError as exc:
-            raise validation_error(exc) from None
+        spec = parse_body(GatewaySpec, payload)
         self._check_models(spec)
         self._check_urls(spec)
         return spec
@@ -240,14 +234,7 @@ class GatewayService:
         wanted = [c for c in spec.knowledge.collections if c not in known]
         if not wanted:
             return
-        with self._db.session() as session:
-            owned = set(
-                session.scalars(
-                    select(CollectionRow.id).where(
-                        CollectionRow.account_id == account_id, CollectionRow.id.in_(wanted)
-                    )
-                )
-            )
+        owned = self._owned_collections(account_id, wanted)
         for i, ref in enumerate(spec.knowledge.collections):
             if ref not in owned and ref not in known:
                 raise InvalidRequest(
@@ -361,12 +348,17 @@ class GatewayService:
         self._cache.put((account_id, ref), gateway)
         return gateway
 
+    def id_of(self, account_id: str, ref: str) -> str | None:
+        """The id of gateway `ref` (id or slug) of this account, or None; cached, as `resolve`."""
+        gateway = self.resolve(account_id, ref)
+        return gateway.id if gateway is not None else None
+
     def resolve_id(self, account_id: str, ref: str) -> str:
         """The id of gateway `ref` (id or slug) of this account; 404 when there is none."""
-        gateway = self.resolve(account_id, ref)
-        if gateway is None:
+        gateway_id = self.id_of(account_id, ref)
+        if gateway_id is None:
             raise NotFound(f"No gateway {ref!r}.", param="model", code="model_not_found")
-        return gateway.id
+        return gateway_id
 
     # -- helpers -------------------------------------------------------------------------
 

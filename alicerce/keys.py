@@ -7,20 +7,22 @@ inference endpoints, and only their listed gateways when they have a list.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import delete, select
 
 from alicerce.cache import TTLCache
 from alicerce.clock import rfc3339, utcnow
-from alicerce.errors import AuthenticationFailed, NotFound
+from alicerce.errors import AuthenticationFailed, InvalidRequest, NotFound
 from alicerce.ids import new_id
 from alicerce.security import display_prefix, generate_api_key, hash_api_key, keys_equal
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, ApiKeyRow
+from alicerce.validation import Strict
 
 Role = Literal["root", "admin", "inference"]
 
@@ -45,18 +47,15 @@ ROOT_PRINCIPAL_ID = "root"
 _ROOT = Principal(ROOT_PRINCIPAL_ID, None, "root", None)
 
 
-class AccountCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AccountCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
 
 
-class AccountUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AccountUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["admin", "inference"] = "inference"
     gateways: list[str] | None = None
@@ -90,9 +89,26 @@ def key_view(row: ApiKeyRow) -> dict[str, Any]:
     }
 
 
+GatewayIds = Callable[[str, str], str | None]
+"""`(account_id, ref)` -> the id of the account's gateway `ref` (id or slug), or None."""
+
+
 class KeyService:
-    def __init__(self, db: Database, *, root_key: str | None, cache_ttl_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        root_key: str | None,
+        cache_ttl_s: float,
+        gateway_id: GatewayIds,
+        forget_gateways: Callable[[], None],
+    ) -> None:
+        """`gateway_id` turns the gateway references of a new key into ids; `forget_gateways`
+        empties the gateways' cache, which still holds a deleted account's (both from
+        `GatewayService`, wired in `alicerce.services`)."""
         self._db = db
+        self._gateway_id = gateway_id
+        self._forget_gateways = forget_gateways
         self._root_key_hash = hash_api_key(root_key) if root_key else None
         self._cache: TTLCache[str, Principal | None] = TTLCache(cache_ttl_s)
 
@@ -183,6 +199,14 @@ class KeyService:
         with self._db.session() as session:
             return account_view(self._account_row(session, account_id))
 
+    def find_account(self, ref: str) -> dict[str, Any] | None:
+        """The account with id or name `ref` (for people at a shell, who know the name)."""
+        with self._db.session() as session:
+            row = session.get(AccountRow, ref) or session.scalar(
+                select(AccountRow).where(AccountRow.name == ref).order_by(AccountRow.id).limit(1)
+            )
+            return account_view(row) if row is not None else None
+
     def update_account(self, account_id: str, spec: AccountUpdate) -> dict[str, Any]:
         with self._db.session() as session:
             row = self._account_row(session, account_id)
@@ -195,8 +219,9 @@ class KeyService:
         with self._db.session() as session:
             row = self._account_row(session, account_id)
             session.execute(delete(ApiKeyRow).where(ApiKeyRow.account_id == account_id))
-            session.delete(row)
+            session.delete(row)  # its gateways and collections go with it (ON DELETE CASCADE)
         self._cache.clear()
+        self._forget_gateways()
 
     @staticmethod
     def _account_row(session: Any, account_id: str) -> AccountRow:
@@ -208,6 +233,11 @@ class KeyService:
     # -- keys ----------------------------------------------------------------------------
 
     def create_key(self, account_id: str, spec: KeyCreate) -> dict[str, Any]:
+        """A new key; its `gateways` may name gateways by id or slug, and are stored as ids."""
+        if spec.gateways is not None:
+            spec = spec.model_copy(
+                update={"gateways": self._gateway_ids(account_id, spec.gateways)}
+            )
         secret = generate_api_key()
         row = self._new_row(account_id, spec.name, spec.role, secret, spec)
         with self._db.session() as session:
@@ -229,6 +259,17 @@ class KeyService:
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"No key with id {key_id!r}.")
         self._cache.clear()
+
+    def _gateway_ids(self, account_id: str, refs: list[str]) -> list[str]:
+        ids = []
+        for i, ref in enumerate(refs):
+            gateway_id = self._gateway_id(account_id, ref)
+            if gateway_id is None:
+                raise InvalidRequest(
+                    f"gateways.{i}: no gateway {ref!r} in this account.", param=f"gateways.{i}"
+                )
+            ids.append(gateway_id)
+        return ids
 
     @staticmethod
     def _new_row(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
 from alicerce.catalog import Catalog, CatalogError
 from alicerce.embeddings import LocalE5Embedder
@@ -67,6 +68,7 @@ class Services:
     grounder: Grounder  # puts a gateway's knowledge into its requests
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
+    _catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # set, then replaced
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -132,18 +134,29 @@ class Services:
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
+        gateways = GatewayService(
+            db,
+            cipher,
+            current_catalog,
+            owned_collections=lambda account_id, ids: {
+                c.id for c in knowledge.store.list_collections(account_id) if c.id in ids
+            },
+            allow_private_upstreams=settings.allow_private_upstreams,
+            cache_ttl_s=settings.cache_ttl_s,
+        )
+        keys = KeyService(
+            db,
+            root_key=settings.root_key,
+            cache_ttl_s=settings.cache_ttl_s,
+            gateway_id=gateways.id_of,
+            forget_gateways=gateways.forget_cached,
+        )
         services = cls(
             settings=settings,
             db=db,
             catalog=catalog,
-            keys=KeyService(db, root_key=settings.root_key, cache_ttl_s=settings.cache_ttl_s),
-            gateways=GatewayService(
-                db,
-                cipher,
-                current_catalog,
-                allow_private_upstreams=settings.allow_private_upstreams,
-                cache_ttl_s=settings.cache_ttl_s,
-            ),
+            keys=keys,
+            gateways=gateways,
             http=http,
             local=local,
             upstreams=upstreams,
@@ -185,6 +198,14 @@ class Services:
                 log.error("catalog not reloaded, keeping the previous one: %s", exc)
             else:
                 log.info("catalog reloaded from %s: %d models", path, len(self.catalog.models()))
+            read, self._catalog_read = self._catalog_read, asyncio.Event()
+            read.set()
+
+    def next_catalog_read(self) -> Awaitable[bool]:
+        """Done when the watcher has next read the changed catalog file, whether it loaded it or
+        kept the last good one. Take it before changing the file (as a test does), so that a
+        read which comes quickly is not missed."""
+        return self._catalog_read.wait()
 
     async def close(self) -> None:
         if self._watcher is not None:

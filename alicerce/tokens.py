@@ -13,7 +13,9 @@ import logging
 import threading
 from typing import Any
 
-from alicerce.billing import TokenUsage, estimate_tokens
+from alicerce.billing import TokenUsage, tokens_by_length
+from alicerce.local_model import bundled_model_path
+from alicerce.messages import text_of
 
 log = logging.getLogger("alicerce.tokens")
 MESSAGE_OVERHEAD = 4  # role and separators, as chat templates add them
@@ -32,8 +34,6 @@ class TokenCounter:
                 try:
                     import llama_cpp
 
-                    from alicerce.upstreams.local import bundled_model_path
-
                     self._vocab = llama_cpp.Llama(
                         model_path=self._path or bundled_model_path(),
                         vocab_only=True,
@@ -49,13 +49,11 @@ class TokenCounter:
             return 0
         vocab = self._load()
         if vocab is None:
-            return estimate_tokens(text)
+            return tokens_by_length(text)
         with self._lock:
             return len(vocab.tokenize(text.encode(), add_bos=False, special=False))
 
     def estimate(self, messages: list[dict[str, Any]], completion: str) -> TokenUsage:
-        from alicerce.inference.plan import text_of
-
         prompt = sum(self.count(text_of(m.get("content"))) + MESSAGE_OVERHEAD for m in messages)
         return TokenUsage(prompt, self.count(completion), estimated=True)
 

@@ -79,6 +79,34 @@ def test_key_for_unknown_gateway_is_refused(account: Account, other_account: Acc
     assert response.json()["error"]["param"] == "gateways.0"
 
 
+def test_a_keys_gateways_may_be_named_by_slug_and_are_stored_as_ids(account: Account) -> None:
+    gateway = account.create_gateway()
+    with account.http() as client:
+        created = client.post("/keys", json={"name": "x", "gateways": [gateway["slug"]]})
+        refused = client.post("/keys", json={"name": "y", "gateways": [gateway["id"], "nope"]})
+    assert created.status_code == 201
+    assert created.json()["gateways"] == [gateway["id"]]
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == "gateways.1: no gateway 'nope' in this account."
+    assert refused.json()["error"]["param"] == "gateways.1"
+
+
+def test_deleting_an_account_drops_its_gateways_from_the_cache(alicerce: Alicerce) -> None:
+    with alicerce.http(alicerce.root_key) as client:
+        account = client.post("/accounts", json={"name": "gone"}).json()
+    with alicerce.http(account["admin_key"]) as client:
+        gateway = client.post(
+            "/gateways", json={"name": "bot", "model": "@local/smollm2-135m"}
+        ).json()
+    gateways = alicerce.services.gateways
+    assert gateways.resolve(account["id"], gateway["id"]) is not None
+    assert gateways.peek(account["id"], gateway["id"])[0]  # cached
+    with alicerce.http(alicerce.root_key) as client:
+        assert client.delete(f"/accounts/{account['id']}").status_code == 204
+    assert gateways.peek(account["id"], gateway["id"]) == (False, None)
+    assert gateways.resolve(account["id"], gateway["id"]) is None
+
+
 def test_gateway_has_every_field_and_hides_the_upstream_key(account: Account) -> None:
     gateway = account.create_gateway(
         name="support-bot",

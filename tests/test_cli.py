@@ -73,6 +73,8 @@ def test_bad_definitions_are_refused_with_a_message(env: dict[str, str]) -> None
     assert invalid.exit_code != 0 and "catalog" in invalid.output
     unknown = runner.invoke(main, ["keys", "create", "no-such-account"])
     assert unknown.exit_code != 0 and "No account" in unknown.output
+    no_gateway = runner.invoke(main, ["keys", "create", account["id"], "--gateway", "nope"])
+    assert no_gateway.exit_code != 0 and "no gateway 'nope' in this account" in no_gateway.output
 
 
 def _free_port() -> int:
@@ -242,19 +244,25 @@ def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:
         catalog_poll_interval_s=0.02,
     )
 
+    def rewrite(text: str, seconds_ahead: int) -> None:
+        """A new content with an mtime of its own: two writes within one tick of the file
+        system's clock could share one, and the watcher would not see the second."""
+        catalog.write_text(text)
+        stamp = time.time_ns() + seconds_ahead * 1_000_000_000
+        os.utime(catalog, ns=(stamp, stamp))
+
     async def run() -> None:
         services = Services.build(settings)
         await services.start()
         try:
             assert "@p/new" not in services.catalog
-            catalog.write_text(catalog.read_text() + '[[models]]\nid = "@p/new"\nprovider = "p"\n')
-            for _ in range(200):
-                if "@p/new" in services.catalog:
-                    break
-                await asyncio.sleep(0.02)
+            read = services.next_catalog_read()
+            rewrite(catalog.read_text() + '[[models]]\nid = "@p/new"\nprovider = "p"\n', 1)
+            await asyncio.wait_for(read, 5)
             assert "@p/new" in services.catalog
-            catalog.write_text("this is = = not toml")  # refused: the last good one stays
-            await asyncio.sleep(0.2)
+            read = services.next_catalog_read()
+            rewrite("this is = = not toml", 2)  # refused: the last good one stays
+            await asyncio.wait_for(read, 5)
             assert "@p/new" in services.catalog
         finally:
             await services.close()

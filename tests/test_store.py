@@ -41,13 +41,20 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 def _services(db: Database) -> tuple[KeyService, GatewayService]:
-    keys = KeyService(db, root_key=None, cache_ttl_s=60)
     gateways = GatewayService(
         db,
         CredentialCipher("secret"),
         Catalog.builtin,
+        owned_collections=lambda account_id, ids: set(),  # no knowledge here
         allow_private_upstreams=True,
         cache_ttl_s=60,
+    )
+    keys = KeyService(
+        db,
+        root_key=None,
+        cache_ttl_s=60,
+        gateway_id=gateways.id_of,
+        forget_gateways=gateways.forget_cached,
     )
     return keys, gateways
 

@@ -11,10 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request, Response
 
 from alicerce.api.auth import require_admin, require_root, services_of
-from alicerce.api.json import json_response
+from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
-from alicerce.errors import InvalidRequest, NotFound
-from alicerce.gateways import GatewaySpec
 from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, Principal
 from alicerce.services import Services
 
@@ -23,10 +21,6 @@ router = APIRouter()
 
 def _services(request: Request) -> Services:
     return services_of(request)
-
-
-def _listing(data: list[dict[str, Any]]) -> Response:
-    return json_response({"object": "list", "data": data})
 
 
 # -- accounts (root key) -----------------------------------------------------------------
@@ -46,7 +40,7 @@ def create_account(
 def list_accounts(
     services: Services = Depends(_services), _: Principal = Depends(require_root)
 ) -> Response:
-    return _listing(services.keys.list_accounts())
+    return listing(services.keys.list_accounts())
 
 
 @router.get("/accounts/{account_id}", tags=["accounts"])
@@ -72,7 +66,6 @@ def delete_account(
 ) -> Response:
     """Deletes the account with its keys and gateways."""
     services.keys.delete_account(account_id)
-    services.gateways.forget_cached()
     return Response(status_code=204)
 
 
@@ -87,16 +80,6 @@ def create_key(
 ) -> Response:
     """Creates a key; the secret (`key`) is in this answer only."""
     assert principal.account_id is not None
-    if spec.gateways is not None:
-        ids = []
-        for i, ref in enumerate(spec.gateways):
-            try:
-                ids.append(services.gateways.resolve_id(principal.account_id, ref))
-            except NotFound:
-                raise InvalidRequest(
-                    f"gateways.{i}: no gateway {ref!r} in this account.", param=f"gateways.{i}"
-                ) from None
-        spec = spec.model_copy(update={"gateways": ids})
     return json_response(services.keys.create_key(principal.account_id, spec), status=201)
 
 
@@ -105,7 +88,7 @@ def list_keys(
     services: Services = Depends(_services), principal: Principal = Depends(require_admin)
 ) -> Response:
     assert principal.account_id is not None
-    return _listing(services.keys.list_keys(principal.account_id))
+    return listing(services.keys.list_keys(principal.account_id))
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
@@ -142,7 +125,7 @@ def list_gateways(
     services: Services = Depends(_services), principal: Principal = Depends(require_admin)
 ) -> Response:
     assert principal.account_id is not None
-    return _listing(services.gateways.list(principal.account_id))
+    return listing(services.gateways.list(principal.account_id))
 
 
 @router.get("/gateways/{ref}", tags=["gateways"])
@@ -177,6 +160,3 @@ def delete_gateway(
     assert principal.account_id is not None
     services.gateways.delete(principal.account_id, ref)
     return Response(status_code=204)
-
-
-OPENAPI_MODELS = [GatewaySpec]

@@ -14,3 +14,8 @@ def json_response(
     payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(_encode(payload), status, headers, media_type="application/json")
+
+
+def listing(data: list[dict[str, Any]]) -> Response:
+    """A list answer in OpenAI's envelope: `{"object": "list", "data": [...]}`."""
+    return json_response({"object": "list", "data": data})

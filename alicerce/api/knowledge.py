@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from alicerce.api.auth import require_admin, services_of
 from alicerce.api.inference import read_body
-from alicerce.api.json import json_response
+from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
 from alicerce.clock import rfc3339
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
@@ -110,10 +110,6 @@ def hit_view(hit: Hit) -> dict[str, Any]:
     }
 
 
-def _listing(data: list[dict[str, Any]]) -> Response:
-    return json_response({"object": "list", "data": data})
-
-
 # -- collections -------------------------------------------------------------------------
 
 
@@ -139,7 +135,7 @@ async def list_collections(
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
 ) -> Response:
-    return _listing(
+    return listing(
         [collection_view(c) for c in await knowledge.list_collections(_account(principal))]
     )
 
@@ -314,7 +310,7 @@ async def list_documents(
     principal: Principal = Depends(require_admin),
 ) -> Response:
     documents = await knowledge.list_documents(_account(principal), collection_id)
-    return _listing([document_view(d) for d in documents])
+    return listing([document_view(d) for d in documents])
 
 
 @router.get("/collections/{collection_id}/documents/{document_id}")

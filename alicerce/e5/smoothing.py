@@ -4,7 +4,7 @@
 model: the project's sample documents (Portuguese and English) as passages and a few questions
 as queries. The result ships beside this module (`activation_ranges.npz`, 130 KB, with the
 SHA-256 of the weights file it was measured on); for another weights file it is measured at
-load instead (a few seconds). Regenerate with `python -m alicerce.e5.smoothing`.
+load instead (a few seconds). Regenerate it with `bench/e5_activation_ranges.py`.
 """
 
 from __future__ import annotations
@@ -77,18 +77,3 @@ def measure(weights: E5Weights, tokenizer: E5Tokenizer, embeds: Embeds) -> Range
                 found = np.abs(values).reshape(-1, values.shape[-1]).max(axis=0)
                 ranges[name] = np.maximum(ranges.get(name, found), found)
     return ranges
-
-
-def main() -> None:
-    from alicerce.e5.engine import E5Engine
-
-    engine = E5Engine(threads=2)
-    weights = E5Weights()
-    ranges = measure(weights, engine.tokenizer, engine.model.embeds)
-    arrays: dict[str, np.ndarray] = {"weights_sha256": np.array(digest(weights.path)), **ranges}
-    np.savez_compressed(SHIPPED, **arrays)  # type: ignore[arg-type]
-    print(f"wrote {SHIPPED} ({len(ranges)} layers)")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from alicerce.billing import LineItem, TokenUsage, estimate_tokens, inference_line_items, merged
+from alicerce.billing import LineItem, TokenUsage, inference_line_items, merged, tokens_by_length
 from alicerce.inference.functions import ToolResult
-from alicerce.inference.plan import Plan, text_of
+from alicerce.inference.plan import Plan
+from alicerce.messages import text_of
 from alicerce.upstreams.registry import Target
 
 
@@ -41,7 +42,7 @@ class GenerationContext:
 
 def prompt_estimate(body: dict[str, Any]) -> int:
     """A quick upper-bound-ish count for admission checks, before any tokenizer runs."""
-    return sum(estimate_tokens(text_of(m.get("content"))) + 4 for m in body["messages"])
+    return sum(tokens_by_length(text_of(m.get("content"))) + 4 for m in body["messages"])
 
 
 def bill(context: GenerationContext, target: Target, usage: TokenUsage) -> None:

@@ -20,10 +20,11 @@ from alicerce.billing import QUERY_REWRITE_SKU
 from alicerce.errors import AlicerceError
 from alicerce.gateways import Knowledge
 from alicerce.inference.functions import ToolCall, ToolResult, failed, tool_spec
-from alicerce.inference.plan import Plan, text_of
+from alicerce.inference.plan import Plan
 from alicerce.inference.side_calls import ask
 from alicerce.knowledge.search import Hit
 from alicerce.knowledge.service import KnowledgeService
+from alicerce.messages import text_of
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import Target
 

@@ -18,6 +18,7 @@ from alicerce.billing import LineItem
 from alicerce.gateways import OVERRIDABLE, GatewaySpec
 from alicerce.inference.functions import MAX_ROUNDS, Toolbox, ToolCall, ToolResult
 from alicerce.inference.request import ChatRequest
+from alicerce.messages import text_of
 
 _PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "user")
 
@@ -57,17 +58,6 @@ class Plan:
         if self.toolbox and round_number == MAX_ROUNDS:
             return {**body, "tool_choice": "none"}
         return body
-
-
-def text_of(content: Any) -> str:
-    """The text of a message's content, whether a string or a list of content parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text", "") for part in content if isinstance(part, dict) and "text" in part
-    )
 
 
 def build_messages(instructions: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ from typing import Any
 from alicerce.billing import ROUTING_SKU, LineItem
 from alicerce.errors import AlicerceError
 from alicerce.gateways import Routing
-from alicerce.inference.plan import text_of
 from alicerce.inference.side_calls import ask
+from alicerce.messages import text_of
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import UpstreamRegistry
 

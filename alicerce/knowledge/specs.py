@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from alicerce.errors import InvalidRequest
-from alicerce.gateways import validation_error
-
-Mode = Literal["hybrid", "vector", "keyword"]
+from alicerce.knowledge.search import Mode
+from alicerce.validation import Strict, parse_body
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EmbeddingEndpoint(_Strict):
+class EmbeddingEndpoint(Strict):
     """An OpenAI-compatible `/embeddings` server for one collection (bring your own)."""
 
     base_url: str = Field(min_length=1, max_length=2000)
@@ -28,7 +22,7 @@ class EmbeddingEndpoint(_Strict):
     passage_prefix: str = Field(default="", max_length=100)
 
 
-class Fusion(_Strict):
+class Fusion(Strict):
     """How hybrid search merges the vector and keyword rankings (see `knowledge.fusion`)."""
 
     method: Literal["rrf", "convex"] = "convex"  # beats RRF in bench/retrieval_eval.py
@@ -36,7 +30,7 @@ class Fusion(_Strict):
     rrf_k: int = Field(default=60, ge=1, le=1000)
 
 
-class CollectionCreate(_Strict):
+class CollectionCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
     embedding: EmbeddingEndpoint | None = None
@@ -50,12 +44,12 @@ class CollectionCreate(_Strict):
         return value.strip()
 
 
-class CollectionUpdate(_Strict):
+class CollectionUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
 
 
-class TextDocument(_Strict):
+class TextDocument(Strict):
     name: str = Field(min_length=1, max_length=500)
     content: str = Field(min_length=1)
     metadata: dict[str, Any] | None = None
@@ -63,24 +57,17 @@ class TextDocument(_Strict):
     media_type: str | None = Field(default=None, max_length=200)
 
 
-class SearchRequest(_Strict):
+class SearchRequest(Strict):
     query: str
     top_k: int = Field(default=5, ge=1, le=50)
     mode: Mode = "hybrid"
     min_score: float = Field(default=0.0, ge=0, le=1)
 
 
-class ReembedRequest(_Strict):
+class ReembedRequest(Strict):
     """The embedder to move the collection to; none means the local model."""
 
     embedding: EmbeddingEndpoint | None = None
 
 
-def parse(model: type[_Strict], payload: Any) -> Any:
-    """A JSON body validated into `model`, or a 400 naming the field (never a 422)."""
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The body must be a JSON object.")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
+parse = parse_body  # the name the knowledge modules know it by

