@@ -4,12 +4,10 @@ One database is the source of truth: documents, their original bytes until index
 their float32 vectors, and the keyword index, all written in one transaction, so a document is
 searchable completely or not at all, also after a crash.
 
-Backends:
-- SQLite: FTS5 `bm25()` for keywords (`fts5`); vectors searched in an in-process HNSW graph
-  per collection (`vectors`), kept in step through `collections.generation`.
-- PostgreSQL (`postgres`): BM25 computed in SQL from a `tsvector` of folded terms; vectors in
-  pgvector's HNSW index when the server had pgvector at migration time, otherwise the same
-  in-process graph as on SQLite, over the `bytea` column.
+The keyword and vector sides are written through two interfaces (`indexes`), with one
+implementation per backend chosen when the store is made (`backends`): FTS5 or BM25 in SQL for
+keywords, an in-process HNSW graph per collection (kept in step through
+`collections.generation`) or pgvector for vectors.
 
 Tenancy: every public method that a request reaches takes `account_id` and filters by it; the
 worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worker got from them.
@@ -32,16 +30,18 @@ from sqlalchemy.orm import Session
 from alicerce.clock import utcnow
 from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
-from alicerce.knowledge import fts5, keyword, postgres
+from alicerce.knowledge import keyword
+from alicerce.knowledge.backends import open_backend
 from alicerce.knowledge.chunking import with_headings
+from alicerce.knowledge.indexes import Column
 from alicerce.knowledge.search import ChunkSearch
-from alicerce.knowledge.vectors import VectorIndexes
 from alicerce.store import Database
 from alicerce.store.tables import (
     ChunkRow,
     CollectionRow,
     DocumentRow,
     DocumentSourceRow,
+    JsonType,
 )
 
 UNFINISHED = ("queued", "indexing")
@@ -99,8 +99,39 @@ class StoredChunk:
     position: int
 
 
-# Row keys that are for the keyword index and pgvector, not columns of `chunks`.
-NOT_COLUMNS = ("terms", "embedding", "keyword_text")
+# The columns of `chunks` the store writes itself; the indexes may add theirs (`Column`).
+CHUNK_COLUMNS = (
+    "id",
+    "key",
+    "document_id",
+    "collection_id",
+    "position",
+    "text",
+    "heading_path",
+    "tokens",
+    "n_terms",
+    "vector",
+)
+
+
+def _insert_sql(columns: Sequence[Column]) -> sa.TextClause:
+    names = ", ".join([*CHUNK_COLUMNS, *(column.name for column in columns)])
+    values = ", ".join([*(f":{name}" for name in CHUNK_COLUMNS), *(c.sql for c in columns)])
+    return sa.text(f"INSERT INTO chunks ({names}) VALUES ({values})").bindparams(
+        sa.bindparam("heading_path", type_=JsonType), sa.bindparam("vector", type_=sa.LargeBinary)
+    )
+
+
+def _replace_sql(columns: Sequence[Column]) -> sa.TextClause:
+    sets = ", ".join(["vector = :vector", *(f"{c.name} = {c.sql}" for c in columns)])
+    return sa.text(f"UPDATE chunks SET {sets} WHERE id = :id AND collection_id = :c")
+
+
+def _with_columns(row: dict[str, Any], columns: Sequence[Column]) -> dict[str, Any]:
+    """`row` with the values of the index's columns (`Column.param`) added."""
+    for column in columns:
+        row[column.param] = column.value(row)
+    return row
 
 
 def _collection(row: CollectionRow) -> Collection:
@@ -149,30 +180,14 @@ class KnowledgeStore:
         keyword_budget: int = keyword.POSTINGS_BUDGET,
     ) -> None:
         self.db = db
-        self.vectors = VectorIndexes(index_dir)
-        self._pgvector: bool | None = None  # decided on first use: the schema may be newer
-        self.searcher = ChunkSearch(
-            db, self.vectors, uses_pgvector=self.uses_pgvector, keyword_budget=keyword_budget
-        )
+        backend = open_backend(db, index_dir=index_dir, keyword_budget=keyword_budget)
+        self.keywords = backend.keywords
+        self.vectors = backend.vectors  # `save_all()` at shutdown
+        self._columns = (*self.keywords.columns, *self.vectors.columns)
+        self._insert = _insert_sql(self._columns)
+        self._replace = _replace_sql(self.vectors.columns)
+        self.searcher = ChunkSearch(db, backend)
         self.search = self.searcher.search  # what a search reads lives in `search`
-
-    # -- backend facts -----------------------------------------------------------------------
-
-    def uses_pgvector(self) -> bool:
-        """True on a PostgreSQL whose schema has the pgvector `embedding` column."""
-        if self._pgvector is None:
-            if self.db.is_sqlite:
-                self._pgvector = False
-            else:
-                with self.db.session() as session:
-                    found = session.execute(
-                        sa.text(
-                            "SELECT 1 FROM information_schema.columns "
-                            "WHERE table_name = 'chunks' AND column_name = 'embedding'"
-                        )
-                    ).first()
-                self._pgvector = found is not None
-        return self._pgvector
 
     # -- collections -------------------------------------------------------------------------
 
@@ -274,8 +289,7 @@ class KnowledgeStore:
             row = self._owned(session, account_id, collection_id)
             if row is None:
                 return False
-            if self.db.is_sqlite:
-                fts5.delete_collection(session, row.number)
+            self.keywords.delete_collection(session, row.number)
             session.execute(sa.delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
             session.delete(row)  # documents and their sources go by cascade
         self.vectors.drop(collection_id)
@@ -392,9 +406,6 @@ class KnowledgeStore:
                 raise NotFound(f"The bytes of document {document_id!r} are gone.")
             return bytes(row.data)
 
-    def mark_indexing(self, document_id: str) -> None:
-        self._set_status(document_id, "indexing", None)
-
     def claim(self, document: Document) -> bool:
         """Marks `document` indexing unless someone changed it since it was read (its
         `updated_at` is the version): of several processes resuming the same unfinished
@@ -426,14 +437,6 @@ class KnowledgeStore:
             )
         self._applied(change)
 
-    def _set_status(self, document_id: str, status: str, error: str | None) -> None:
-        with self.db.session() as session:
-            session.execute(
-                sa.update(DocumentRow)
-                .where(DocumentRow.id == document_id)
-                .values(status=status, error=error, updated_at=utcnow())
-            )
-
     def write_chunks(
         self, document_id: str, chunks: Sequence[ChunkLike], vectors: np.ndarray, tokens: int
     ) -> None:
@@ -456,24 +459,12 @@ class KnowledgeStore:
             removed = self._remove_chunks(session, document)
             first_key = self._reserve_keys(session, collection.id, len(chunks))
             rows = [
-                {
-                    "id": new_id(),
-                    "key": first_key + index,
-                    "document_id": document_id,
-                    "collection_id": document.collection_id,
-                    "position": chunk.position,
-                    "text": chunk.text,
-                    "heading_path": list(chunk.heading_path),
-                    "tokens": chunk.tokens,
-                    # Keywords read the heading path too (the text returned stays the chunk's).
-                    "keyword_text": with_headings(list(chunk.heading_path), chunk.text),
-                    "terms": keyword.terms(with_headings(list(chunk.heading_path), chunk.text)),
-                    "vector": vector.tobytes(),
-                    "embedding": vector,
-                }
+                self._chunk_row(document, first_key + index, chunk, vector)
                 for index, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
             ]
-            self._insert_chunks(session, rows, document.collection_id)
+            if rows:
+                session.execute(self._insert, rows)
+                self.keywords.insert(session, rows)
             before, after = self._bump(
                 session,
                 document.collection_id,
@@ -487,29 +478,33 @@ class KnowledgeStore:
                 sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
             )
         self._applied(removed)  # a re-index: the removal moved the generation one step first
-        if not self.uses_pgvector():
-            keys = np.array([row["key"] for row in rows], dtype=np.uint64)
-            self.vectors.applied(document.collection_id, before, after, added=(keys, vectors))
+        keys = np.array([row["key"] for row in rows], dtype=np.uint64)
+        self.vectors.applied(document.collection_id, before, after, added=(keys, vectors))
 
-    def _insert_chunks(
-        self, session: Session, rows: list[dict[str, Any]], collection_id: str
-    ) -> None:
-        if not rows:
-            return
-        for row in rows:
-            row["n_terms"] = len(row["terms"])
-        if self.db.is_sqlite:
-            session.execute(
-                sa.insert(ChunkRow),
-                [{k: v for k, v in row.items() if k not in NOT_COLUMNS} for row in rows],
-            )
-            self._index_keywords(session, rows)
-            return
-        postgres.insert_chunks(session, rows, pgvector=self.uses_pgvector())
-
-    def _index_keywords(self, session: Session, rows: list[dict[str, Any]]) -> None:
-        """SQLite: the FTS5 rows, keyed by the chunks' keys."""
-        fts5.insert(session, rows)
+    def _chunk_row(
+        self, document: DocumentRow, key: int, chunk: ChunkLike, vector: np.ndarray
+    ) -> dict[str, Any]:
+        """A chunk's row: its columns, the indexes' columns, and what those are built from."""
+        heading_path = list(chunk.heading_path)
+        # Keywords read the heading path too (the text returned stays the chunk's).
+        keyword_text = with_headings(heading_path, chunk.text)
+        terms = keyword.terms(keyword_text)
+        row = {
+            "id": new_id(),
+            "key": key,
+            "document_id": document.id,
+            "collection_id": document.collection_id,
+            "position": chunk.position,
+            "text": chunk.text,
+            "heading_path": heading_path,
+            "tokens": chunk.tokens,
+            "n_terms": len(terms),
+            "vector": vector.tobytes(),
+            "keyword_text": keyword_text,
+            "terms": terms,
+            "embedding": vector,
+        }
+        return _with_columns(row, self._columns)
 
     def _reserve_keys(self, session: Session, collection_id: str, count: int) -> int:
         """The first of `count` fresh keys in the collection's range (see `CollectionRow`)."""
@@ -549,8 +544,7 @@ class KnowledgeStore:
         if not found:
             return None
         keys = [key for key, _ in found]
-        if self.db.is_sqlite:
-            fts5.delete(session, keys)
+        self.keywords.delete(session, keys)
         session.execute(sa.delete(ChunkRow).where(ChunkRow.document_id == document.id))
         before, after = self._bump(
             session,
@@ -561,7 +555,7 @@ class KnowledgeStore:
         return document.collection_id, np.array(keys, dtype=np.uint64), before, after
 
     def _applied(self, change: tuple[str, np.ndarray, int, int] | None) -> None:
-        if change is not None and not self.uses_pgvector():
+        if change is not None:
             collection_id, keys, before, after = change
             self.vectors.applied(collection_id, before, after, removed=keys)
 
@@ -602,25 +596,23 @@ class KnowledgeStore:
             if row is None:
                 return False
             params = [
-                {
-                    "id": chunk_id,
-                    "vector": vector.tobytes(),
-                    "embedding": postgres.vector_literal(vector),
-                }
+                _with_columns(
+                    {
+                        "id": chunk_id,
+                        "c": collection_id,
+                        "vector": vector.tobytes(),
+                        "embedding": vector,
+                    },
+                    self.vectors.columns,
+                )
                 for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
             ]
-            sets = "vector = :vector" + (
-                ", embedding = CAST(:embedding AS vector)" if self.uses_pgvector() else ""
-            )
             if params:
-                session.execute(
-                    sa.text(f"UPDATE chunks SET {sets} WHERE id = :id AND collection_id = :c"),
-                    [{**p, "c": collection_id} for p in params],
-                )
+                session.execute(self._replace, params)
             row.embedding_model, row.dimensions = embedding_model, dimensions
             if settings is not None:
                 row.settings = settings
             row.updated_at = utcnow()
             self._bump(session, collection_id, chunks=0, terms=0)
-        self.vectors.drop(collection_id)  # rebuilt from the new vectors on the next search
+        self.vectors.drop(collection_id)  # a graph is rebuilt from them on the next search
         return True
