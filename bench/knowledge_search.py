@@ -190,7 +190,7 @@ def ingest(
             source_url=None,
             metadata=None,
         )
-        store.mark_indexing(document.id)
+        store.claim(document)
         store.write_chunks(document.id, pieces, noisy, 200 * len(pieces))
         write_s += time.perf_counter() - t
         if start % 10_000 == 0:

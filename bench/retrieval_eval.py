@@ -231,7 +231,7 @@ def evaluate(database_url: str | None, fusions: list[str], only: str | None = No
                 metadata={},
             )
             names[document.id] = name
-            store.mark_indexing(document.id)
+            store.claim(document)
             part = vectors[offset : offset + len(chunks)]
             store.write_chunks(document.id, chunks, part, sum(c.tokens for c in chunks))
             offset += len(chunks)

@@ -4,12 +4,11 @@ One database is the source of truth: documents, their original bytes until index
 their float32 vectors, and the keyword index, all written in one transaction, so a document is
 searchable completely or not at all, also after a crash.
 
-Backends:
-- SQLite: FTS5 `bm25()` for keywords (`fts5`); vectors searched in an in-process HNSW graph
-  per collection (`vectors`), kept in step through `collections.generation`.
-- PostgreSQL (`postgres`): BM25 computed in SQL from a `tsvector` of folded terms; vectors in
-  pgvector's HNSW index when the server had pgvector at migration time, otherwise the same
-  in-process graph as on SQLite, over the `bytea` column.
+The keyword and vector sides are written through two interfaces (`indexes`), with one
+implementation per backend chosen when the store is made (`backends`): FTS5 or BM25 in SQL for
+keywords, an in-process HNSW graph per collection (kept in step through
+`collections.generation`) or pgvector for vectors. Chunk rows are written by the base class,
+`chunk_rows.ChunkRows`; what the store hands out is in `records`.
 
 Tenancy: every public method that a request reaches takes `account_id` and filters by it; the
 worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worker got from them.
@@ -19,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -32,10 +29,18 @@ from sqlalchemy.orm import Session
 from alicerce.clock import utcnow
 from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
-from alicerce.knowledge import fts5, keyword, postgres
-from alicerce.knowledge.chunking import with_headings
+from alicerce.knowledge import keyword
+from alicerce.knowledge.backends import open_backend
+from alicerce.knowledge.chunk_rows import ChunkRows
+from alicerce.knowledge.records import (
+    ChunkLike,
+    Collection,
+    Document,
+    StoredChunk,
+    collection_of,
+    document_of,
+)
 from alicerce.knowledge.search import ChunkSearch
-from alicerce.knowledge.vectors import VectorIndexes
 from alicerce.store import Database
 from alicerce.store.tables import (
     ChunkRow,
@@ -44,101 +49,12 @@ from alicerce.store.tables import (
     DocumentSourceRow,
 )
 
+__all__ = ["ChunkLike", "Collection", "Document", "KnowledgeStore", "StoredChunk"]
+
 UNFINISHED = ("queued", "indexing")
 
 
-class ChunkLike(Protocol):
-    """What `write_chunks` reads of `alicerce.knowledge.chunking.Chunk`."""
-
-    text: str
-    heading_path: list[str]
-    position: int
-    tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class Collection:
-    id: str
-    account_id: str
-    name: str
-    description: str | None
-    embedding_model: str
-    dimensions: int
-    settings: dict[str, Any]
-    chunk_count: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    id: str
-    collection_id: str
-    account_id: str
-    name: str
-    content_hash: str
-    media_type: str | None
-    size_bytes: int
-    source_url: str | None
-    metadata: dict[str, Any]
-    status: str
-    error: str | None
-    chunks: int
-    tokens: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    """A chunk as re-embedding needs it."""
-
-    id: str
-    text: str
-    heading_path: list[str]
-    position: int
-
-
-# Row keys that are for the keyword index and pgvector, not columns of `chunks`.
-NOT_COLUMNS = ("terms", "embedding", "keyword_text")
-
-
-def _collection(row: CollectionRow) -> Collection:
-    return Collection(
-        id=row.id,
-        account_id=row.account_id,
-        name=row.name,
-        description=row.description,
-        embedding_model=row.embedding_model,
-        dimensions=row.dimensions,
-        settings=dict(row.settings or {}),
-        chunk_count=row.chunk_count,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _document(row: DocumentRow) -> Document:
-    return Document(
-        id=row.id,
-        collection_id=row.collection_id,
-        account_id=row.account_id,
-        name=row.name,
-        content_hash=row.content_hash,
-        media_type=row.media_type,
-        size_bytes=row.size_bytes,
-        source_url=row.source_url,
-        metadata=dict(row.doc_metadata or {}),
-        status=row.status,
-        error=row.error,
-        chunks=row.chunks,
-        tokens=row.tokens,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-class KnowledgeStore:
+class KnowledgeStore(ChunkRows):
     """Sync methods; async callers use `asyncio.to_thread`."""
 
     def __init__(
@@ -148,31 +64,10 @@ class KnowledgeStore:
         index_dir: Path | None = None,
         keyword_budget: int = keyword.POSTINGS_BUDGET,
     ) -> None:
-        self.db = db
-        self.vectors = VectorIndexes(index_dir)
-        self._pgvector: bool | None = None  # decided on first use: the schema may be newer
-        self.searcher = ChunkSearch(
-            db, self.vectors, uses_pgvector=self.uses_pgvector, keyword_budget=keyword_budget
-        )
+        backend = open_backend(db, index_dir=index_dir, keyword_budget=keyword_budget)
+        super().__init__(db, backend)
+        self.searcher = ChunkSearch(db, backend)
         self.search = self.searcher.search  # what a search reads lives in `search`
-
-    # -- backend facts -----------------------------------------------------------------------
-
-    def uses_pgvector(self) -> bool:
-        """True on a PostgreSQL whose schema has the pgvector `embedding` column."""
-        if self._pgvector is None:
-            if self.db.is_sqlite:
-                self._pgvector = False
-            else:
-                with self.db.session() as session:
-                    found = session.execute(
-                        sa.text(
-                            "SELECT 1 FROM information_schema.columns "
-                            "WHERE table_name = 'chunks' AND column_name = 'embedding'"
-                        )
-                    ).first()
-                self._pgvector = found is not None
-        return self._pgvector
 
     # -- collections -------------------------------------------------------------------------
 
@@ -211,7 +106,7 @@ class KnowledgeStore:
                         ).scalar_one()
                     )
                     session.add(row)
-                return _collection(row)
+                return collection_of(row)
             except IntegrityError:
                 if self._named(account_id, name):
                     raise Conflict(
@@ -235,7 +130,7 @@ class KnowledgeStore:
     def get_collection(self, account_id: str, collection_id: str) -> Collection | None:
         with self.db.session() as session:
             row = self._owned(session, account_id, collection_id)
-            return None if row is None else _collection(row)
+            return None if row is None else collection_of(row)
 
     def list_collections(self, account_id: str) -> list[Collection]:
         with self.db.session() as session:
@@ -244,7 +139,7 @@ class KnowledgeStore:
                 .where(CollectionRow.account_id == account_id)
                 .order_by(CollectionRow.id)
             )
-            return [_collection(row) for row in rows]
+            return [collection_of(row) for row in rows]
 
     def update_collection(
         self,
@@ -265,7 +160,7 @@ class KnowledgeStore:
                     row.description = description
                 row.updated_at = utcnow()
                 session.flush()
-                return _collection(row)
+                return collection_of(row)
         except IntegrityError:
             raise Conflict(f"A collection named {name!r} already exists.", param="name") from None
 
@@ -274,8 +169,7 @@ class KnowledgeStore:
             row = self._owned(session, account_id, collection_id)
             if row is None:
                 return False
-            if self.db.is_sqlite:
-                fts5.delete_collection(session, row.number)
+            self.keywords.delete_collection(session, row.number)
             session.execute(sa.delete(ChunkRow).where(ChunkRow.collection_id == collection_id))
             session.delete(row)  # documents and their sources go by cascade
         self.vectors.drop(collection_id)
@@ -324,7 +218,7 @@ class KnowledgeStore:
                     session.add(row)
                     session.flush()
                     session.add(DocumentSourceRow(document_id=row.id, data=data))
-                return _document(row), True
+                return document_of(row), True
             except IntegrityError:
                 continue
         raise Conflict("The document could not be stored; try again.")  # pragma: no cover
@@ -339,7 +233,7 @@ class KnowledgeStore:
                     DocumentRow.content_hash == digest,
                 )
             ).first()
-            return None if row is None else _document(row)
+            return None if row is None else document_of(row)
 
     def get_document(
         self, account_id: str, collection_id: str, document_id: str
@@ -348,7 +242,7 @@ class KnowledgeStore:
             row = session.get(DocumentRow, document_id)
             if row is None or row.account_id != account_id or row.collection_id != collection_id:
                 return None
-            return _document(row)
+            return document_of(row)
 
     def list_documents(self, account_id: str, collection_id: str) -> list[Document]:
         with self.db.session() as session:
@@ -360,7 +254,7 @@ class KnowledgeStore:
                 )
                 .order_by(DocumentRow.id)
             )
-            return [_document(row) for row in rows]
+            return [document_of(row) for row in rows]
 
     def delete_document(self, account_id: str, collection_id: str, document_id: str) -> bool:
         """Removes the document, its chunks, their keyword rows and vectors in one go."""
@@ -381,7 +275,7 @@ class KnowledgeStore:
                 .where(DocumentRow.status.in_(UNFINISHED))
                 .order_by(DocumentRow.created_at, DocumentRow.id)
             )
-            return [_document(row) for row in rows]
+            return [document_of(row) for row in rows]
 
     # -- the ingestion worker's side ---------------------------------------------------------
 
@@ -391,9 +285,6 @@ class KnowledgeStore:
             if row is None:
                 raise NotFound(f"The bytes of document {document_id!r} are gone.")
             return bytes(row.data)
-
-    def mark_indexing(self, document_id: str) -> None:
-        self._set_status(document_id, "indexing", None)
 
     def claim(self, document: Document) -> bool:
         """Marks `document` indexing unless someone changed it since it was read (its
@@ -425,145 +316,6 @@ class KnowledgeStore:
                 sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
             )
         self._applied(change)
-
-    def _set_status(self, document_id: str, status: str, error: str | None) -> None:
-        with self.db.session() as session:
-            session.execute(
-                sa.update(DocumentRow)
-                .where(DocumentRow.id == document_id)
-                .values(status=status, error=error, updated_at=utcnow())
-            )
-
-    def write_chunks(
-        self, document_id: str, chunks: Sequence[ChunkLike], vectors: np.ndarray, tokens: int
-    ) -> None:
-        """Chunks, keyword rows, vectors and the `ready` status in ONE transaction; the source
-        bytes are dropped in it too. A crash before the commit leaves none of it visible."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks but vectors of shape {vectors.shape}")
-        with self.db.session() as session:
-            document = session.get(DocumentRow, document_id)
-            if document is None:  # deleted while it was being indexed
-                return
-            collection = session.get(CollectionRow, document.collection_id)
-            assert collection is not None
-            if vectors.shape[1] != collection.dimensions:
-                raise ValueError(
-                    f"vectors have {vectors.shape[1]} dimensions, the collection "
-                    f"{collection.dimensions}"
-                )
-            removed = self._remove_chunks(session, document)
-            first_key = self._reserve_keys(session, collection.id, len(chunks))
-            rows = [
-                {
-                    "id": new_id(),
-                    "key": first_key + index,
-                    "document_id": document_id,
-                    "collection_id": document.collection_id,
-                    "position": chunk.position,
-                    "text": chunk.text,
-                    "heading_path": list(chunk.heading_path),
-                    "tokens": chunk.tokens,
-                    # Keywords read the heading path too (the text returned stays the chunk's).
-                    "keyword_text": with_headings(list(chunk.heading_path), chunk.text),
-                    "terms": keyword.terms(with_headings(list(chunk.heading_path), chunk.text)),
-                    "vector": vector.tobytes(),
-                    "embedding": vector,
-                }
-                for index, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
-            ]
-            self._insert_chunks(session, rows, document.collection_id)
-            before, after = self._bump(
-                session,
-                document.collection_id,
-                chunks=len(rows),
-                terms=sum(len(row["terms"]) for row in rows),
-            )
-            document.status, document.error = "ready", None
-            document.chunks, document.tokens = len(rows), tokens
-            document.updated_at = utcnow()
-            session.execute(
-                sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
-            )
-        self._applied(removed)  # a re-index: the removal moved the generation one step first
-        if not self.uses_pgvector():
-            keys = np.array([row["key"] for row in rows], dtype=np.uint64)
-            self.vectors.applied(document.collection_id, before, after, added=(keys, vectors))
-
-    def _insert_chunks(
-        self, session: Session, rows: list[dict[str, Any]], collection_id: str
-    ) -> None:
-        if not rows:
-            return
-        for row in rows:
-            row["n_terms"] = len(row["terms"])
-        if self.db.is_sqlite:
-            session.execute(
-                sa.insert(ChunkRow),
-                [{k: v for k, v in row.items() if k not in NOT_COLUMNS} for row in rows],
-            )
-            self._index_keywords(session, rows)
-            return
-        postgres.insert_chunks(session, rows, pgvector=self.uses_pgvector())
-
-    def _index_keywords(self, session: Session, rows: list[dict[str, Any]]) -> None:
-        """SQLite: the FTS5 rows, keyed by the chunks' keys."""
-        fts5.insert(session, rows)
-
-    def _reserve_keys(self, session: Session, collection_id: str, count: int) -> int:
-        """The first of `count` fresh keys in the collection's range (see `CollectionRow`)."""
-        number, end = session.execute(
-            sa.update(CollectionRow)
-            .where(CollectionRow.id == collection_id)
-            .values(next_key=CollectionRow.next_key + count)
-            .returning(CollectionRow.number, CollectionRow.next_key)
-        ).one()
-        low, _high = keyword.key_range(number)
-        return int(low + end - count)
-
-    def _bump(
-        self, session: Session, collection_id: str, *, chunks: int, terms: int
-    ) -> tuple[int, int]:
-        """Moves the collection's generation one step and its counts; (before, after)."""
-        after = session.execute(
-            sa.update(CollectionRow)
-            .where(CollectionRow.id == collection_id)
-            .values(
-                generation=CollectionRow.generation + 1,
-                chunk_count=CollectionRow.chunk_count + chunks,
-                term_count=CollectionRow.term_count + terms,
-            )
-            .returning(CollectionRow.generation)
-        ).scalar_one()
-        return after - 1, after
-
-    def _remove_chunks(
-        self, session: Session, document: DocumentRow
-    ) -> tuple[str, np.ndarray, int, int] | None:
-        """Deletes a document's chunks and keyword rows; (collection, keys, before, after)
-        for the in-process graph, or None when it had none."""
-        found = session.execute(
-            sa.select(ChunkRow.key, ChunkRow.n_terms).where(ChunkRow.document_id == document.id)
-        ).all()
-        if not found:
-            return None
-        keys = [key for key, _ in found]
-        if self.db.is_sqlite:
-            fts5.delete(session, keys)
-        session.execute(sa.delete(ChunkRow).where(ChunkRow.document_id == document.id))
-        before, after = self._bump(
-            session,
-            document.collection_id,
-            chunks=-len(keys),
-            terms=-sum(n for _, n in found),
-        )
-        return document.collection_id, np.array(keys, dtype=np.uint64), before, after
-
-    def _applied(self, change: tuple[str, np.ndarray, int, int] | None) -> None:
-        if change is not None and not self.uses_pgvector():
-            collection_id, keys, before, after = change
-            self.vectors.applied(collection_id, before, after, removed=keys)
 
     # -- re-embedding ------------------------------------------------------------------------
 
@@ -601,26 +353,11 @@ class KnowledgeStore:
             row = self._owned(session, account_id, collection_id)
             if row is None:
                 return False
-            params = [
-                {
-                    "id": chunk_id,
-                    "vector": vector.tobytes(),
-                    "embedding": postgres.vector_literal(vector),
-                }
-                for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
-            ]
-            sets = "vector = :vector" + (
-                ", embedding = CAST(:embedding AS vector)" if self.uses_pgvector() else ""
-            )
-            if params:
-                session.execute(
-                    sa.text(f"UPDATE chunks SET {sets} WHERE id = :id AND collection_id = :c"),
-                    [{**p, "c": collection_id} for p in params],
-                )
+            self._write_vectors(session, collection_id, chunk_ids, vectors)
             row.embedding_model, row.dimensions = embedding_model, dimensions
             if settings is not None:
                 row.settings = settings
             row.updated_at = utcnow()
             self._bump(session, collection_id, chunks=0, terms=0)
-        self.vectors.drop(collection_id)  # rebuilt from the new vectors on the next search
+        self.vectors.drop(collection_id)  # a graph is rebuilt from them on the next search
         return True

@@ -7,7 +7,7 @@ Create Date: 2026-12-01 20:10:00
 Written by hand. BM25 needs each query term's document frequency; FTS5's `fts5vocab` table
 answers it by walking the term's whole posting list (2-12 ms for a common word over 100,000
 chunks). `keyword_terms` keeps the count instead, moved in the same transaction as the chunks'
-FTS5 rows (`alicerce.knowledge.fts5`). It counts over every collection, as FTS5's own bm25()
+FTS5 rows (`alicerce.knowledge.keyword_fts5`). It counts over every collection, as FTS5's own bm25()
 statistics do. The counts are backfilled from the FTS5 rows' text with `keyword.terms`, the
 same function that moves them afterwards, so additions and removals always match.
 

@@ -1,4 +1,5 @@
-"""An in-process HNSW index per collection, kept in step with the database.
+"""Vectors searched in an in-process HNSW graph per collection (`indexes.VectorIndex` on SQLite,
+and on a PostgreSQL without pgvector), kept in step with the database.
 
 The database (the `chunks.vector` column) is the truth; this is a cache that answers nearest-
 neighbour questions in a fraction of a millisecond (usearch HNSW, vectors kept as float16:
@@ -21,11 +22,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 # usearch's wheel carries its own static libstdc++; imported before llama.cpp has loaded a
 # model, it makes llama.cpp fail on every model with `std::bad_cast` while reading the
@@ -37,6 +39,10 @@ if sys.platform.startswith("linux"):
 
 from usearch.compiled import ScalarKind
 from usearch.index import Index
+
+from alicerce.knowledge.indexes import Column, Searched
+from alicerce.store import Database
+from alicerce.store.tables import ChunkRow
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,7 @@ KeysLoader = Callable[[], np.ndarray]
 VectorsLoader = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-class VectorIndex:
+class Graph:
     """One collection's graph. Keys are chunks' 63-bit `key`s; scores are cosines."""
 
     def __init__(self, ndim: int, *, index: Index | None = None) -> None:
@@ -105,12 +111,12 @@ class VectorIndex:
         }
 
 
-class VectorIndexes:
+class Graphs:
     """The graphs of one process, one per collection, loaded on first use."""
 
     def __init__(self, index_dir: Path | None = None) -> None:
         self._dir = index_dir
-        self._indexes: dict[str, VectorIndex] = {}
+        self._indexes: dict[str, Graph] = {}
         self._lock = threading.Lock()
         if index_dir is not None:
             index_dir.mkdir(parents=True, exist_ok=True)
@@ -118,11 +124,11 @@ class VectorIndexes:
     def _path(self, collection_id: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{collection_id}.usearch"
 
-    def _slot(self, collection_id: str, ndim: int) -> VectorIndex:
+    def _slot(self, collection_id: str, ndim: int) -> Graph:
         with self._lock:
             found = self._indexes.get(collection_id)
             if found is None or found.ndim != ndim:
-                found = VectorIndex(ndim, index=self._restore(collection_id, ndim))
+                found = Graph(ndim, index=self._restore(collection_id, ndim))
                 self._indexes[collection_id] = found
             return found
 
@@ -148,7 +154,7 @@ class VectorIndexes:
         generation: int,
         load_keys: KeysLoader,
         load_vectors: VectorsLoader,
-    ) -> VectorIndex:
+    ) -> Graph:
         """The collection's graph, brought up to `generation` if it is behind.
 
         `generation` must have been read before `load_keys` runs, so a graph is never labelled
@@ -199,7 +205,7 @@ class VectorIndexes:
         if path is not None:
             path.unlink(missing_ok=True)
 
-    def _save(self, collection_id: str, slot: VectorIndex) -> None:
+    def _save(self, collection_id: str, slot: Graph) -> None:
         path = self._path(collection_id)
         if path is None:
             return
@@ -216,3 +222,67 @@ class VectorIndexes:
             with slot.lock:
                 if slot.unsaved:
                     self._save(collection_id, slot)
+
+
+class GraphVectors(Graphs):
+    """`indexes.VectorIndex` over this process's graphs, synced from the `chunks` table."""
+
+    columns: tuple[Column, ...] = ()  # the graph reads `chunks.vector`, the store's own column
+
+    def __init__(self, db: Database, index_dir: Path | None = None) -> None:
+        super().__init__(index_dir)
+        self.db = db
+
+    def nearest(
+        self, connection: sa.Connection, owned: Sequence[Searched], vector: np.ndarray, count: int
+    ) -> dict[int, float]:
+        found: list[tuple[int, float]] = []
+        for row in owned:
+            graph = self._current(row)
+            with graph.lock:
+                found += graph.search(vector, count)
+        found.sort(key=lambda item: -item[1])
+        return dict(found[:count])
+
+    def cosines(
+        self,
+        connection: sa.Connection,
+        owned: Sequence[Searched],
+        vector: np.ndarray,
+        keys: list[int],
+    ) -> dict[int, float]:
+        if not keys:
+            return {}
+        result: dict[int, float] = {}
+        for row in owned:
+            graph = self._current(row)
+            with graph.lock:
+                result.update(graph.cosines(vector, keys))
+        return result
+
+    def _current(self, row: Searched) -> Graph:
+        collection_id = row.id
+
+        def keys() -> np.ndarray:
+            with self.db.session() as session:
+                found = session.scalars(
+                    sa.select(ChunkRow.key).where(ChunkRow.collection_id == collection_id)
+                ).all()
+            return np.array(found, dtype=np.uint64)
+
+        def vectors(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with self.db.session() as session:
+                found = session.execute(
+                    sa.select(ChunkRow.key, ChunkRow.vector).where(
+                        ChunkRow.collection_id == collection_id,
+                        ChunkRow.key.in_([int(k) for k in wanted]),
+                    )
+                ).all()
+            if not found:
+                return np.empty(0, dtype=np.uint64), np.empty((0, 0), dtype=np.float32)
+            return (
+                np.array([key for key, _ in found], dtype=np.uint64),
+                np.vstack([np.frombuffer(blob, dtype=np.float32) for _, blob in found]),
+            )
+
+        return self.current(collection_id, row.dimensions, row.generation, keys, vectors)
