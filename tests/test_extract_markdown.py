@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from alicerce.knowledge.extract import Block, extract
+import pytest
+
+from alicerce.knowledge.extract import Block, ExtractionError, extract
 
 
 def kinds(blocks: list[Block]) -> list[tuple[str, str, int]]:
@@ -80,3 +82,12 @@ def test_markdown_front_matter_must_be_closed() -> None:
         ("heading", "H", 2),
         ("text", "Text", 0),
     ]
+
+
+def test_deep_nesting_is_read_or_refused_never_cut_short() -> None:
+    nested = "".join("  " * depth + f"- level {depth}\n" for depth in range(30))
+    assert [block.text for block in extract(nested.encode(), "a.md")] == [
+        f"- level {depth}" for depth in range(30)
+    ]
+    with pytest.raises(ExtractionError, match="nests lists or block quotes too deeply"):
+        extract(b">" * 200 + b" quoted", "a.md")

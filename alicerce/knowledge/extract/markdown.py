@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from alicerce.knowledge.extract.blocks import Block, clean
+from alicerce.knowledge.extract.blocks import Block, ExtractionError, clean
 from alicerce.knowledge.extract.text import decode_text
 
 if TYPE_CHECKING:
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 # Blocks whose source lines are a text block. A list item is its paragraphs (a nested list's
 # items are blocks of their own); a table row is one block, like a CSV or HTML row.
 _TEXT_TOKENS = frozenset({"paragraph_open", "fence", "code_block", "html_block", "tr_open"})
+# markdown-it stops reading a container nested this deep, silently: the commonmark preset's 20
+# is reached by ten nested lists (a list and its item are two levels), so it is raised, and a
+# document that reaches even this is refused rather than read in part.
+_MAX_NESTING = 100
 
 
 @functools.cache
@@ -29,7 +33,8 @@ def _parser() -> MarkdownIt:
     One parser serves every call: it holds only rules and options, each parse its own state."""
     from markdown_it import MarkdownIt  # imported late, as the other readers' libraries
 
-    return MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
+    markdown = MarkdownIt("commonmark", {"maxNesting": _MAX_NESTING})
+    return markdown.enable("table").disable(["inline", "text_join"])
 
 
 def read_markdown(data: bytes) -> list[Block]:
@@ -39,6 +44,8 @@ def read_markdown(data: bytes) -> list[Block]:
     lines = _without_front_matter(text.split("\n"))
     blocks: list[Block] = []
     tokens = _parser().parse("\n".join(lines))
+    if any(token.level >= _MAX_NESTING - 1 for token in tokens):
+        raise ExtractionError("the Markdown nests lists or block quotes too deeply to be read")
     for index, token in enumerate(tokens):
         if token.type == "heading_open":
             heading = clean(tokens[index + 1].content).replace("\n", " ")
