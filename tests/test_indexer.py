@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from alicerce.keys import AccountCreate
 from alicerce.services import Services
 from tests import conftest
@@ -80,3 +82,66 @@ def test_two_processes_resuming_one_document_index_it_once(tmp_path: Path) -> No
     statuses, indexing_records = asyncio.run(scenario())
     assert statuses == ["ready"]
     assert indexing_records == 1
+
+
+def test_a_failed_reembedding_changes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new endpoint is unreachable: the collection keeps its model and its vectors."""
+
+    async def scenario() -> tuple[bool, str, int, list[str]]:
+        services = Services.build(conftest.test_settings(tmp_path))
+        await services.http.start()
+        try:
+            account_id = services.keys.create_account(AccountCreate(name="reembed"))["id"]
+            knowledge = services.knowledge
+            collection = await knowledge.create_collection(account_id, {"name": "kb"})
+            document, _ = await knowledge.add_file(
+                account_id,
+                collection.id,
+                name="zephyr.md",
+                data=RELEASE_NOTES.encode(),
+                media_type="text/markdown",
+                enqueue=False,
+            )
+            await knowledge.indexer.index(document)
+            endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "gone", "dimensions": 8}
+            job = await knowledge.reembed(account_id, collection.id, {"embedding": endpoint})
+            done = await knowledge.indexer.reembed(job)
+            after = await knowledge.get_collection(account_id, collection.id)
+            found = await knowledge.search(account_id, [collection.id], "mesh roaming")
+        finally:
+            await services.request_log.close()
+            await services.http.close()
+            services.db.dispose()
+        return done, after.embedding_model, after.dimensions, [h.document_id for h in found.hits]
+
+    done, model, dimensions, hits = asyncio.run(scenario())
+    assert done is False
+    assert "is unreachable" in caplog.text  # told why, in the log
+    assert (model, dimensions) == ("@local/multilingual-e5-small", 384)
+    assert hits and len(set(hits)) == 1
+
+
+def test_a_document_whose_collection_was_deleted_is_skipped(tmp_path: Path) -> None:
+    async def scenario() -> int:
+        services = Services.build(conftest.test_settings(tmp_path))
+        account_id = services.keys.create_account(AccountCreate(name="deleted"))["id"]
+        knowledge = services.knowledge
+        collection = await knowledge.create_collection(account_id, {"name": "kb"})
+        document, _ = await knowledge.add_file(
+            account_id,
+            collection.id,
+            name="zephyr.md",
+            data=RELEASE_NOTES.encode(),
+            media_type="text/markdown",
+            enqueue=False,
+        )
+        await knowledge.delete_collection(account_id, collection.id)
+        await knowledge.indexer.index(document)  # nothing to do, nothing billed
+        await services.request_log.close()
+        usage = services.usage.totals(account_id, start=None, end=None, group_by="sku")
+        services.db.dispose()
+        return len(usage["data"])
+
+    assert asyncio.run(scenario()) == 0
