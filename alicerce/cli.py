@@ -182,7 +182,7 @@ def _ingest(services: Services, account_id: str, collection: str, paths: list[Pa
     from alicerce.knowledge.batch import collect_files, collection_named, ingest_files
 
     files = collect_files(paths)
-    services.knowledge.index_in_foreground()
+    services.embedders.index_in_foreground()
 
     async def run() -> Any:
         await services.http.start()

@@ -19,7 +19,8 @@ import msgspec
 import numpy as np
 
 from alicerce.e5 import E5Engine
-from alicerce.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from alicerce.errors import UpstreamError, UpstreamTimeout
+from alicerce.upstreams.http import connection_error, status_error
 
 LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
 LOCAL_DIMENSIONS = 384
@@ -150,34 +151,30 @@ class OpenAIEmbedder:
         return EmbeddingBatch(normalise(np.vstack(parts)), tokens)
 
     async def _call(self, batch: list[str]) -> tuple[np.ndarray, int]:
+        """One request; its failures mean what a chat upstream's would (`status_error`)."""
         payload = _encode({"model": self.model, "input": batch, "encoding_format": "float"})
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
                 raw = await resp.read()
-                status = resp.status
+                if resp.status >= 400:
+                    raise status_error(
+                        self.label, resp.status, raw, resp.headers.get("retry-after")
+                    )
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(
-                f"Embeddings upstream {self.label} did not answer in time."
-            ) from None
+            raise UpstreamTimeout(f"Upstream {self.label} did not answer in time.") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"Embeddings upstream {self.label} is unreachable: {type(exc).__name__}",
-                retry_after=1,
-            ) from None
-        if status >= 400:
-            raise UpstreamError(f"Embeddings upstream {self.label} failed ({status}).")
+            raise connection_error(self.label, exc) from None
         try:
             answer = _decode(raw)
             rows = sorted(answer["data"], key=lambda row: row["index"])
             vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
         except (msgspec.DecodeError, KeyError, TypeError, ValueError):
             raise UpstreamError(
-                f"Embeddings upstream {self.label} answered with something that is not "
-                "an embeddings list."
+                f"Upstream {self.label} answered with something that is not an embeddings list."
             ) from None
         if vectors.shape != (len(batch), self.dimensions):
             raise UpstreamError(
-                f"Embeddings upstream {self.label} returned vectors of shape {vectors.shape}, "
+                f"Upstream {self.label} returned vectors of shape {vectors.shape}, "
                 f"expected ({len(batch)}, {self.dimensions})."
             )
         usage = answer.get("usage") or {}

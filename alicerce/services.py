@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from alicerce.catalog import Catalog, CatalogError
+from alicerce.embedders import EmbedderRegistry
 from alicerce.embeddings import LocalE5Embedder
 from alicerce.gateways import GatewayService
 from alicerce.inference.chat import ChatService
@@ -19,6 +20,7 @@ from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
+from alicerce.knowledge.indexer import Indexer
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.store import KnowledgeStore
 from alicerce.ledger import UsageLedger
@@ -63,6 +65,7 @@ class Services:
     limiter: Limiter
     tools: GatewayTools
     embedder: LocalE5Embedder  # one model in memory, for the route and knowledge alike
+    embedders: EmbedderRegistry  # which embedder embeds what, for the route and knowledge
     embeddings: EmbeddingsService
     knowledge: KnowledgeService
     grounder: Grounder  # puts a gateway's knowledge into its requests
@@ -110,20 +113,34 @@ class Services:
         limiter = Limiter(backend, usage.spent)
         tokens = TokenCounter(settings.local_model_path)
         ledger = UsageLedger(request_log, limiter, metrics)
-        knowledge = KnowledgeService(
-            KnowledgeStore(db, index_dir=settings.vector_index_dir()),
+        embedders = EmbedderRegistry(
             embedder,
             cipher=cipher,
             http=http,
             catalog=current_catalog,
+            # the same model with a one-thread pool of its own: searches stay fast while
+            # documents are indexed
+            indexing=LocalE5Embedder(threads=1, sharing=embedder),
+        )
+        store = KnowledgeStore(db, index_dir=settings.vector_index_dir())
+        indexer = Indexer(
+            store,
+            embedders,
+            catalog=current_catalog,
             ledger=ledger,
-            allow_private_upstreams=settings.allow_private_upstreams,
             max_document_bytes=settings.max_document_bytes,
             chunk_tokens=settings.knowledge_chunk_tokens,
             overlap_tokens=settings.knowledge_chunk_overlap_tokens,
-            # the same model with a one-thread pool of its own: searches stay fast while
-            # documents are indexed
-            indexing_embedder=LocalE5Embedder(threads=1, sharing=embedder),
+        )
+        knowledge = KnowledgeService(
+            store,
+            embedders,
+            indexer,
+            cipher=cipher,
+            catalog=current_catalog,
+            ledger=ledger,
+            allow_private_upstreams=settings.allow_private_upstreams,
+            max_document_bytes=settings.max_document_bytes,
         )
         upstreams = UpstreamRegistry(
             http,
@@ -169,7 +186,8 @@ class Services:
             limiter=limiter,
             tools=GatewayTools(http),
             embedder=embedder,
-            embeddings=EmbeddingsService(embedder, current_catalog, ledger, limiter, http),
+            embedders=embedders,
+            embeddings=EmbeddingsService(embedders, current_catalog, ledger, limiter),
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,
@@ -179,7 +197,8 @@ class Services:
     async def start(self) -> None:
         await self.http.start()
         await self.request_log.start()
-        await self.knowledge.start()  # after the log (indexing is billed) and the HTTP clients
+        # after the log (indexing is billed) and the HTTP clients
+        await self.knowledge.indexer.start()
         if self.settings.config:
             watch = self._watch_catalog(self.settings.config, self._catalog_mtime)
             self._watcher = asyncio.create_task(watch)
@@ -210,7 +229,7 @@ class Services:
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
-        await self.knowledge.close()
+        await self.knowledge.indexer.close()
         # the vector graphs' saved copies let the next start skip rebuilding them
         await asyncio.to_thread(self.knowledge.store.vectors.save_all)
         await self.request_log.close()

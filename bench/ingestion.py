@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from alicerce.catalog import Catalog  # noqa: E402
 from alicerce.clock import utcnow  # noqa: E402
 from alicerce.e5.tokenizer import PASSAGE_PREFIX, QUERY_PREFIX  # noqa: E402
+from alicerce.embedders import EmbedderRegistry  # noqa: E402
 from alicerce.embeddings import (  # noqa: E402
     LOCAL_DIMENSIONS,
     LOCAL_EMBEDDING_MODEL,
@@ -57,6 +58,7 @@ from alicerce.embeddings import (  # noqa: E402
 )
 from alicerce.knowledge.batch import ingest_files  # noqa: E402
 from alicerce.knowledge.chunking import Chunk  # noqa: E402
+from alicerce.knowledge.indexer import Indexer  # noqa: E402
 from alicerce.knowledge.service import KnowledgeService  # noqa: E402
 from alicerce.knowledge.store import ChunkLike, Collection, Document, KnowledgeStore  # noqa: E402
 from alicerce.ledger import UsageLedger  # noqa: E402
@@ -90,7 +92,7 @@ INT8_MACS_PER_CYCLE = 32  # one core, vpmaddubsw + vpmaddwd on 256-bit registers
 
 @dataclass
 class Timings:
-    """Seconds spent in each step of `KnowledgeService.index`, summed over a run's documents."""
+    """Seconds spent in each step of `Indexer.index`, summed over a run's documents."""
 
     extract_s: float = 0.0
     extracted: int = 0  # documents that went through `_chunks`
@@ -158,8 +160,8 @@ class TimedStore(KnowledgeStore):
         self.timings.written += 1
 
 
-class TimedService(KnowledgeService):
-    """The service with extraction + chunking timed. `_chunks` is private: if it is renamed,
+class TimedIndexer(Indexer):
+    """The indexer with extraction + chunking timed. `_chunks` is private: if it is renamed,
     nothing counts here and the report shows "—" for the step instead of a wrong number."""
 
     timings: Timings
@@ -289,25 +291,41 @@ def measure(config: Config, chunk_tokens: int, files: list[Path], engines: Engin
             now = utcnow()
             session.add(AccountRow(id=account, name="bench", created_at=now, updated_at=now))
         request_log = RequestLog(db, flush_interval_s=0.1, batch_size=500)
-        service = TimedService(
-            TimedStore(db, index_dir=Path(tmp) / "graphs", timings=run.timings),
+        catalog = Catalog.builtin
+        cipher = CredentialCipher("bench")
+        ledger = UsageLedger(request_log, NO_LIMITS, Metrics())
+        store = TimedStore(db, index_dir=Path(tmp) / "graphs", timings=run.timings)
+        embedders = EmbedderRegistry(
             engines.main,
-            cipher=CredentialCipher("bench"),
+            cipher=cipher,
             http=HttpClients(
                 allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1
             ),
-            catalog=Catalog.builtin,
-            ledger=UsageLedger(request_log, NO_LIMITS, Metrics()),
-            allow_private_upstreams=False,
+            catalog=catalog,
+            indexing=indexer,  # the indexer only calls `embed` on it: any `Embedder` does
+        )
+        if config.engine == "e5 all cores":
+            embedders.index_in_foreground()  # what `alicerce ingest` does
+        timed = TimedIndexer(
+            store,
+            embedders,
+            catalog=catalog,
+            ledger=ledger,
             max_document_bytes=MAX_DOCUMENT_BYTES,
             chunk_tokens=chunk_tokens,
             overlap_tokens=OVERLAP_TOKENS,
-            # the service only calls `embed` on its indexing engine: any `Embedder` does
-            indexing_embedder=cast(LocalE5Embedder, indexer),
         )
-        service.timings = run.timings
-        if config.engine == "e5 all cores":
-            service.index_in_foreground()  # what `alicerce ingest` does
+        timed.timings = run.timings
+        service = KnowledgeService(
+            store,
+            embedders,
+            timed,
+            cipher=cipher,
+            catalog=catalog,
+            ledger=ledger,
+            allow_private_upstreams=False,
+            max_document_bytes=MAX_DOCUMENT_BYTES,
+        )
         try:
             documents = asyncio.run(run_flow(service, request_log, account, files, run))
         finally:
@@ -320,13 +338,13 @@ def measure(config: Config, chunk_tokens: int, files: list[Path], engines: Engin
 
 
 async def run_flow(
-    service: TimedService, request_log: RequestLog, account: str, files: list[Path], run: Run
+    service: KnowledgeService, request_log: RequestLog, account: str, files: list[Path], run: Run
 ) -> list[Document]:
     collection = await service.create_collection(account, {"name": "bench"})
     await load_graph(service, collection)
     if run.config.flow == "server":
         await request_log.start()
-        await service.start()
+        await service.indexer.start()
     started = time.perf_counter()
     if run.config.flow == "ingest":
         await ingest_files(service, collection, files)
@@ -339,10 +357,10 @@ async def run_flow(
                 data=path.read_bytes(),
                 media_type=mimetypes.guess_type(path.name)[0],
             )
-        await service.idle()
+        await service.indexer.idle()
     await request_log.close()  # the indexing's ledger records, as `alicerce ingest` ends
     run.wall_s = time.perf_counter() - started
-    await service.close()
+    await service.indexer.close()
     return await service.list_documents(account, collection.id)
 
 

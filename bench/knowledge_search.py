@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from alicerce.catalog import Catalog  # noqa: E402
 from alicerce.clock import utcnow  # noqa: E402
+from alicerce.embedders import EmbedderRegistry  # noqa: E402
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL, LocalE5Embedder  # noqa: E402
+from alicerce.knowledge.indexer import Indexer  # noqa: E402
 from alicerce.knowledge.service import KnowledgeService  # noqa: E402
 from alicerce.knowledge.store import KnowledgeStore  # noqa: E402
 from alicerce.ledger import UsageLedger  # noqa: E402
@@ -356,14 +358,24 @@ def service_phase(
     """What a server's search costs: `KnowledgeService.search` (the query embedded on the
     model's own thread, then the store in a worker thread), then the same queries again
     (their vectors cached)."""
+    catalog = Catalog.builtin
+    cipher = CredentialCipher("bench")
+    # searches record nothing
+    ledger = UsageLedger(RequestLog(db, flush_interval_s=1, batch_size=1), NO_LIMITS, Metrics())
+    embedders = EmbedderRegistry(
+        embedder,
+        cipher=cipher,
+        http=HttpClients(allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1),
+        catalog=catalog,
+    )
+    indexer = Indexer(store, embedders, catalog=catalog, ledger=ledger, max_document_bytes=1 << 20)
     service = KnowledgeService(
         store,
-        embedder,
-        cipher=CredentialCipher("bench"),
-        http=HttpClients(allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1),
-        catalog=Catalog.builtin,
-        # searches record nothing
-        ledger=UsageLedger(RequestLog(db, flush_interval_s=1, batch_size=1), NO_LIMITS, Metrics()),
+        embedders,
+        indexer,
+        cipher=cipher,
+        catalog=catalog,
+        ledger=ledger,
         allow_private_upstreams=False,
         max_document_bytes=1 << 20,
     )

@@ -10,6 +10,7 @@ tool results arrive answers "Results: ..." with them (streamed as OpenAI streams
 `/functions/{name}` are webhooks for server-side functions (`echo`, `fail`, `slow`).
 `slow-stream` streams 100 pieces 50 ms apart and notes in `streams_closed_early` if the
 request was abandoned before its end.
+`/v1/embeddings` answers `fail-<status>` and `slow` as chat does; any other model gets vectors.
 Every request body is kept in `received` for the tests to inspect.
 """
 
@@ -56,6 +57,12 @@ class MockUpstream:
         """8-dimensional vectors from the text's bytes, in shuffled order (index says which)."""
         body = await request.json()
         self.received.append(body)
+        self.headers.append(dict(request.headers))
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            return self.failure(int(model.split("-", 1)[1]))
+        if model == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i,
@@ -97,13 +104,7 @@ class MockUpstream:
         self.headers.append(dict(request.headers))
         model = body.get("model", "")
         if model.startswith("fail-"):
-            status = int(model.split("-", 1)[1])
-            headers = {"retry-after": "7"} if status in (429, 503) else {}
-            return JSONResponse(
-                {"error": {"message": f"mock failure {status}", "type": "server_error"}},
-                status_code=status,
-                headers=headers,
-            )
+            return self.failure(int(model.split("-", 1)[1]))
         if model == "slow":
             await asyncio.sleep(SLOW_SECONDS)
         if model == "garbage":
@@ -134,6 +135,16 @@ class MockUpstream:
         if usage is not None:
             answer["usage"] = usage
         return JSONResponse(answer)
+
+    @staticmethod
+    def failure(status: int) -> Response:
+        """An OpenAI error body with `status` (and `retry-after: 7` for 429 and 503)."""
+        headers = {"retry-after": "7"} if status in (429, 503) else {}
+        return JSONResponse(
+            {"error": {"message": f"mock failure {status}", "type": "server_error"}},
+            status_code=status,
+            headers=headers,
+        )
 
     @staticmethod
     def answer_text(body: dict[str, Any]) -> str:

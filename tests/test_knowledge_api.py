@@ -27,11 +27,10 @@ from starlette.routing import Route
 
 from alicerce.api import create_app
 from alicerce.cli import main
-from alicerce.keys import AccountCreate
 from alicerce.services import Services
 from alicerce.settings import Settings
 from tests import conftest
-from tests.conftest import Account
+from tests.conftest import Account, Alicerce
 from tests.servers import ServerThread
 
 MANUAL_PT = """# Manual da Cafeteira Aurora
@@ -61,20 +60,28 @@ def _collection(client: httpx.Client, **spec: Any) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def _ready(client: httpx.Client, collection_id: str, document_id: str) -> dict[str, Any]:
+def _indexed(alicerce: Alicerce) -> None:
+    """Returns once the server's indexer has worked through its queue: `Indexer.idle()`, run
+    on the server's own event loop (its queue belongs to that loop)."""
+    loop = alicerce.server.server.servers[0].get_loop()
+    idle = alicerce.services.knowledge.indexer.idle()
+    asyncio.run_coroutine_threadsafe(idle, loop).result(timeout=120)
+
+
+def _ready(
+    alicerce: Alicerce, client: httpx.Client, collection_id: str, document_id: str
+) -> dict[str, Any]:
     """The document once indexing has ended (ready or failed)."""
-    deadline = time.monotonic() + 120
-    while True:
-        document = client.get(f"/collections/{collection_id}/documents/{document_id}").json()
-        if document["status"] in ("ready", "failed") or time.monotonic() > deadline:
-            return document  # type: ignore[no-any-return]
-        time.sleep(0.05)
+    _indexed(alicerce)
+    return client.get(f"/collections/{collection_id}/documents/{document_id}").json()  # type: ignore[no-any-return]
 
 
-def _add(client: httpx.Client, collection_id: str, **body: Any) -> dict[str, Any]:
+def _add(
+    alicerce: Alicerce, client: httpx.Client, collection_id: str, **body: Any
+) -> dict[str, Any]:
     response = client.post(f"/collections/{collection_id}/documents", json=body)
     assert response.status_code == 202, response.text
-    return _ready(client, collection_id, response.json()["id"])
+    return _ready(alicerce, client, collection_id, response.json()["id"])
 
 
 def _search(client: httpx.Client, collection_id: str, **body: Any) -> list[dict[str, Any]]:
@@ -122,7 +129,7 @@ def test_text_and_files_are_indexed_and_found(account: Account) -> None:
         )
         assert html.status_code == 202, html.text
         for document in (accepted.json(), upload.json(), html.json()):
-            done = _ready(client, collection, document["id"])
+            done = _ready(account.alicerce, client, collection, document["id"])
             assert done["status"] == "ready", done
             assert done["chunks"] >= 1 and done["tokens"] > 0 and done["error"] is None
 
@@ -147,7 +154,7 @@ def test_text_and_files_are_indexed_and_found(account: Account) -> None:
 def test_the_same_content_is_not_indexed_twice(account: Account) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        first = _add(client, collection, name="notes.md", content=RELEASE_NOTES)
+        first = _add(account.alicerce, client, collection, name="notes.md", content=RELEASE_NOTES)
         again = client.post(
             f"/collections/{collection}/documents",
             json={"name": "copy.md", "content": RELEASE_NOTES},
@@ -160,7 +167,7 @@ def test_the_same_content_is_not_indexed_twice(account: Account) -> None:
 def test_bad_documents_fail_clearly_and_change_nothing_else(account: Account) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        good = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+        good = _add(account.alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
         before = _search(client, collection, query="garantia")
 
         def upload(name: str, data: bytes, media_type: str) -> httpx.Response:
@@ -186,7 +193,7 @@ def test_bad_documents_fail_clearly_and_change_nothing_else(account: Account) ->
 
         corrupt = upload("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf")
         assert corrupt.status_code == 202
-        failed = _ready(client, collection, corrupt.json()["id"])
+        failed = _ready(account.alicerce, client, collection, corrupt.json()["id"])
         assert failed["status"] == "failed" and failed["chunks"] == 0
         assert "PDF" in failed["error"]
         assert _search(client, collection, query="garantia") == before
@@ -229,7 +236,7 @@ def test_search_needs_a_query(account: Account) -> None:
 def test_another_accounts_collection_is_not_found(account: Account, other_account: Account) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        document = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+        document = _add(account.alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
     with other_account.http() as client:
         paths = [
             ("GET", f"/collections/{collection}", None),
@@ -270,8 +277,8 @@ def test_another_accounts_collection_is_not_found(account: Account, other_accoun
 def test_deleting_a_document_removes_its_chunks(account: Account) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        aurora = _add(client, collection, name="aurora.md", content=MANUAL_PT)
-        _add(client, collection, name="zephyr.md", content=RELEASE_NOTES)
+        aurora = _add(account.alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
+        _add(account.alicerce, client, collection, name="zephyr.md", content=RELEASE_NOTES)
         assert any(
             h["document_id"] == aurora["id"] for h in _search(client, collection, query="garantia")
         )
@@ -287,7 +294,9 @@ def test_deleting_a_document_removes_its_chunks(account: Account) -> None:
 def test_indexing_and_searches_are_in_the_usage_ledger(account: Account) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        document = _add(client, collection, name="zephyr.md", content=RELEASE_NOTES)
+        document = _add(
+            account.alicerce, client, collection, name="zephyr.md", content=RELEASE_NOTES
+        )
         _search(client, collection, query="router")
         deadline = time.monotonic() + 5
         while True:
@@ -299,74 +308,6 @@ def test_indexing_and_searches_are_in_the_usage_ledger(account: Account) -> None
             time.sleep(0.02)
     assert skus["knowledge.indexing"]["quantity"] == document["tokens"]
     assert skus["knowledge.search"]["quantity"] == 1, usage["data"]
-
-
-def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
-    """A document stored but never indexed (the process died) is indexed by the next start."""
-
-    async def scenario() -> tuple[str, dict[str, Any]]:
-        services = Services.build(conftest.test_settings(tmp_path))
-        account_id = services.keys.create_account(AccountCreate(name="resume"))["id"]
-        knowledge = services.knowledge
-        collection = await knowledge.create_collection(account_id, {"name": "kb"})
-        document, created = await knowledge.add_file(
-            account_id,
-            collection.id,
-            name="zephyr.md",
-            data=RELEASE_NOTES.encode(),
-            media_type="text/markdown",
-            enqueue=False,  # stored, queued, and then the "crash"
-        )
-        assert created and document.status == "queued"
-        services.db.dispose()
-
-        restarted = Services.build(conftest.test_settings(tmp_path))
-        await restarted.start()
-        try:
-            await restarted.knowledge.idle()
-            done = await restarted.knowledge.get_document(account_id, collection.id, document.id)
-            result = await restarted.knowledge.search(account_id, [collection.id], "mesh roaming")
-        finally:
-            await restarted.close()
-        return done.status, {"hits": [h.document_id for h in result.hits], "id": document.id}
-
-    status, found = asyncio.run(scenario())
-    assert status == "ready"
-    assert found["hits"][0] == found["id"]
-
-
-def test_two_processes_resuming_one_document_index_it_once(tmp_path: Path) -> None:
-    """`serve --workers 2`: both workers find the same unfinished document at start."""
-
-    async def scenario() -> tuple[list[str], int]:
-        first = Services.build(conftest.test_settings(tmp_path))
-        second = Services.build(conftest.test_settings(tmp_path))
-        account_id = first.keys.create_account(AccountCreate(name="workers"))["id"]
-        collection = await first.knowledge.create_collection(account_id, {"name": "kb"})
-        document, _ = await first.knowledge.add_file(
-            account_id,
-            collection.id,
-            name="zephyr.md",
-            data=RELEASE_NOTES.encode(),
-            media_type="text/markdown",
-            enqueue=False,
-        )
-        [seen_by_first] = first.knowledge.store.unfinished_documents()
-        [seen_by_second] = second.knowledge.store.unfinished_documents()
-        await asyncio.gather(
-            first.knowledge.index(seen_by_first), second.knowledge.index(seen_by_second)
-        )
-        for services in (first, second):
-            await services.request_log.close()
-        done = await first.knowledge.get_document(account_id, collection.id, document.id)
-        usage = first.usage.totals(account_id, start=None, end=None, group_by="sku")
-        for services in (first, second):
-            services.db.dispose()
-        return [done.status], usage["data"][0]["requests"]
-
-    statuses, indexing_records = asyncio.run(scenario())
-    assert statuses == ["ready"]
-    assert indexing_records == 1
 
 
 @pytest.mark.slow
@@ -399,6 +340,7 @@ def test_the_whole_flow_on_postgresql(
     url = request.getfixturevalue(backend)
     app = create_app(conftest.test_settings(tmp_path, database_url=url))
     server = ServerThread(app).start()
+    alicerce = Alicerce(server.url, conftest.ROOT_KEY, server, app)
     try:
         with httpx.Client(
             base_url=server.url + "/api/v1",
@@ -411,12 +353,12 @@ def test_the_whole_flow_on_postgresql(
             base_url=server.url + "/api/v1", headers={"authorization": f"Bearer {key}"}, timeout=60
         ) as client:
             collection = _collection(client)["id"]
-            aurora = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+            aurora = _add(alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
             upload = client.post(
                 f"/collections/{collection}/documents",
                 files={"file": ("zephyr.txt", RELEASE_NOTES.encode(), "text/plain")},
             )
-            zephyr = _ready(client, collection, upload.json()["id"])
+            zephyr = _ready(alicerce, client, collection, upload.json()["id"])
             assert aurora["status"] == zephyr["status"] == "ready"
             again = client.post(
                 f"/collections/{collection}/documents",
@@ -483,13 +425,17 @@ def test_a_collection_can_use_an_embeddings_endpoint(account: Account, hash_embe
             "api_key_set": True,
         }
         assert "sk-emb" not in json.dumps(client.get(f"/collections/{created['id']}").json())
-        document = _add(client, created["id"], name="zephyr.md", content=RELEASE_NOTES)
+        document = _add(
+            account.alicerce, client, created["id"], name="zephyr.md", content=RELEASE_NOTES
+        )
         assert document["status"] == "ready"
         hits = _search(client, created["id"], query="mesh roaming", mode="vector")
         assert hits[0]["document_id"] == document["id"]
 
         wrong_key = _collection(client, embedding=_endpoint(hash_embedder, "sk-wrong"))
-        failed = _add(client, wrong_key["id"], name="zephyr.md", content=RELEASE_NOTES)
+        failed = _add(
+            account.alicerce, client, wrong_key["id"], name="zephyr.md", content=RELEASE_NOTES
+        )
         assert failed["status"] == "failed" and "hash-64" in failed["error"]
         assert "sk-wrong" not in failed["error"]
         relative = client.post("/collections", json={"name": "x", "embedding": _endpoint("/v1")})
@@ -500,15 +446,13 @@ def test_a_collection_can_use_an_embeddings_endpoint(account: Account, hash_embe
 def test_a_collection_can_be_embedded_again(account: Account, hash_embedder: str) -> None:
     with account.http() as client:
         collection = _collection(client)["id"]
-        document = _add(client, collection, name="aurora.md", content=MANUAL_PT)
+        document = _add(account.alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
 
         def moved_to(model: str) -> dict[str, Any]:
-            deadline = time.monotonic() + 60
-            while True:
-                current = client.get(f"/collections/{collection}").json()
-                if current["embedding"]["model"] == model or time.monotonic() > deadline:
-                    return current  # type: ignore[no-any-return]
-                time.sleep(0.05)
+            _indexed(account.alicerce)  # the re-embedding is queued after the documents
+            current: dict[str, Any] = client.get(f"/collections/{collection}").json()
+            assert current["embedding"]["model"] == model
+            return current
 
         queued = client.post(
             f"/collections/{collection}/reembed", json={"embedding": _endpoint(hash_embedder)}
@@ -614,7 +558,7 @@ def test_a_sections_title_is_found_by_keyword_search(account: Account) -> None:
             "# Cobrança\n\nOs preços são por milhão de tokens.\n\n# Férias\n\nSão 30 dias.\n\n"
             "# Horário\n\nDas 9h às 18h.\n\n# Endereço\n\nRua Augusta, 100."
         )
-        _add(client, collection, name="manual.md", content=content)
+        _add(account.alicerce, client, collection, name="manual.md", content=content)
         [hit] = _search(client, collection, query="cobranca", mode="keyword")
     assert hit["text"] == "Os preços são por milhão de tokens."
     assert hit["heading_path"] == ["Cobrança"]

@@ -19,19 +19,13 @@ import msgspec
 import numpy as np
 
 from alicerce.billing import LineItem, TokenUsage
-from alicerce.catalog import Catalog, CatalogModel
-from alicerce.embeddings import (
-    LOCAL_EMBEDDING_MODEL,
-    Embedder,
-    EmbeddingBatch,
-    Kind,
-    OpenAIEmbedder,
-)
+from alicerce.catalog import Catalog
+from alicerce.embedders import EmbedderRegistry
+from alicerce.embeddings import Embedder, EmbeddingBatch, Kind
 from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
 from alicerce.inference.request import decode_body
 from alicerce.ledger import Call, UsageLedger
 from alicerce.limits import Limiter
-from alicerce.upstreams.http import HttpClients
 
 EMBEDDINGS_SKU = "inference.embeddings.in"
 MAX_INPUTS = 2048  # OpenAI's own limit on the number of inputs
@@ -135,16 +129,13 @@ class EmbeddingsService:
 
     def __init__(
         self,
-        embedder: Embedder,
+        embedders: EmbedderRegistry,
         catalog: Callable[[], Catalog],
         ledger: UsageLedger,
         limiter: Limiter,
-        http: HttpClients | None = None,
     ) -> None:
-        self._embedder = embedder
+        self._embedders = embedders
         self._catalog = catalog
-        self._http = http
-        self._remote: dict[str, tuple[CatalogModel, OpenAIEmbedder]] = {}
         self._ledger = ledger
         self._limiter = limiter
 
@@ -174,32 +165,7 @@ class EmbeddingsService:
 
     def embedder_for(self, model_id: str) -> Embedder:
         """The local model, or a catalog embedding model's endpoint (made once per entry)."""
-        if model_id == LOCAL_EMBEDDING_MODEL:
-            return self._embedder
-        entry = self._catalog().get(model_id)
-        if entry is None or entry.kind != "embedding" or entry.provider.base_url is None:
-            raise InvalidRequest(
-                f"The embedding model {model_id!r} does not exist; use "
-                f"{LOCAL_EMBEDDING_MODEL!r} or an embedding model of the catalog "
-                "(GET /api/v1/models lists them).",
-                param="model",
-                code="model_not_found",
-            )
-        cached = self._remote.get(model_id)
-        if cached is not None and cached[0] is entry:  # the same catalog entry: not reloaded
-            return cached[1]
-        assert self._http is not None and self._http.trusted is not None
-        embedder = OpenAIEmbedder(
-            self._http.trusted,  # catalog providers are the operator's own
-            base_url=entry.provider.base_url,
-            model=entry.upstream_model,
-            dimensions=entry.dimensions or 0,
-            api_key=entry.provider.api_key,
-            headers=entry.provider.headers,
-            label=entry.id,
-        )
-        self._remote[model_id] = (entry, embedder)
-        return embedder
+        return self._embedders.for_model(model_id)
 
     def record_failure(self, call: Call, exc: AlicerceError) -> None:
         self._record(call, exc.status, 0, [], error=exc)

@@ -81,7 +81,7 @@ async def ingest_files(
             )
             indexed_now = created or document.status in ("queued", "indexing")
             if indexed_now:  # also finishes what a stopped server left unfinished
-                await knowledge.index(document)
+                await knowledge.indexer.index(document)
                 document = await knowledge.get_document(
                     collection.account_id, collection.id, document.id
                 )

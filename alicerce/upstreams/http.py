@@ -17,6 +17,7 @@ import msgspec
 from aiohttp.abc import ResolveResult
 
 from alicerce.errors import (
+    AlicerceError,
     InvalidRequest,
     UpstreamError,
     UpstreamTimeout,
@@ -112,11 +113,13 @@ class OpenAIHttpUpstream:
             async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise self._status_error(resp.status, raw, resp.headers.get("retry-after"))
+                    raise status_error(
+                        self.label, resp.status, raw, resp.headers.get("retry-after")
+                    )
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"Upstream {self.label} did not answer in time.") from None
         except aiohttp.ClientError as exc:
-            raise self._connection_error(exc) from None
+            raise connection_error(self.label, exc) from None
         return self._completion(raw)
 
     def _completion(self, raw: bytes) -> Completion:
@@ -162,7 +165,9 @@ class OpenAIHttpUpstream:
             async with self._session.post(self._url, data=payload, headers=headers) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
-                    raise self._status_error(resp.status, raw, resp.headers.get("retry-after"))
+                    raise status_error(
+                        self.label, resp.status, raw, resp.headers.get("retry-after")
+                    )
                 if resp.content_type == "application/json":  # a server that ignored `stream`
                     for chunk in self._as_chunks(self._completion(await resp.read())):
                         yield chunk
@@ -184,7 +189,7 @@ class OpenAIHttpUpstream:
         except aiohttp.ClientPayloadError:
             raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
         except aiohttp.ClientError as exc:
-            raise self._connection_error(exc) from None
+            raise connection_error(self.label, exc) from None
 
     def _parse_event_line(self, line: bytes) -> Any:
         line = line.strip()
@@ -205,40 +210,48 @@ class OpenAIHttpUpstream:
             raise UpstreamError(f"Upstream {self.label} failed mid-stream: {_error_message(chunk)}")
         return chunk
 
-    def _status_error(self, status: int, raw: bytes, retry_after: str | None) -> Exception:
-        detail = _error_message_from_bytes(raw)
-        if status in (400, 404, 409, 413, 422):
-            return InvalidRequest(
-                f"Upstream {self.label} rejected the request ({status}): {detail}",
-                code="upstream_rejected",
-            )
-        if status in (401, 403):
-            return UpstreamError(
-                f"Upstream {self.label} refused the gateway's credentials ({status}): {detail}"
-            )
-        seconds = _parse_retry_after(retry_after)
-        if status == 429:
-            return UpstreamUnavailable(
-                f"Upstream {self.label} is rate limiting (429): {detail}",
-                retry_after=seconds or 1,
-            )
-        if status == 503:
-            return UpstreamUnavailable(
-                f"Upstream {self.label} is unavailable (503): {detail}", retry_after=seconds or 1
-            )
-        if status == 504:
-            return UpstreamTimeout(f"Upstream {self.label} timed out (504): {detail}")
-        return UpstreamError(f"Upstream {self.label} failed ({status}): {detail}")
-
-    def _connection_error(self, exc: aiohttp.ClientError) -> UpstreamError:
-        reason = str(exc.os_error) if isinstance(exc, aiohttp.ClientConnectorError) else str(exc)
-        return UpstreamUnavailable(
-            f"Upstream {self.label} is unreachable: {reason or type(exc).__name__}",
-            retry_after=1,
-        )
-
 
 _DONE = object()
+
+
+# -- what an upstream's failure means to the client (docs/decisions.md, "Errors from upstreams") --
+# One mapping for every OpenAI-compatible upstream: chat models and embedding models alike.
+
+
+def status_error(label: str, status: int, raw: bytes, retry_after: str | None) -> AlicerceError:
+    """The client's error for an upstream that answered `status` with body `raw`: what the
+    upstream refused is the client's 400, a credential it refused is ours (502), overload and
+    rate limits are a retryable 503 (its `retry-after` passed on, at least 1 s)."""
+    detail = _error_message_from_bytes(raw)
+    if status in (400, 404, 409, 413, 422):
+        return InvalidRequest(
+            f"Upstream {label} rejected the request ({status}): {detail}",
+            code="upstream_rejected",
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            f"Upstream {label} refused the gateway's credentials ({status}): {detail}"
+        )
+    seconds = _parse_retry_after(retry_after)
+    if status == 429:
+        return UpstreamUnavailable(
+            f"Upstream {label} is rate limiting (429): {detail}", retry_after=seconds or 1
+        )
+    if status == 503:
+        return UpstreamUnavailable(
+            f"Upstream {label} is unavailable (503): {detail}", retry_after=seconds or 1
+        )
+    if status == 504:
+        return UpstreamTimeout(f"Upstream {label} timed out (504): {detail}")
+    return UpstreamError(f"Upstream {label} failed ({status}): {detail}")
+
+
+def connection_error(label: str, exc: aiohttp.ClientError) -> UpstreamError:
+    """The client's error for an upstream that could not be reached (a retryable 503)."""
+    reason = str(exc.os_error) if isinstance(exc, aiohttp.ClientConnectorError) else str(exc)
+    return UpstreamUnavailable(
+        f"Upstream {label} is unreachable: {reason or type(exc).__name__}", retry_after=1
+    )
 
 
 def _error_message(payload: Any) -> str:
@@ -267,4 +280,11 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-__all__ = ["GuardedResolver", "HttpClients", "OpenAIHttpUpstream", "asyncio"]
+__all__ = [
+    "GuardedResolver",
+    "HttpClients",
+    "OpenAIHttpUpstream",
+    "asyncio",
+    "connection_error",
+    "status_error",
+]

@@ -1,0 +1,267 @@
+"""The indexing worker: one asyncio task taking documents (and re-embeddings) from a queue.
+
+Each document is extracted, chunked and embedded, then written in the one transaction of
+`KnowledgeStore.write_chunks`, so a crash at any point leaves it queued or indexing, never half
+visible; `start()` queues those again. Statuses go `queued` -> `indexing` -> `ready` |
+`failed`. Extraction and chunking run in a thread, the local embedder's work on its own thread,
+so the event loop keeps serving requests meanwhile. Each indexed document and each re-embedding
+is one `knowledge.indexing` record in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alicerce.billing import LineItem
+from alicerce.catalog import Catalog
+from alicerce.embedders import EmbedderRegistry
+from alicerce.embeddings import Embedder, EmbeddingBatch
+from alicerce.errors import AlicerceError
+from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
+from alicerce.knowledge.extract import ExtractionError, extract
+from alicerce.knowledge.store import Document, KnowledgeStore
+from alicerce.ledger import UsageLedger
+
+log = logging.getLogger("alicerce.knowledge")
+
+INDEXING_SKU = "knowledge.indexing"
+PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
+
+
+@dataclass(frozen=True, slots=True)
+class Reembed:
+    """A job for the worker: the collection's chunks embedded again with another embedder."""
+
+    account_id: str
+    collection_id: str
+    embedding: dict[str, Any] | None  # the endpoint settings, or None for the local model
+
+
+async def embed_passages(embedder: Embedder, texts: list[str]) -> EmbeddingBatch:
+    """Passages embedded a few at a time: the local model serves one call at a time, so a
+    query (a chat's search) waits for one slice of a long document, never for all of it."""
+    parts = [
+        await embedder.embed(texts[start : start + PASSAGE_SLICE], kind="passage")
+        for start in range(0, len(texts), PASSAGE_SLICE)
+    ]
+    if not parts:
+        return EmbeddingBatch(np.empty((0, embedder.dimensions), dtype=np.float32), 0)
+    return EmbeddingBatch(np.vstack([p.vectors for p in parts]), sum(p.tokens for p in parts))
+
+
+class Indexer:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        embedders: EmbedderRegistry,
+        *,
+        catalog: Callable[[], Catalog],
+        ledger: UsageLedger,
+        max_document_bytes: int,
+        chunk_tokens: int = 256,
+        overlap_tokens: int = 32,
+    ) -> None:
+        self.store = store
+        self._embedders = embedders
+        self._catalog = catalog
+        self._ledger = ledger
+        self._max_document_bytes = max_document_bytes
+        self._chunk_tokens = chunk_tokens
+        self._overlap_tokens = overlap_tokens
+        self._queue: asyncio.Queue[Document | Reembed | None] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.accepting = True  # false once closing: new documents are refused
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the worker and queues what a previous process left unfinished."""
+        self._queue = asyncio.Queue()
+        self.accepting = True
+        for document in await asyncio.to_thread(self.store.unfinished_documents):
+            self._queue.put_nowait(document)
+        if not self._queue.empty():
+            log.info("resuming the indexing of %d documents", self._queue.qsize())
+        self._worker = asyncio.create_task(self._run(), name="knowledge-indexer")
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Stops taking documents and lets the one being indexed finish (up to `timeout_s`);
+        the rest stay queued in the database and are resumed at the next start."""
+        self.accepting = False
+        if self._worker is None:
+            return
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._worker), timeout_s)
+        except TimeoutError:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._worker = None
+
+    def enqueue(self, job: Document | Reembed) -> None:
+        """For the worker, after the documents and jobs queued before it."""
+        self._queue.put_nowait(job)
+
+    async def idle(self) -> None:
+        """Returns once every queued document has been indexed or has failed."""
+        await self._queue.join()
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                if job is None or not self.accepting:
+                    return
+                if isinstance(job, Reembed):
+                    await self.reembed(job)
+                else:
+                    await self.index(job)
+            finally:
+                self._queue.task_done()
+
+    # -- indexing ------------------------------------------------------------------------
+
+    async def index(self, document: Document) -> None:
+        """Extracts, chunks, embeds and writes one document; any failure marks it failed with
+        the reason and touches nothing else in the collection."""
+        started = time.perf_counter()
+        collection = await asyncio.to_thread(
+            self.store.get_collection, document.account_id, document.collection_id
+        )
+        if collection is None:  # deleted while the document waited
+            return
+        if not await asyncio.to_thread(self.store.claim, document):
+            log.info("document %s is being indexed elsewhere", document.id)
+            return
+        try:
+            data = await asyncio.to_thread(self.store.load_source, document.id)
+            chunks = await asyncio.to_thread(self._chunks, document, data)
+            texts = [embedding_text(c) for c in chunks]
+            embedder = self._embedders.for_collection(
+                collection.settings.get("embedding"), collection.name, indexing=True
+            )
+            batch = await embed_passages(embedder, texts)
+            await asyncio.to_thread(
+                self.store.write_chunks, document.id, chunks, batch.vectors, batch.tokens
+            )
+        except (ExtractionError, AlicerceError) as exc:
+            reason = exc.message if isinstance(exc, AlicerceError) else str(exc)
+            await self._fail(document, reason)
+            return
+        except Exception:
+            log.exception("indexing document %s failed", document.id)
+            await self._fail(document, "an internal error stopped the indexing")
+            return
+        self._bill(
+            collection.account_id,
+            collection.embedding_model,
+            batch.tokens,
+            time.perf_counter() - started,
+            f"Indexing of '{document.name}' into collection '{collection.name}' "
+            f"with '{collection.embedding_model}'",
+            {"collection_id": collection.id, "document_id": document.id},
+        )
+
+    def _chunks(self, document: Document, data: bytes) -> list[Chunk]:
+        blocks = extract(
+            data, document.name, document.media_type, max_bytes=self._max_document_bytes
+        )
+        chunks = chunk(
+            blocks,
+            count_tokens=self._embedders.local.count_tokens,
+            max_tokens=self._chunk_tokens,
+            overlap_tokens=self._overlap_tokens,
+        )
+        if not chunks:
+            raise ExtractionError("the document has no text")
+        return chunks
+
+    async def _fail(self, document: Document, reason: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.mark_failed, document.id, reason)
+        except Exception:  # deleted meanwhile, or the database is gone: nothing to mark
+            log.exception("could not mark document %s failed", document.id)
+
+    # -- re-embedding --------------------------------------------------------------------
+
+    async def reembed(self, job: Reembed) -> bool:
+        """Embeds every chunk again and swaps the vectors and the collection's model at once;
+        a failure (the endpoint is down) changes nothing and is logged."""
+        started = time.perf_counter()
+        collection = await asyncio.to_thread(
+            self.store.get_collection, job.account_id, job.collection_id
+        )
+        if collection is None:
+            return False
+        settings = {k: v for k, v in collection.settings.items() if k != "embedding"}
+        if job.embedding:
+            settings["embedding"] = job.embedding
+            model, dimensions = job.embedding["model"], int(job.embedding["dimensions"])
+        else:
+            model, dimensions = self._embedders.local.model, self._embedders.local.dimensions
+        try:
+            batches = await asyncio.to_thread(
+                lambda: list(self.store.chunk_vectors(job.account_id, job.collection_id))
+            )
+            stored = [c for batch in batches for c in batch]
+            texts = [embedding_text(Chunk(c.text, c.heading_path, c.position, 0)) for c in stored]
+            embedder = self._embedders.for_collection(job.embedding, collection.name, indexing=True)
+            embedded = await embed_passages(embedder, texts)
+            done = await asyncio.to_thread(
+                self.store.replace_vectors,
+                job.account_id,
+                job.collection_id,
+                [c.id for c in stored],
+                embedded.vectors,
+                embedding_model=model,
+                dimensions=dimensions,
+                settings=settings,
+            )
+        except AlicerceError as exc:
+            log.warning("collection %s not re-embedded: %s", job.collection_id, exc.message)
+            return False
+        except Exception:
+            log.exception("collection %s not re-embedded", job.collection_id)
+            return False
+        if done:
+            self._bill(
+                job.account_id,
+                model,
+                embedded.tokens,
+                time.perf_counter() - started,
+                f"Re-embedding of collection '{collection.name}' with '{model}'",
+                {"collection_id": job.collection_id, "reembed": True},
+            )
+        return done
+
+    def _bill(
+        self,
+        account_id: str,
+        model: str,
+        tokens: int,
+        seconds: float,
+        description: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        """One ledger record per indexed document or re-embedding, so `/usage` sums it like a
+        request."""
+        item = LineItem(
+            INDEXING_SKU, tokens, self._catalog().knowledge.per_indexed_token, description
+        )
+        self._ledger.record_work(
+            item,
+            account_id=account_id,
+            seconds=seconds,
+            model=model,
+            tokens=tokens,
+            metadata=metadata,
+        )
