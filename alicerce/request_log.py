@@ -104,6 +104,7 @@ class RequestLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._flushing = asyncio.Lock()  # one batch in flight at a time
         self._insert_request = _insert(db, "request_log", REQUEST_COLUMNS)
         self._insert_item = _insert(db, "line_items", ITEM_COLUMNS)
 
@@ -171,6 +172,13 @@ class RequestLog:
         await self.flush()
 
     async def flush(self) -> None:
+        """Writes every record queued so far. Flushes take turns, so when one returns, what was
+        recorded before it was called is committed, also if the writer task had a batch in
+        flight (a caller may wait on it instead of polling the database)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self._requests:
             requests, items = self._requests, self._items
             self._requests, self._items = [], []
