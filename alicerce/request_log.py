@@ -102,6 +102,7 @@ class RequestLog:
         self._requests: list[tuple[Any, ...]] = []
         self._items: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._insert_request = _insert(db, "request_log", REQUEST_COLUMNS)
@@ -171,6 +172,12 @@ class RequestLog:
         await self.flush()
 
     async def flush(self) -> None:
+        """Writes what is queued; returns once it is in the database, records that a flush
+        already under way (the writer's) took from the queue included."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self._requests:
             requests, items = self._requests, self._items
             self._requests, self._items = [], []
