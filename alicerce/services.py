@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from alicerce.catalog import Catalog, CatalogError
 from alicerce.embeddings import LocalE5Embedder
@@ -16,11 +16,12 @@ from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
-from alicerce.ledger import UsageLedger
+from alicerce.inference.pipeline import Pipeline
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.store import KnowledgeStore
+from alicerce.ledger import UsageLedger
 from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog
@@ -65,6 +66,7 @@ class Services:
     embeddings: EmbeddingsService
     knowledge: KnowledgeService
     grounder: Grounder  # puts a gateway's knowledge into its requests
+    pipeline: Pipeline = field(init=False)  # an inference request, from door to ledger
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
 
@@ -160,6 +162,18 @@ class Services:
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,
+        )
+        services.pipeline = Pipeline(
+            gateways=services.gateways,
+            catalog=current_catalog,
+            upstreams=upstreams,
+            tools=services.tools,
+            router=services.router,
+            grounder=services.grounder,
+            limiter=limiter,
+            chat=services.chat,
+            embeddings=services.embeddings,
+            ledger=ledger,
         )
         return services
 

@@ -27,9 +27,9 @@ from alicerce.embeddings import (
     Kind,
     OpenAIEmbedder,
 )
-from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
-from alicerce.ledger import Call, UsageLedger
+from alicerce.errors import InvalidRequest, PermissionDenied, RequestTooLarge
 from alicerce.inference.request import decode_body
+from alicerce.ledger import Call, UsageLedger
 from alicerce.limits import Limiter
 from alicerce.upstreams.http import HttpClients
 
@@ -128,7 +128,8 @@ def estimate_tokens(texts: list[str]) -> int:
 
 
 class EmbeddingsService:
-    """Embeds for the `/embeddings` route; every request is recorded once, as chats are.
+    """Embeds for the `/embeddings` route and records what it answered, as chats do (a request
+    that fails is recorded by the pipeline, `inference/pipeline.py`).
 
     `@local/multilingual-e5-small` runs in process; the catalog's `kind = "embedding"` models
     are called on their provider's OpenAI-compatible `/embeddings`."""
@@ -201,19 +202,13 @@ class EmbeddingsService:
         self._remote[model_id] = (entry, embedder)
         return embedder
 
-    def record_failure(self, call: Call, exc: AlicerceError) -> None:
-        self._record(call, exc.status, 0, [], error=exc)
-
     def _record(
         self,
         call: Call,
         status: int,
         tokens: int,
         items: list[LineItem],
-        error: AlicerceError | None = None,
         model: str | None = None,
     ) -> None:
         usage = TokenUsage(prompt_tokens=tokens)
-        self._ledger.record_call(
-            call, model=model, status=status, usage=usage, items=items, error=error
-        )
+        self._ledger.record_call(call, model=model, status=status, usage=usage, items=items)

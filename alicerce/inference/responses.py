@@ -2,20 +2,21 @@
 
 A `responses.create` request becomes a `ChatRequest` and runs through the same pipeline as a
 chat completion (gateway, plan, server-side functions, fallbacks, request log); its answer, or its
-stream of chat chunks, is then reshaped into a `response` object or the Responses API's typed
-Server-Sent Events. Nothing is stored: `previous_response_id` and `conversation` are refused,
-so a client sends the whole conversation in `input` (as it would to a stateless model).
+stream of chat chunk objects, is then reshaped into a `response` object or the Responses API's
+typed events (`ResponseEvents`; `api/http.py` sends them as Server-Sent Events). Nothing is
+stored: `previous_response_id` and `conversation` are refused, so a client sends the whole
+conversation in `input` (as it would to a stateless model).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
 from alicerce.errors import InvalidRequest
+from alicerce.inference.relay import Closing, Failure, StreamItem
 from alicerce.inference.request import (
     ChatRequest,
     Message,
@@ -24,8 +25,6 @@ from alicerce.inference.request import (
     TopP,
     decode_body,
 )
-
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class ResponsesRequest(msgspec.Struct):
@@ -384,13 +383,12 @@ def response_from_chat(
 # -- streaming: chat chunks → typed events -------------------------------------------------
 
 
-def event_bytes(event: dict[str, Any]) -> bytes:
-    kind: str = event["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + _encode(event) + b"\n\n"
-
-
 class ResponseEvents:
     """Turns a chat chunk stream into the Responses API's events, in order.
+
+    `write` takes the chat stream's items (`relay.StreamItem`: chunk objects, never bytes) and
+    gives the events of each, to be sent together: the opening events go with the first item, a
+    `Closing` adds the closing ones, a `Failure` the `error` and `response.failed` events.
 
     One output item is open at a time (OpenAI streams items one after another): text opens a
     message item, a tool call's first fragment closes what was open and opens a function_call
@@ -413,6 +411,17 @@ class ResponseEvents:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
         return event
+
+    def write(self, item: StreamItem) -> list[dict[str, Any]]:
+        """The events of one item of the chat stream, in order."""
+        events = self.opening() if self._sequence == 0 else []
+        if isinstance(item, Failure):
+            return events + self.failure(item.error.to_body()["error"])
+        for chunk in item.chunks if isinstance(item, Closing) else item:
+            events += self.chunk(chunk)
+        if isinstance(item, Closing):
+            events += self.closing()
+        return events
 
     def opening(self) -> list[dict[str, Any]]:
         return [
@@ -547,31 +556,3 @@ class ResponseEvents:
             self._event("error", code=error.get("code"), message=message, param=error.get("param")),
             self._event("response.failed", response=failed),
         ]
-
-
-async def translate_stream(
-    chat_sse: AsyncIterator[bytes], events: ResponseEvents
-) -> AsyncIterator[bytes]:
-    """The chat pipeline's SSE bytes in, the Responses API's events out."""
-    buffer = b""
-    try:
-        for event in events.opening():
-            yield event_bytes(event)
-        async for piece in chat_sse:
-            buffer += piece
-            while b"\n\n" in buffer:
-                line, buffer = buffer.split(b"\n\n", 1)
-                data = line.removeprefix(b"data: ").strip()
-                if data == b"[DONE]":
-                    for event in events.closing():
-                        yield event_bytes(event)
-                    return
-                chunk = msgspec.json.decode(data)
-                if isinstance(chunk, dict) and "error" in chunk:
-                    for event in events.failure(chunk["error"]):
-                        yield event_bytes(event)
-                    return
-                for event in events.chunk(chunk):
-                    yield event_bytes(event)
-    finally:
-        await chat_sse.aclose()  # type: ignore[attr-defined]
