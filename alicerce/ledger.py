@@ -5,11 +5,16 @@ settled against the key's limits and counted in the metrics. Knowledge work bill
 call (a search through the API, a document's indexing, a collection's re-embedding) is one
 record with one line item. Either way the record goes to the batched request log, which is what
 `/api/v1/usage` and `/api/v1/requests` read, so every amount a client sees is summed from here.
+
+Who records a call: the service that answered it (`inference/chat.py`, a stream when it ends,
+however it ends; `inference/embeddings.py`), or, when it got no answer, the pipeline
+(`inference/pipeline.py`). Each call is recorded exactly once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,6 +46,12 @@ class UsageLedger:
         self._log = request_log
         self._limiter = limiter
         self._metrics = metrics
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Has `listener` called with each record's id as it is queued, on the event loop: for
+        whoever must know that a request has ended (the tests wait on it, where they polled)."""
+        self._listeners.append(listener)
 
     def record_call(
         self,
@@ -85,6 +96,8 @@ class UsageLedger:
         self._metrics.observe_request(
             call.endpoint, status, latency_ms / 1000, usage, stream, ttft_ms
         )
+        for listener in self._listeners:
+            listener(call.request_id)
 
     def record_work(
         self,
@@ -98,9 +111,10 @@ class UsageLedger:
         metadata: dict[str, Any] | None = None,
     ) -> Decimal:
         """Knowledge work billed outside a call: one record under its SKU, one line item."""
+        record_id = new_id()
         self._log.record(
             RequestRecord(
-                id=new_id(),
+                id=record_id,
                 created_at=utcnow(),
                 endpoint=item.sku,
                 stream=False,
@@ -114,4 +128,6 @@ class UsageLedger:
                 request_metadata=metadata,
             )
         )
+        for listener in self._listeners:
+            listener(record_id)
         return item.amount

@@ -102,6 +102,7 @@ class RequestLog:
         self._requests: list[tuple[Any, ...]] = []
         self._items: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing = asyncio.Lock()  # one batch in flight at a time

@@ -18,6 +18,7 @@ from alicerce.inference.embeddings import EmbeddingsService
 from alicerce.inference.fallback import RetryPolicy
 from alicerce.inference.functions import GatewayTools
 from alicerce.inference.grounding import Grounder
+from alicerce.inference.pipeline import Pipeline
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import KeyService
 from alicerce.knowledge.indexer import Indexer
@@ -69,6 +70,7 @@ class Services:
     embeddings: EmbeddingsService
     knowledge: KnowledgeService
     grounder: Grounder  # puts a gateway's knowledge into its requests
+    pipeline: Pipeline = field(init=False)  # an inference request, from door to ledger
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
     _catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # set, then replaced
@@ -191,6 +193,18 @@ class Services:
             knowledge=knowledge,
             grounder=Grounder(knowledge, tokens),
             _catalog_mtime=catalog_mtime,
+        )
+        services.pipeline = Pipeline(
+            gateways=services.gateways,
+            catalog=current_catalog,
+            upstreams=upstreams,
+            tools=services.tools,
+            router=services.router,
+            grounder=services.grounder,
+            limiter=limiter,
+            chat=services.chat,
+            embeddings=services.embeddings,
+            ledger=ledger,
         )
         return services
 

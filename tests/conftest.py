@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +31,59 @@ class Upstream:
     url: str  # the OpenAI base URL, ending in /v1
 
 
+class Recorded:
+    """Which requests the server's ledger has recorded, as it tells them (`UsageLedger.listen`):
+    a test waits for its request's record rather than poll the database for it."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def event(self, request_id: str) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault(request_id, threading.Event())
+
+    def count(self, request_id: str) -> int:
+        """How many times `request_id` was recorded (once, always, is the contract)."""
+        with self._lock:
+            return self._counts[request_id]
+
+    def __call__(self, request_id: str) -> None:  # on the server's event loop
+        with self._lock:
+            self._counts[request_id] += 1
+        self.event(request_id).set()
+
+
 @dataclass
 class Alicerce:
     url: str
     root_key: str
-    server: ServerThread
+    server: ServerThread  # started: the app's services are built
     app: Any
+    recorded: Recorded = field(default_factory=Recorded)
+
+    def __post_init__(self) -> None:
+        async def listen() -> None:  # on the server's loop, which the ledger belongs to
+            self.services.ledger.listen(self.recorded)
+
+        self.server.call(listen())
 
     @property
     def services(self) -> Services:
         return self.app.state.services  # type: ignore[no-any-return]
 
     def wait_for_record(self, request_id: str, timeout: float = 5.0) -> RequestLogRow:
-        """The request log row of `request_id`, once the batched writer has flushed it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.services.db.session() as session:
-                row = session.get(RequestLogRow, request_id)
-            if row is not None or time.monotonic() > deadline:
-                assert row is not None, f"request {request_id} was never recorded"
-                return row
-            time.sleep(0.01)
+        """The request log row of `request_id`: once the ledger has recorded the request (a
+        stream records when it ends, which may be after the client has its last byte), the
+        request log is flushed on the server's loop, and the row read."""
+        recorded = self.recorded.event(request_id).wait(timeout)
+        assert recorded, f"request {request_id} was never recorded"
+        self.server.call(self.services.request_log.flush(), timeout)
+        with self.services.db.session() as session:
+            row = session.get(RequestLogRow, request_id)
+        assert row is not None, f"request {request_id} was recorded but not written"
+        return row
 
     def http(self, key: str | None) -> httpx.Client:
         headers = {"authorization": f"Bearer {key}"} if key else {}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import uvicorn
+
+T = TypeVar("T")
 
 
 class ServerThread:
@@ -17,6 +21,7 @@ class ServerThread:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> ServerThread:
         self.thread.start()
@@ -26,7 +31,14 @@ class ServerThread:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.loop = self.server.servers[0].get_loop()
         return self
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Runs `coroutine` on the server's event loop, from the test's thread, and returns its
+        result: the way to reach the app's parts, which belong to that loop."""
+        assert self.loop is not None, "the server is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
     def url(self) -> str:

@@ -1,4 +1,4 @@
-"""Pure parts: ids, planning, billing, the stream relay, settings."""
+"""Pure parts: ids, planning, billing, settings (the stream relay: test_relay.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import uuid
 from decimal import Decimal
 
-import msgspec
 import pytest
 
 from alicerce.billing import LineItem, TokenUsage, inference_line_items
@@ -15,7 +14,6 @@ from alicerce.errors import InvalidRequest
 from alicerce.gateways import GatewaySpec
 from alicerce.ids import slug_for, uuid7
 from alicerce.inference.plan import build_messages, plan_chat
-from alicerce.inference.relay import StreamRelay
 from alicerce.inference.request import parse_chat_request
 
 
@@ -115,44 +113,6 @@ def test_usage_from_upstream_is_validated() -> None:
         {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 9}}
     )
     assert usage == TokenUsage(5, 2, 0)  # cached can never exceed the prompt
-
-
-def _decode(frames: list[bytes]) -> list[dict]:
-    out = []
-    for frame in frames:
-        assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
-        payload = frame[6:-2]
-        out.append({"done": True} if payload == b"[DONE]" else msgspec.json.decode(payload))
-    return out
-
-
-def test_relay_sends_role_once_and_dedupes_tool_call_ids() -> None:
-    relay = StreamRelay(request_id="id1", model="m", prefill=None, started=0.0)
-    frames = relay.relay({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-    call = {
-        "index": 0,
-        "id": "call_1",
-        "type": "function",
-        "function": {"name": "f", "arguments": "{"},
-    }
-    frames += relay.relay({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
-    frames += relay.relay({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
-    frames += relay.relay({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
-    frames += relay.relay({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-    chunks = _decode(frames)
-    assert sum(1 for c in chunks if c["choices"][0]["delta"].get("role")) == 1
-    calls = [
-        c["choices"][0]["delta"]["tool_calls"][0]
-        for c in chunks
-        if c["choices"][0]["delta"].get("tool_calls")
-    ]
-    assert calls[0]["id"] == "call_1" and "id" not in calls[1]
-    assert "name" not in calls[1]["function"] and calls[1]["function"]["arguments"] == "{"
-    assert all(c["id"] == "id1" for c in chunks)
-    closing = _decode(relay.closing({"total_tokens": 2}, {"generated_usage": []}, False))
-    assert closing[0]["choices"][0]["finish_reason"] == "tool_calls"
-    assert closing[0]["usage"] == {"total_tokens": 2}
-    assert closing[-1] == {"done": True}
 
 
 def test_catalog_file_is_validated(tmp_path) -> None:

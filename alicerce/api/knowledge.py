@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from alicerce.api.auth import require_admin, services_of
-from alicerce.api.inference import read_body
+from alicerce.api.http import read_body
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
 from alicerce.clock import rfc3339

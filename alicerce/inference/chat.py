@@ -1,7 +1,14 @@
-"""Chat completions: plan → upstream → answer (whole or streamed) → request log.
+"""The upstream step of a chat request: its answer, whole or streamed, and its record.
 
-Knows nothing of HTTP: the API layer hands in a decoded request and gets back a dict or an
-iterator of SSE bytes. Every request is recorded once, whatever its outcome.
+Called by the pipeline (`inference/pipeline.py`) with a request already planned, admitted,
+routed and grounded, and the targets that may serve it (the first, then its fallbacks). Tries
+them in order (`fallback.py`), drives the tool rounds (`rounds.py`), relays a stream chunk by
+chunk (`relay.py`), and records what it served in the ledger: a whole answer once it has it, a
+stream when it ends, however it ends (the client leaving is 499, billed for what was
+generated). A failure before the answer began is raised unrecorded: the pipeline records it.
+
+Knows nothing of HTTP: it returns a dict, or an async iterator of chunk objects
+(`relay.StreamItem`) that only the API layer turns into bytes.
 """
 
 from __future__ import annotations
@@ -13,17 +20,13 @@ from typing import Any
 
 import anyio
 
-from alicerce.billing import LineItem, TokenUsage
 from alicerce.errors import AlicerceError
-from alicerce.inference.answer import (
-    GenerationContext,
-    bill,
-    normalise_message,
-)
+from alicerce.inference.answer import normalise_message
 from alicerce.inference.fallback import RetryPolicy, first_success
-from alicerce.inference.functions import MAX_ROUNDS, split_calls
+from alicerce.inference.functions import split_calls
 from alicerce.inference.plan import Plan
-from alicerce.inference.relay import StreamRelay, sse
+from alicerce.inference.relay import Chunk, Failure, StreamItem, StreamRelay
+from alicerce.inference.rounds import ToolRounds
 from alicerce.ledger import Call, UsageLedger
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
@@ -46,30 +49,22 @@ class ChatService:
         """The whole answer from the first target that gives one, and that target.
 
         With server-side tools, each round's calls are run and fed back until the model
-        answers (or calls the client's tools), at most `MAX_ROUNDS` times; the last round is
-        asked for an answer (`tool_choice: none`). A failure of every target raises,
-        unrecorded: the caller records it."""
-        context = GenerationContext.of(plan)
-        total = TokenUsage()
-        body = plan.body
-        for round_number in range(MAX_ROUNDS + 1):
-            sent = plan.for_round(body, round_number)
+        answers (or calls the client's tools), as `ToolRounds` decides. A failure of every
+        target raises, unrecorded: the caller records it."""
+        rounds = ToolRounds(plan, self._tokens)
+        while True:
             completion, target = await first_success(
-                targets, partial(_complete, body=sent), self._policy
+                targets, partial(_complete, body=rounds.body), self._policy
             )
+            rounds.started(target)
             choices = [c for c in completion["choices"] if isinstance(c, dict)]
             text = "".join(c.get("message", {}).get("content") or "" for c in choices)
-            usage = await self._tokens.settle(completion.get("usage"), body["messages"], text)
-            bill(context, target, usage)
-            total += usage
+            await rounds.bill(completion.get("usage"), text)
             if not plan.toolbox or not choices:
                 break
             message = choices[0].get("message") or {}
             server, client = split_calls(message.get("tool_calls"), plan.toolbox)
-            if server and not client and round_number < MAX_ROUNDS:
-                results = await plan.toolbox.run_all(server)
-                context.absorb(results)
-                body = plan.after_tools(body, message.get("content"), server, results)
+            if await rounds.next(server, bool(client), message.get("content")):
                 continue
             # The client's calls (if any) go back to it; the server's are not its business.
             choices[0] = {**choices[0], "message": {**message, "tool_calls": client or None}}
@@ -91,12 +86,12 @@ class ChatService:
                 }
                 for i, c in enumerate(choices)
             ],
-            "usage": total.to_openai(),
+            "usage": rounds.total.to_openai(),
             "service_tier": completion.get("service_tier") or "default",
             "system_fingerprint": completion.get("system_fingerprint"),
-            "generation_context": context.to_json(),
+            "generation_context": rounds.context.to_json(),
         }
-        self._record(call, model, 200, total, context, stream=False, ttft_ms=None)
+        self._record(call, model, 200, rounds, stream=False, ttft_ms=None)
         return answer, target
 
     async def _start_stream(
@@ -116,117 +111,79 @@ class ChatService:
 
     async def open_stream(
         self, call: Call, targets: list[Target], plan: Plan
-    ) -> tuple[AsyncIterator[bytes], Target]:
-        """Starts the stream of the first target that answers; fails before the first byte."""
-        (chunks, first), target = await self._start_stream(targets, plan.body)
-        return self._relay(call, targets, target, plan, chunks, first), target
+    ) -> tuple[AsyncIterator[StreamItem], Target]:
+        """Starts the stream of the first target that answers; fails before the first chunk."""
+        rounds = ToolRounds(plan, self._tokens)
+        (chunks, first), target = await self._start_stream(targets, rounds.body)
+        rounds.started(target)
+        return self._relay(call, targets, rounds, chunks, first), target
 
     async def _relay(
         self,
         call: Call,
         targets: list[Target],
-        target: Target,
-        plan: Plan,
-        chunks: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any] | None,
-    ) -> AsyncIterator[bytes]:
-        """Relays the answer; with server tools, runs each round's calls and streams on."""
+        rounds: ToolRounds,
+        chunks: AsyncIterator[Chunk],
+        first: Chunk | None,
+    ) -> AsyncIterator[StreamItem]:
+        """Relays the answer, one item per upstream chunk; with server tools, runs each round's
+        calls and streams on."""
+        plan = rounds.plan
+        assert rounds.target is not None
         relay = StreamRelay(
             request_id=call.request_id,
-            model=target.upstream.model,
+            model=rounds.target.upstream.model,
             prefill=plan.prefill,
             started=call.started,
             toolbox=plan.toolbox,
         )
-        context = GenerationContext.of(plan)
-        total = TokenUsage()
-        body = plan.body
-        billed = False  # whether the current round's tokens are in `total`
         status, error = 499, None  # until the stream ends well: the client went away
         try:
-            opening = relay.opening()
-            for round_number in range(MAX_ROUNDS + 1):
+            opening = relay.opening()  # the role goes with the first upstream chunk
+            while True:
                 if first is not None:
-                    # One write per upstream chunk (the role goes with the first one).
-                    pieces = [*opening, *relay.relay(first)]
-                    opening = []
+                    pieces = relay.relay(first)
+                    if opening:
+                        pieces[:0], opening = opening, []
                     if pieces:
-                        yield b"".join(pieces)
+                        yield pieces
                     async for chunk in chunks:
                         pieces = relay.relay(chunk)
                         if pieces:
-                            yield b"".join(pieces)
-                usage = await self._tokens.settle(relay.usage, body["messages"], relay.round_text)
-                bill(context, target, usage)
-                total, billed = total + usage, True
+                            yield pieces
+                text = relay.round_text
+                await rounds.bill(relay.usage, text)
                 calls = relay.held_calls()
-                if not calls or relay.client_index or round_number == MAX_ROUNDS:
+                if not await rounds.next(calls, bool(relay.client_index), text or None):
                     break
-                assert plan.toolbox is not None
-                results = await plan.toolbox.run_all(calls)
-                context.absorb(results)
-                body = plan.after_tools(body, relay.round_text or None, calls, results)
                 relay.next_round()
                 await chunks.aclose()  # type: ignore[attr-defined]
-                sent = plan.for_round(body, round_number + 1)
-                (chunks, first), target = await self._start_stream(targets, sent)
-                billed = False
-            closing = relay.closing(total.to_openai(), context.to_json(), plan.include_usage)
-            yield b"".join([*opening, *closing])
+                (chunks, first), target = await self._start_stream(targets, rounds.body)
+                rounds.started(target)
+            closing = relay.closing(
+                rounds.total.to_openai(), rounds.context.to_json(), plan.include_usage
+            )
+            closing.chunks[:0] = opening
+            yield closing
             status = 200
         except AlicerceError as exc:
             status, error = exc.status, exc
-            yield sse(exc.to_body())
+            yield Failure(exc)
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()  # type: ignore[attr-defined]
-                if not billed:  # bill what was generated, also when the client went away
-                    usage = await self._tokens.settle(
-                        relay.usage, body["messages"], relay.round_text
-                    )
-                    bill(context, target, usage)
-                    total += usage
+                if not rounds.billed:  # bill what was generated, also when the client went away
+                    await rounds.bill(relay.usage, relay.round_text)
             self._record(
-                call,
-                relay.model,
-                status,
-                total,
-                context,
-                stream=True,
-                ttft_ms=relay.ttft_ms,
-                error=error,
+                call, relay.model, status, rounds, stream=True, ttft_ms=relay.ttft_ms, error=error
             )
-
-    # -- recording -----------------------------------------------------------------------
-
-    def record_failure(
-        self,
-        call: Call,
-        model: str | None,
-        exc: AlicerceError,
-        *,
-        stream: bool,
-        charges: list[LineItem] | None = None,
-    ) -> None:
-        """Records a request that got no answer, with what it consumed before failing."""
-        self._record(
-            call,
-            model,
-            exc.status,
-            TokenUsage(),
-            GenerationContext(line_items=list(charges or [])),
-            stream=stream,
-            ttft_ms=None,
-            error=exc,
-        )
 
     def _record(
         self,
         call: Call,
         model: str | None,
         status: int,
-        usage: TokenUsage,
-        context: GenerationContext,
+        rounds: ToolRounds,
         *,
         stream: bool,
         ttft_ms: float | None,
@@ -236,8 +193,8 @@ class ChatService:
             call,
             model=model,
             status=status,
-            usage=usage,
-            items=context.line_items,
+            usage=rounds.total,
+            items=rounds.context.line_items,
             stream=stream,
             ttft_ms=ttft_ms,
             error=error,

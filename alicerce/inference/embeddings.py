@@ -22,7 +22,7 @@ from alicerce.billing import LineItem, TokenUsage
 from alicerce.catalog import Catalog
 from alicerce.embedders import EmbedderRegistry
 from alicerce.embeddings import Embedder, EmbeddingBatch, Kind
-from alicerce.errors import AlicerceError, InvalidRequest, PermissionDenied, RequestTooLarge
+from alicerce.errors import InvalidRequest, PermissionDenied, RequestTooLarge
 from alicerce.inference.request import decode_body
 from alicerce.ledger import Call, UsageLedger
 from alicerce.limits import Limiter
@@ -122,7 +122,8 @@ def estimate_tokens(texts: list[str]) -> int:
 
 
 class EmbeddingsService:
-    """Embeds for the `/embeddings` route; every request is recorded once, as chats are.
+    """Embeds for the `/embeddings` route and records what it answered, as chats do (a request
+    that fails is recorded by the pipeline, `inference/pipeline.py`).
 
     `@local/multilingual-e5-small` runs in process; the catalog's `kind = "embedding"` models
     are called on their provider's OpenAI-compatible `/embeddings`."""
@@ -167,19 +168,13 @@ class EmbeddingsService:
         """The local model, or a catalog embedding model's endpoint (made once per entry)."""
         return self._embedders.for_model(model_id)
 
-    def record_failure(self, call: Call, exc: AlicerceError) -> None:
-        self._record(call, exc.status, 0, [], error=exc)
-
     def _record(
         self,
         call: Call,
         status: int,
         tokens: int,
         items: list[LineItem],
-        error: AlicerceError | None = None,
         model: str | None = None,
     ) -> None:
         usage = TokenUsage(prompt_tokens=tokens)
-        self._ledger.record_call(
-            call, model=model, status=status, usage=usage, items=items, error=error
-        )
+        self._ledger.record_call(call, model=model, status=status, usage=usage, items=items)

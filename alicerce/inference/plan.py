@@ -16,7 +16,7 @@ from typing import Any
 
 from alicerce.billing import LineItem
 from alicerce.gateways import OVERRIDABLE, GatewaySpec
-from alicerce.inference.functions import MAX_ROUNDS, Toolbox, ToolCall, ToolResult
+from alicerce.inference.functions import Toolbox
 from alicerce.inference.request import ChatRequest
 from alicerce.messages import text_of
 
@@ -32,32 +32,6 @@ class Plan:
     line_items: list[LineItem] = field(default_factory=list)
     knowledge: list[dict[str, Any]] = field(default_factory=list)  # chunks put in the context
     toolbox: Toolbox | None = None  # server-side tools the model may call, run by the gateway
-
-    def after_tools(
-        self,
-        body: dict[str, Any],
-        content: str | None,
-        calls: list[ToolCall],
-        results: list[ToolResult],
-    ) -> dict[str, Any]:
-        """`body` with a tool round added: the model's calls, then their results (before the
-        prefill, which stays last)."""
-        messages = body["messages"]
-        cut = len(messages) - 1 if self.prefill else len(messages)
-        assistant = {
-            "role": "assistant",
-            "content": content,
-            "tool_calls": [call.to_message() for call in calls],
-        }
-        turns = [assistant, *(result.to_message() for result in results)]
-        return {**body, "messages": [*messages[:cut], *turns, *messages[cut:]]}
-
-    def for_round(self, body: dict[str, Any], round_number: int) -> dict[str, Any]:
-        """What round `round_number` (from 0) sends: the last one allowed must answer, so its
-        tools stay offered (the conversation names them) but may not be called."""
-        if self.toolbox and round_number == MAX_ROUNDS:
-            return {**body, "tool_choice": "none"}
-        return body
 
 
 def build_messages(instructions: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,9 +1,15 @@
 """Relaying an upstream's chunk stream to the client in the contract's exact shape.
 
-Each upstream chunk is decoded, re-addressed (our id, created time) and sent on at once: nothing
-is buffered but the chunk that carries `finish_reason`, held until the upstream's usage arrives
-so that it can carry `usage` and `generation_context` (or, with `include_usage`, so that one more
+Each upstream chunk is re-addressed (our id, created time) and passed on at once: nothing is
+buffered but the chunk that carries `finish_reason`, held until the upstream's usage arrives so
+that it can carry `usage` and `generation_context` (or, with `include_usage`, so that one more
 `choices: []` chunk can follow it, exactly as OpenAI does).
+
+The relay works on chunk objects (dicts), never bytes: what it returns for one upstream chunk is
+one write's worth (`Chunks`), which `api/http.py` encodes as server-sent events and the Responses
+API (`inference/responses.py`) translates into its own events. A stream's items are `Chunks`,
+then either `Closing` (the last write; the chat encoding adds `data: [DONE]`) or `Failure` (an
+error after the stream began: the error event, and nothing after it).
 
 With server-side tools, one client stream spans several upstream rounds: calls to the server's
 tools are held back (collected for the gateway to run), calls to the client's tools are sent on
@@ -13,18 +19,31 @@ re-indexed from 0, and a round that only called server tools sends no finish chu
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
+from alicerce.errors import AlicerceError
 from alicerce.inference.functions import Toolbox, ToolCall
 
-_encode = msgspec.json.Encoder(decimal_format="number").encode
-DONE = b"data: [DONE]\n\n"
+Chunk = dict[str, Any]  # a `chat.completion.chunk`
+Chunks = list[Chunk]  # what one write to the client carries
 
 
-def sse(payload: Any) -> bytes:
-    return b"data: " + _encode(payload) + b"\n\n"
+@dataclass(slots=True)
+class Closing:
+    """The stream's last write: the finish chunk with usage and context; it ended well."""
+
+    chunks: Chunks
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failure after the stream began (the client already has a 200): said, then the end."""
+
+    error: AlicerceError
+
+
+StreamItem = Chunks | Closing | Failure
 
 
 class StreamRelay:
@@ -44,7 +63,7 @@ class StreamRelay:
         self.started = started
         self.role_sent = False
         self.tool_calls_seen: set[int] = set()
-        self.finish_chunk: dict[str, Any] | None = None
+        self.finish_chunk: Chunk | None = None
         self.usage: Any = None
         self.pieces: list[str] = []  # the answer's text, for counting when usage is missing
         self.ttft_ms: float | None = None
@@ -71,7 +90,7 @@ class StreamRelay:
     def held_calls(self) -> list[ToolCall]:
         return list(self.server_calls.values())
 
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    def _chunk(self, choices: list[dict[str, Any]]) -> Chunk:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -90,7 +109,7 @@ class StreamRelay:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
 
-    def opening(self) -> list[bytes]:
+    def opening(self) -> Chunks:
         """The role (and the prefill, which the answer begins with) before anything else."""
         if self.role_sent:
             return []
@@ -100,10 +119,10 @@ class StreamRelay:
             self.pieces.append(self.prefill)
             self._mark_first_token()
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
-        return [sse(self._chunk([choice]))]
+        return [self._chunk([choice])]
 
-    def relay(self, chunk: dict[str, Any]) -> list[bytes]:
-        """The bytes to send for one upstream chunk (maybe none: usage and finish are held)."""
+    def relay(self, chunk: Chunk) -> Chunks:
+        """The chunks to send for one upstream chunk (maybe none: usage and finish are held)."""
         if chunk.get("usage") is not None:
             self.usage = chunk["usage"]
         if isinstance(chunk.get("model"), str) and chunk["model"]:
@@ -145,7 +164,7 @@ class StreamRelay:
             elif delta:
                 relayed.append(relayed_choice)
         if relayed:
-            out.append(sse(self._chunk(relayed)))
+            out.append(self._chunk(relayed))
         return out
 
     def _route_tool_calls(self, calls: Any) -> Any:
@@ -193,16 +212,15 @@ class StreamRelay:
 
     def closing(
         self, usage: dict[str, Any], generation_context: dict[str, Any], include_usage: bool
-    ) -> list[bytes]:
-        """The finish chunk, usage and context where the contract puts them, then [DONE]."""
+    ) -> Closing:
+        """The finish chunk, usage and context where the contract puts them."""
         out = self.opening()
         finish = self.finish_chunk or self._chunk(
             [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]
         )
         if include_usage:
             tail = self._chunk([]) | {"usage": usage, "generation_context": generation_context}
-            out += [sse(finish), sse(tail)]
+            out += [finish, tail]
         else:
-            out.append(sse(finish | {"usage": usage, "generation_context": generation_context}))
-        out.append(DONE)
-        return out
+            out.append(finish | {"usage": usage, "generation_context": generation_context})
+        return Closing(out)
