@@ -39,6 +39,7 @@ class Call:
     endpoint: str
     started: float
     metadata: dict[str, Any] | None
+    recorded: bool = False  # set by the ledger: a call is recorded exactly once
 
 
 class UsageLedger:
@@ -66,6 +67,7 @@ class UsageLedger:
         error: AlicerceError | None = None,
     ) -> None:
         """A call's one record: its outcome, tokens and line items (merged by SKU and price)."""
+        call.recorded = True
         latency_ms = (time.perf_counter() - call.started) * 1000
         amount = sum((item.amount for item in items), Decimal(0))
         self._log.record(

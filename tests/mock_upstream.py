@@ -6,7 +6,8 @@ Models: `echo` answers with the request it received; `cached` reports cached pro
 `stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
 `router` rates complexity (1 for EASY, 5 for HARD, nonsense otherwise);
 `agent` calls the tools named in the last user message's `CALL name {json}` lines, and once
-tool results arrive answers "Results: ..." with them (streamed as OpenAI streams tool calls);
+tool results arrive answers "Results: ..." with them (streamed as OpenAI streams tool calls), or
+fails with 500 if that message says `FAIL AFTER`;
 `/functions/{name}` are webhooks for server-side functions (`echo`, `fail`, `slow`).
 `slow-stream` streams 100 pieces 50 ms apart and notes in `streams_closed_early` if the
 request was abandoned before its end.
@@ -95,6 +96,13 @@ class MockUpstream:
                 )  # fmt: skip
         return calls
 
+    @staticmethod
+    def fails_after_tools(body: dict[str, Any]) -> bool:
+        """`agent` answers 500 to the round after its tools ran when asked to (`FAIL AFTER`)."""
+        messages = body["messages"]
+        last_user = next(m for m in reversed(messages) if m.get("role") == "user")
+        return "FAIL AFTER" in str(last_user.get("content")) and messages[-1].get("role") == "tool"
+
     def last(self) -> dict[str, Any]:
         return self.received[-1]
 
@@ -109,6 +117,8 @@ class MockUpstream:
             await asyncio.sleep(SLOW_SECONDS)
         if model == "garbage":
             return PlainTextResponse("<html>definitely not json</html>")
+        if model == "agent" and self.fails_after_tools(body):
+            return self.failure(500)
         text = self.answer_text(body)
         usage = self.usage(body, text)
         calls = self.agent_calls(body) if model == "agent" else []

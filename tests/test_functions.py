@@ -204,3 +204,26 @@ def test_a_function_on_a_private_address_is_not_called_unless_allowed(upstream) 
     assert len(upstream.mock.function_calls) == before
     assert asyncio.run(run(True)) is None
     assert len(upstream.mock.function_calls) == before + 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_round_that_fails_after_tools_ran_is_billed_for_the_rounds_before_it(
+    account: Account, stream: bool
+) -> None:
+    """The first round was answered (and its function run) before the second failed: the
+    request is recorded once, as failed, with what the first round cost."""
+    gateway = _agent(account, _function(account, "lookup", "echo"))
+    content = 'FAIL AFTER\nCALL lookup {"city": "Porto"}'
+    body = {"model": gateway["id"], "messages": [{"role": "user", "content": content}]}
+    with account.http() as client:
+        response = client.post("/chat/completions", json={**body, "stream": stream})
+        request_id = response.headers["x-request-id"]
+        if stream:
+            assert response.status_code == 200 and '"error"' in response.text
+        else:
+            assert response.status_code == 502, response.text
+    record = account.alicerce.wait_for_record(request_id)
+    assert record.status_code == 502 and record.error_type == "upstream_error"
+    assert record.prompt_tokens > 0  # the first round's prompt, at least
+    assert "inference.chat_completions.in" in {item["sku"] for item in record.line_items}
+    assert Decimal(record.amount) > 0

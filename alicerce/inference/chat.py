@@ -50,27 +50,35 @@ class ChatService:
 
         With server-side tools, each round's calls are run and fed back until the model
         answers (or calls the client's tools), as `ToolRounds` decides. A failure of every
-        target raises, unrecorded: the caller records it."""
+        target raises; unrecorded when it came before any answer (the caller records it), recorded
+        here with the answered rounds' cost when it came in a later round."""
         rounds = ToolRounds(plan, self._tokens)
-        while True:
-            completion, target = await first_success(
-                targets, partial(_complete, body=rounds.body), self._policy
-            )
-            rounds.started(target)
-            choices = [c for c in completion["choices"] if isinstance(c, dict)]
-            text = "".join(c.get("message", {}).get("content") or "" for c in choices)
-            await rounds.bill(completion.get("usage"), text)
-            if not plan.toolbox or not choices:
+        try:
+            while True:
+                completion, target = await first_success(
+                    targets, partial(_complete, body=rounds.body), self._policy
+                )
+                rounds.started(target)
+                choices = [c for c in completion["choices"] if isinstance(c, dict)]
+                text = "".join(c.get("message", {}).get("content") or "" for c in choices)
+                await rounds.bill(completion.get("usage"), text)
+                if not plan.toolbox or not choices:
+                    break
+                message = choices[0].get("message") or {}
+                server, client = split_calls(message.get("tool_calls"), plan.toolbox)
+                if await rounds.next(server, bool(client), message.get("content")):
+                    continue
+                # The client's calls (if any) go back to it; the server's are not its business.
+                choices[0] = {**choices[0], "message": {**message, "tool_calls": client or None}}
+                if not client and choices[0].get("finish_reason") == "tool_calls":
+                    choices[0]["finish_reason"] = "stop"
                 break
-            message = choices[0].get("message") or {}
-            server, client = split_calls(message.get("tool_calls"), plan.toolbox)
-            if await rounds.next(server, bool(client), message.get("content")):
-                continue
-            # The client's calls (if any) go back to it; the server's are not its business.
-            choices[0] = {**choices[0], "message": {**message, "tool_calls": client or None}}
-            if not client and choices[0].get("finish_reason") == "tool_calls":
-                choices[0]["finish_reason"] = "stop"
-            break
+        except AlicerceError as exc:
+            if rounds.number:  # earlier rounds were answered: what they cost is billed
+                assert rounds.target is not None
+                model = rounds.target.upstream.model
+                self._record(call, model, exc.status, rounds, stream=False, ttft_ms=None, error=exc)
+            raise
         model = completion.get("model") or target.upstream.model
         answer = {
             "id": call.request_id,

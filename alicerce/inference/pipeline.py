@@ -129,6 +129,9 @@ class _Unanswered:
         traceback: TracebackType | None,
     ) -> None:
         if isinstance(exc, AlicerceError):
+            exc.request_id = self.call.request_id
+            if self.call.recorded:  # a later tool round failed: the service recorded it
+                return
             self.ledger.record_call(
                 self.call,
                 model=self.model,
@@ -138,7 +141,6 @@ class _Unanswered:
                 stream=self.stream,
                 error=exc,
             )
-            exc.request_id = self.call.request_id
 
 
 def direct_spec(model_id: str) -> GatewaySpec:
