@@ -14,10 +14,12 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
 from alicerce.api import create_app
 from alicerce.services import Services
 from alicerce.settings import Settings
+from alicerce.store import Database
 from alicerce.store.tables import RequestLogRow
 from tests.mock_upstream import MockUpstream
 from tests.servers import ServerThread
@@ -84,6 +86,14 @@ class Alicerce:
             row = session.get(RequestLogRow, request_id)
         assert row is not None, f"request {request_id} was recorded but not written"
         return row
+
+    def flushed(self) -> None:
+        """Returns once everything recorded so far is in the request log (`/usage` reads it)."""
+        self.server.call(self.services.request_log.flush())
+
+    def indexed(self, timeout: float = 120) -> None:
+        """Returns once the server's indexer has worked through its queue (`Indexer.idle()`)."""
+        self.server.call(self.services.knowledge.indexer.idle(), timeout)
 
     def http(self, key: str | None) -> httpx.Client:
         headers = {"authorization": f"Bearer {key}"} if key else {}
@@ -298,3 +308,21 @@ def pgvector_url() -> Iterator[str]:
         server = pgserver.get_server(directory, cleanup_mode="stop")
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
         server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database, SQLite and the machine's PostgreSQL, emptied afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    database.migrate()
+    database.migrate()  # idempotent
+    yield database
+    if request.param == "postgres":
+        with database.session() as session:
+            for table in ("line_items", "request_log", "gateways", "api_keys", "accounts"):
+                session.execute(sa.text(f"DELETE FROM {table}"))
+    database.dispose()

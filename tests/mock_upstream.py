@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ class MockUpstream:
         self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.streams_closed_early: list[str] = []  # `slow-stream` requests the client left
+        self._closed_early = threading.Condition()
         self.function_calls: list[tuple[str, Any]] = []  # (name, arguments) the webhooks got
         self.app = Starlette(
             routes=[
@@ -102,6 +104,11 @@ class MockUpstream:
         messages = body["messages"]
         last_user = next(m for m in reversed(messages) if m.get("role") == "user")
         return "FAIL AFTER" in str(last_user.get("content")) and messages[-1].get("role") == "tool"
+
+    def closed_early(self, marker: str, timeout: float = 5.0) -> bool:
+        """Waits until the `slow-stream` request carrying `marker` was left by its client."""
+        with self._closed_early:
+            return self._closed_early.wait_for(lambda: marker in self.streams_closed_early, timeout)
 
     def last(self) -> dict[str, Any]:
         return self.received[-1]
@@ -239,7 +246,9 @@ class MockUpstream:
                 finished = True
             finally:
                 if not finished:
-                    self.streams_closed_early.append(body["messages"][-1]["content"])
+                    with self._closed_early:
+                        self.streams_closed_early.append(body["messages"][-1]["content"])
+                        self._closed_early.notify_all()
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word

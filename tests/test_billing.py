@@ -9,6 +9,8 @@ from typing import Any
 import openai
 import pytest
 
+from alicerce.billing import LineItem, TokenUsage, inference_line_items
+from alicerce.catalog import CatalogModel, Provider
 from tests.conftest import Account
 
 MILLION = Decimal(1_000_000)
@@ -160,7 +162,7 @@ def test_auto_with_a_failing_router_uses_the_middle_tier(account: Account) -> No
 def test_200_concurrent_requests_sum_to_what_usage_reports(account: Account) -> None:
     gateway = account.create_gateway(model="@mock/priced")
 
-    async def one(client: openai.AsyncOpenAI, i: int) -> Decimal:
+    async def one(client: openai.AsyncOpenAI, i: int) -> tuple[str, Decimal]:
         messages = [{"role": "user", "content": f"question number {i} " * (i % 7 + 1)}]
         if i % 2:
             stream = await client.chat.completions.create(
@@ -172,31 +174,30 @@ def test_200_concurrent_requests_sum_to_what_usage_reports(account: Account) -> 
             last = None
             async for chunk in stream:
                 last = chunk
+            request_id = last.id
             items = last.model_extra["generation_context"]["generated_usage"]
         else:
             completion = await client.chat.completions.create(
                 model=gateway["id"], messages=messages
             )
+            request_id = completion.id
             items = completion.model_extra["generation_context"]["generated_usage"]
-        return sum((_exact(item["amount"]) for item in items), Decimal(0))
+        return request_id, sum((_exact(item["amount"]) for item in items), Decimal(0))
 
-    async def run() -> Decimal:
+    async def run() -> list[tuple[str, Decimal]]:
         client = account.async_openai()
-        amounts = await asyncio.gather(*(one(client, i) for i in range(200)))
+        answers = await asyncio.gather(*(one(client, i) for i in range(200)))
         await client.close()
-        return sum(amounts, Decimal(0))
+        return answers
 
-    total = asyncio.run(run())
+    answers = asyncio.run(run())
+    total = sum((amount for _, amount in answers), Decimal(0))
     assert total > 0
+    for request_id, _ in answers:  # a stream is recorded when it ends, maybe after its last byte
+        assert account.alicerce.recorded.event(request_id).wait(10), request_id
+    account.alicerce.flushed()
     with account.http() as client:
-        import time
-
-        deadline = time.monotonic() + 10
-        while True:
-            usage = client.get("/usage").json()
-            if usage["requests"] >= 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        usage = client.get("/usage").json()
         by_sku = client.get("/usage", params={"group_by": "sku"}).json()
     assert usage["requests"] == 200
     assert Decimal(usage["amount_exact"]) == total  # to the last decimal
@@ -265,3 +266,40 @@ def test_usage_is_private_to_the_account(account: Account, other_account: Accoun
         assert http.get("/usage").json()["requests"] == 0
         assert http.get("/requests").json()["data"] == []
         assert http.get("/requests", params={"gateway": gateway["id"]}).status_code == 404
+
+
+# -- pricing, without a server --------------------------------------------------------
+
+
+def test_line_items_split_cached_tokens_and_are_exact() -> None:
+    provider = Provider("openai", "openai", "https://api.example.com/v1")
+    model = CatalogModel(
+        "@openai/gpt-5-mini",
+        provider,
+        "gpt-5-mini",
+        price_in=Decimal("0.25") / 1_000_000,
+        price_out=Decimal("2") / 1_000_000,
+        price_cached_in=Decimal("0.025") / 1_000_000,
+    )
+    items = inference_line_items(
+        model, TokenUsage(prompt_tokens=100, completion_tokens=10, cached_tokens=40)
+    )
+    by_sku = {i.sku: i for i in items}
+    assert by_sku["inference.chat_completions.in"].quantity == 60
+    assert by_sku["inference.chat_completions.in.cached"].quantity == 40
+    assert by_sku["inference.chat_completions.out"].amount == Decimal("0.00002")
+    total = sum((i.amount for i in items), Decimal(0))
+    assert total == Decimal("0.000015") + Decimal("0.000001") + Decimal("0.00002")
+    assert inference_line_items(None, TokenUsage(10, 10)) == []  # bring your own: free
+    item = LineItem("x", 3, Decimal("0.1"), "d")
+    assert item.to_json()["amount"] == pytest.approx(0.3)
+    assert item.to_record()["amount"] == "0.3"
+
+
+def test_usage_from_upstream_is_validated() -> None:
+    assert TokenUsage.from_openai(None) is None
+    assert TokenUsage.from_openai({"prompt_tokens": "many"}) is None
+    usage = TokenUsage.from_openai(
+        {"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 9}}
+    )
+    assert usage == TokenUsage(5, 2, 0)  # cached can never exceed the prompt

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -30,12 +29,8 @@ def _collection(account: Account) -> str:
             )
             assert response.status_code in (200, 202), response.text
             document = response.json()["id"]
-            deadline = time.monotonic() + 60
-            while True:
-                status = client.get(f"/collections/{collection}/documents/{document}").json()
-                if status["status"] in ("ready", "failed") or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+            account.alicerce.indexed()
+            status = client.get(f"/collections/{collection}/documents/{document}").json()
             assert status["status"] == "ready", status
     return collection
 

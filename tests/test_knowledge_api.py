@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -60,19 +59,11 @@ def _collection(client: httpx.Client, **spec: Any) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def _indexed(alicerce: Alicerce) -> None:
-    """Returns once the server's indexer has worked through its queue: `Indexer.idle()`, run
-    on the server's own event loop (its queue belongs to that loop)."""
-    loop = alicerce.server.server.servers[0].get_loop()
-    idle = alicerce.services.knowledge.indexer.idle()
-    asyncio.run_coroutine_threadsafe(idle, loop).result(timeout=120)
-
-
 def _ready(
     alicerce: Alicerce, client: httpx.Client, collection_id: str, document_id: str
 ) -> dict[str, Any]:
     """The document once indexing has ended (ready or failed)."""
-    _indexed(alicerce)
+    alicerce.indexed()
     return client.get(f"/collections/{collection_id}/documents/{document_id}").json()  # type: ignore[no-any-return]
 
 
@@ -298,14 +289,9 @@ def test_indexing_and_searches_are_in_the_usage_ledger(account: Account) -> None
             account.alicerce, client, collection, name="zephyr.md", content=RELEASE_NOTES
         )
         _search(client, collection, query="router")
-        deadline = time.monotonic() + 5
-        while True:
-            usage = client.get("/usage", params={"group_by": "sku"}).json()
-            skus = {row["sku"]: row for row in usage["data"]}
-            searched = skus.get("knowledge.search", {}).get("quantity")
-            if searched or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        account.alicerce.flushed()
+        usage = client.get("/usage", params={"group_by": "sku"}).json()
+        skus = {row["sku"]: row for row in usage["data"]}
     assert skus["knowledge.indexing"]["quantity"] == document["tokens"]
     assert skus["knowledge.search"]["quantity"] == 1, usage["data"]
 
@@ -449,7 +435,7 @@ def test_a_collection_can_be_embedded_again(account: Account, hash_embedder: str
         document = _add(account.alicerce, client, collection, name="aurora.md", content=MANUAL_PT)
 
         def moved_to(model: str) -> dict[str, Any]:
-            _indexed(account.alicerce)  # the re-embedding is queued after the documents
+            account.alicerce.indexed()  # the re-embedding is queued after the documents
             current: dict[str, Any] = client.get(f"/collections/{collection}").json()
             assert current["embedding"]["model"] == model
             return current

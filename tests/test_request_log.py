@@ -6,13 +6,16 @@ import asyncio
 import threading
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from alicerce.billing import LineItem
 from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.store import Database
+from alicerce.store.tables import LineItemRow, RequestLogRow
 
 
 class HeldWrites(RequestLog):
@@ -59,3 +62,36 @@ def test_a_flush_waits_for_the_batch_already_in_flight(tmp_path: Path) -> None:
 
     asyncio.run(run())
     db.dispose()
+
+
+def test_request_log_batches_and_flushes_on_close(db: Database) -> None:
+    async def run() -> None:
+        log = RequestLog(db, flush_interval_s=10, batch_size=1000)  # only close() flushes
+        await log.start()
+        for i in range(250):
+            log.record(
+                RequestRecord(
+                    id=str(uuid.uuid4()),
+                    created_at=datetime.now(UTC),
+                    endpoint="chat.completions",
+                    stream=bool(i % 2),
+                    prompt_tokens=i,
+                    amount=Decimal("0.0000001") * i,
+                    line_items=[LineItem("x", i, Decimal("0.0000001"), "d").to_record()],
+                    request_metadata={"i": str(i)},
+                )
+            )
+        await log.close()
+
+    asyncio.run(run())
+    with db.session() as session:
+        count, tokens = session.execute(
+            sa.select(sa.func.count(), sa.func.sum(RequestLogRow.prompt_tokens))
+        ).one()
+        amounts = session.execute(sa.select(RequestLogRow.amount)).scalars().all()
+    assert count == 250
+    assert tokens == sum(range(250))
+    assert sum(Decimal(a) for a in amounts) == Decimal("0.0000001") * sum(range(250))
+    with db.session() as session:
+        quantity = session.execute(sa.select(sa.func.sum(LineItemRow.quantity))).scalar()
+    assert quantity == sum(range(250))

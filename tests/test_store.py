@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from alicerce.billing import LineItem
 from alicerce.catalog import Catalog
 from alicerce.errors import AuthenticationFailed, Conflict, NotFound
 from alicerce.gateways import GatewayService
 from alicerce.keys import AccountCreate, KeyCreate, KeyService
-from alicerce.request_log import RequestLog, RequestRecord
 from alicerce.security import CredentialCipher
 from alicerce.store import Database
-from alicerce.store.tables import LineItemRow, RequestLogRow
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = Database(url)
-    database.migrate()
-    database.migrate()  # idempotent
-    yield database
-    if request.param == "postgres":
-        with database.session() as session:
-            for table in ("line_items", "request_log", "gateways", "api_keys", "accounts"):
-                session.execute(sa.text(f"DELETE FROM {table}"))
-    database.dispose()
 
 
 def _services(db: Database) -> tuple[KeyService, GatewayService]:
@@ -122,36 +97,3 @@ def test_deleting_an_account_deletes_its_gateways(db: Database) -> None:
     keys.delete_account(account)
     with db.session() as session:
         assert session.execute(sa.text("SELECT count(*) FROM gateways")).scalar() == 0
-
-
-def test_request_log_batches_and_flushes_on_close(db: Database) -> None:
-    async def run() -> None:
-        log = RequestLog(db, flush_interval_s=10, batch_size=1000)  # only close() flushes
-        await log.start()
-        for i in range(250):
-            log.record(
-                RequestRecord(
-                    id=str(uuid.uuid4()),
-                    created_at=datetime.now(UTC),
-                    endpoint="chat.completions",
-                    stream=bool(i % 2),
-                    prompt_tokens=i,
-                    amount=Decimal("0.0000001") * i,
-                    line_items=[LineItem("x", i, Decimal("0.0000001"), "d").to_record()],
-                    request_metadata={"i": str(i)},
-                )
-            )
-        await log.close()
-
-    asyncio.run(run())
-    with db.session() as session:
-        count, tokens = session.execute(
-            sa.select(sa.func.count(), sa.func.sum(RequestLogRow.prompt_tokens))
-        ).one()
-        amounts = session.execute(sa.select(RequestLogRow.amount)).scalars().all()
-    assert count == 250
-    assert tokens == sum(range(250))
-    assert sum(Decimal(a) for a in amounts) == Decimal("0.0000001") * sum(range(250))
-    with db.session() as session:
-        quantity = session.execute(sa.select(sa.func.sum(LineItemRow.quantity))).scalar()
-    assert quantity == sum(range(250))
