@@ -12,15 +12,19 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from alicerce.catalog import LOCAL_CHAT_MODEL, PER_MILLION, Catalog, CatalogError
 from alicerce.errors import AlicerceError
-from alicerce.keys import AccountCreate, KeyCreate
-from alicerce.services import Services
 from alicerce.settings import Settings
+
+if TYPE_CHECKING:
+    from alicerce.services import Services
+
+# The parts a command needs (the database, the models, the web app) are imported by the commands
+# that use them, so `alicerce --help` and a mistyped command answer at once.
 
 SAMPLES = Path(__file__).parent / "samples"
 DEMO_COLLECTION = "alicerce-docs"
@@ -30,6 +34,8 @@ DEMO_INSTRUCTIONS = (
 
 
 def _services() -> Services:
+    from alicerce.services import Services
+
     return Services.build(Settings())
 
 
@@ -117,6 +123,8 @@ def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | Non
 @click.option("--port", type=int, help="Port.")
 @click.option("--no-serve", is_flag=True, help="Only set up; do not start the server.")
 def demo(host: str | None, port: int | None, no_serve: bool) -> None:
+    from alicerce.keys import AccountCreate, KeyCreate
+
     services = _services()
     try:
         account = services.keys.find_account("demo") or services.keys.create_account(
@@ -242,6 +250,8 @@ def accounts() -> None:
 @accounts.command("create", help="Create an account; prints its first admin key once.")
 @click.argument("name")
 def accounts_create(name: str) -> None:
+    from alicerce.keys import AccountCreate
+
     services = _services()
     try:
         _print_json(services.keys.create_account(AccountCreate(name=name)))
@@ -269,6 +279,8 @@ def keys() -> None:
 @click.option("--role", type=click.Choice(["admin", "inference"]), default="inference")
 @click.option("--gateway", "gateways", multiple=True, help="Restrict to this gateway (repeat).")
 def keys_create(account_id: str, name: str, role: str, gateways: tuple[str, ...]) -> None:
+    from alicerce.keys import KeyCreate
+
     services = _services()
     try:
         services.keys.get_account(account_id)

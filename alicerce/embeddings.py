@@ -12,15 +12,17 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import aiohttp
 import msgspec
 import numpy as np
 
-from alicerce.e5 import E5Engine
 from alicerce.errors import UpstreamError, UpstreamTimeout
 from alicerce.upstreams.http import connection_error, status_error
+
+if TYPE_CHECKING:
+    from alicerce.e5 import E5Engine  # ONNX Runtime and onnx: imported when first used
 
 LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
 LOCAL_DIMENSIONS = 384
@@ -81,6 +83,8 @@ class LocalE5Embedder:
     def _load(self) -> E5Engine:
         with self._lock:
             if self._engine is None:
+                from alicerce.e5 import E5Engine
+
                 like = self._sharing._load() if self._sharing else None
                 self._engine = E5Engine(threads=self._threads, like=like)
             return self._engine

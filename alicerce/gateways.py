@@ -21,7 +21,7 @@ from alicerce.catalog import AUTO_MODEL, Catalog
 from alicerce.clock import rfc3339, utcnow
 from alicerce.errors import Conflict, InvalidRequest, NotFound
 from alicerce.ids import new_id, slug_for
-from alicerce.knowledge.search import Mode
+from alicerce.knowledge.modes import Mode
 from alicerce.security import CredentialCipher, check_upstream_url
 from alicerce.store import Database
 from alicerce.store.tables import GatewayRow

@@ -268,3 +268,19 @@ def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:
             await services.close()
 
     asyncio.run(run())
+
+
+def test_the_command_loads_no_heavy_module_before_a_command_needs_it() -> None:
+    """`alicerce --help` (and a mistyped command) answer at once: the database, the models, the
+    HTTP stack and the web app are imported by the commands that use them."""
+    heavy = ("onnx", "onnxruntime", "llama_cpp", "sqlalchemy", "alembic", "fastapi", "uvicorn",
+             "aiohttp", "usearch", "numpy")  # fmt: skip
+    probe = f"import sys, alicerce.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "alicerce", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "serve" in help_text and "ingest" in help_text

@@ -7,9 +7,8 @@ backend's (`backends`); the queries are text compiled once per backend on a plai
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -19,11 +18,10 @@ from alicerce.knowledge.backends import Backend
 from alicerce.knowledge.chunking import with_headings
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.indexes import Searched
+from alicerce.knowledge.modes import Mode
 from alicerce.knowledge.scoring import VectorCalibration
 from alicerce.store import Database
 
-Mode = Literal["hybrid", "vector", "keyword"]
-MODES: tuple[Mode, ...] = typing.get_args(Mode)
 MIN_CANDIDATES = 30  # each side hands fusion at least this many, or 4 x top_k
 
 

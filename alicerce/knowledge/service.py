@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from alicerce.embeddings import Embedder
 from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooLarge
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, unsupported_suffix
 from alicerce.knowledge.indexer import Indexer, Reembed
-from alicerce.knowledge.search import Hit, Mode
+from alicerce.knowledge.modes import MODES
+from alicerce.knowledge.search import Hit
 from alicerce.knowledge.specs import (
     CollectionCreate,
     CollectionUpdate,
@@ -39,7 +40,6 @@ from alicerce.ledger import UsageLedger
 from alicerce.security import CredentialCipher, check_upstream_url
 
 SEARCH_SKU = "knowledge.search"
-MODES: tuple[Mode, ...] = get_args(Mode)
 QUERY_CACHE_SIZE = 4096
 
 

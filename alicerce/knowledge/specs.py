@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from alicerce.knowledge.search import Mode
+from alicerce.knowledge.modes import Mode
 from alicerce.validation import Strict, parse_body
 
 

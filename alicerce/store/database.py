@@ -7,8 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,7 +59,11 @@ class Database:
             yield session
 
     def migrate(self) -> None:
-        """Brings the schema to the newest migration (idempotent)."""
+        """Brings the schema to the newest migration (idempotent). Alembic is imported here: a
+        process that does not migrate never loads it."""
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
