@@ -93,6 +93,7 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         access_log=access_log,
         log_config=logging_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=30,
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
     )
 
 

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     upstream_max_backoff_s: float = Field(default=2.0, ge=0)
     cache_ttl_s: float = Field(default=5.0, ge=0)
     catalog_poll_interval_s: float = Field(default=2.0, gt=0)
+    # `serve --workers N`: how long a worker may take to answer the supervisor's health check
+    # before it is killed and restarted. A worker starting up imports the app (2.3 s on a quiet
+    # 2-core machine, ~9 s seen under load) and answers only when the import lets its ping
+    # thread run; uvicorn's 5 s default killed workers in a loop there.
+    worker_healthcheck_timeout_s: int = Field(default=30, ge=1)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)
 

@@ -284,3 +284,34 @@ def test_the_command_loads_no_heavy_module_before_a_command_needs_it() -> None:
         [sys.executable, "-m", "alicerce", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "serve" in help_text and "ingest" in help_text
+
+
+def _burn(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+@pytest.mark.slow
+def test_two_workers_start_and_serve_on_a_loaded_machine(env: dict[str, str]) -> None:
+    """Both cores busy while `serve --workers 2` starts: no worker is taken for hung and
+    restarted while it imports the app (uvicorn's 5 s health check did that in a loop)."""
+    import multiprocessing
+
+    from tests.servers import ServerProcess
+
+    burners = [multiprocessing.Process(target=_burn, args=(60,)) for _ in range(2)]
+    for burner in burners:
+        burner.start()
+    server = ServerProcess(env | {"ALICERCE_ROOT_KEY": "alc_cli_root"}, "--workers", "2")
+    try:
+        server.wait_ready(timeout=90)
+        root = {"authorization": "Bearer alc_cli_root"}
+        for _ in range(20):
+            response = httpx.get(server.url + "/api/v1/accounts", headers=root)
+            assert response.status_code == 200
+    finally:
+        for burner in burners:
+            burner.terminate()
+        server.stop()
+    assert "died" not in server.output, server.output  # uvicorn: "Child process [N] died"
