@@ -85,7 +85,8 @@ class _KnowledgeFile(BaseModel):
 
 
 class _CatalogFile(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # other tables ([server], ...) belong elsewhere
+    model_config = ConfigDict(extra="forbid")  # a misspelled table is refused, not ignored
+    server: dict[str, Any] = Field(default_factory=dict)  # the settings' (`settings.py` checks it)
     providers: dict[str, _ProviderFile] = Field(default_factory=dict)
     models: list[_ModelFile] = Field(default_factory=list)
     knowledge: _KnowledgeFile = Field(default_factory=_KnowledgeFile)
@@ -133,6 +134,13 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     return start + 1
 
 
+def _problem(error: Any) -> str:
+    """A validation error in the file's words: a misspelled table or key says so."""
+    if error["type"] == "extra_forbidden":
+        return "no such table" if len(error["loc"]) == 1 else "no such key"
+    return str(error["msg"])
+
+
 class Catalog:
     def __init__(
         self, models: list[CatalogModel], knowledge: KnowledgePrices | None = None
@@ -158,12 +166,12 @@ class Catalog:
             raise CatalogError(f"{path}: {exc}") from exc
         except ValidationError as exc:
             text = Path(path).read_text()
-            problems = "; ".join(
+            problems = "\n".join(
                 f"line {_line_of(text, err['loc'])}: {'.'.join(str(p) for p in err['loc'])}: "
-                f"{err['msg']}"
+                f"{_problem(err)}"
                 for err in exc.errors()
             )
-            raise CatalogError(f"{path}: {problems}") from exc
+            raise CatalogError("\n".join(f"{path}: {p}" for p in problems.splitlines())) from exc
         catalog.knowledge = KnowledgePrices(
             per_search=parsed.knowledge.search_price,
             per_indexed_token=parsed.knowledge.indexing_price / 1000,

@@ -33,10 +33,37 @@ DEMO_INSTRUCTIONS = (
 )
 
 
+def _settings() -> Settings:
+    """The settings, or the command stops with one line per problem (exit 1), no traceback."""
+    from pydantic import ValidationError
+
+    from alicerce.settings import ConfigError
+
+    try:
+        return Settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValidationError as exc:
+        problems = [
+            f"ALICERCE_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise click.ClickException("\n".join(problems)) from None
+
+
+def _catalog(settings: Settings) -> Catalog:
+    try:
+        return Catalog.load(settings.config)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _services() -> Services:
     from alicerce.services import Services
 
-    return Services.build(Settings())
+    settings = _settings()
+    _catalog(settings)  # a bad catalog is one line per problem here, not a traceback there
+    return Services.build(settings)
 
 
 def _print_json(data: Any) -> None:
@@ -76,7 +103,8 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         os.environ["ALICERCE_HOST"] = host
     if port:
         os.environ["ALICERCE_PORT"] = str(port)
-    settings = Settings()
+    settings = _settings()
+    _catalog(settings)  # a bad catalog stops here, in one process, not in every worker
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here, so that /metrics adds up all of them.
         metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
@@ -338,10 +366,7 @@ def _per_million(price: Decimal) -> str:
 
 @main.command(help="List the model catalog (ALICERCE_CONFIG) with prices per million tokens.")
 def models() -> None:
-    try:
-        catalog = Catalog.load(Settings().config)
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from None
+    catalog = _catalog(_settings())
     rows = [
         [
             m.id,

@@ -6,6 +6,7 @@ then the `[server]` table of the optional TOML config file named by `ALICERCE_CO
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -19,8 +20,13 @@ from pydantic_settings import (
 )
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be right: one line per problem, naming where it came from."""
+
+
 class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Reads the `[server]` table of the catalog/config TOML file, when one is named."""
+    """Reads the `[server]` table of the catalog/config TOML file, when one is named. A key that
+    names no setting is refused (a typo would otherwise be a silently ignored setting)."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -32,7 +38,17 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
         server = data.get("server", {})
-        return dict(server) if isinstance(server, dict) else {}
+        if not isinstance(server, dict):
+            raise ConfigError(f"{path}: [server] must be a table of settings.")
+        known = set(Settings.model_fields)
+        problems = []
+        for key in sorted(set(server) - known):
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{path}: [server] {key}: no such setting{hint}")
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return dict(server)
 
 
 class Settings(BaseSettings):

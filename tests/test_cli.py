@@ -315,3 +315,29 @@ def test_two_workers_start_and_serve_on_a_loaded_machine(env: dict[str, str]) ->
             burner.terminate()
         server.stop()
     assert "died" not in server.output, server.output  # uvicorn: "Child process [N] died"
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "expected"),
+    [
+        ("[serverr]\nport = 9000\n", {}, "line 1: serverr: no such table"),
+        ("[server]\nprot = 9000\n", {}, "[server] prot: no such setting (did you mean 'port'?)"),
+        ("[[models]]\nid = 3\n", {}, "line 2: models.0.id:"),
+        ("", {"ALICERCE_PORT": "eighty"}, "ALICERCE_PORT: Input should be a valid integer"),
+    ],
+)
+def test_configuration_mistakes_stop_serve_with_a_line_each(
+    env: dict[str, str], tmp_path: Path, config: str, environ: dict[str, str], expected: str
+) -> None:
+    path = tmp_path / "alicerce.toml"
+    path.write_text(config)
+    result = subprocess.run(  # a process with a timeout: a server that starts anyway fails
+        [sys.executable, "-m", "alicerce", "serve", "--port", str(_free_port())],
+        env=os.environ | env | {"ALICERCE_CONFIG": str(path), **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # one line a problem (models: two)
