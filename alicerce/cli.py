@@ -61,9 +61,10 @@ def _catalog(settings: Settings) -> Catalog:
 def _services() -> Services:
     from alicerce.services import Services
 
-    settings = _settings()
-    _catalog(settings)  # a bad catalog is one line per problem here, not a traceback there
-    return Services.build(settings)
+    try:  # a bad catalog is one line per problem here, not a traceback
+        return Services.build(_settings())
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _print_json(data: Any) -> None:
@@ -103,8 +104,8 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         os.environ["ALICERCE_HOST"] = host
     if port:
         os.environ["ALICERCE_PORT"] = str(port)
-    settings = _settings()
-    _catalog(settings)  # a bad catalog stops here, in one process, not in every worker
+    settings = _settings()  # again: --host and --port are in the environment now; the catalog
+    # was checked when the caller built its services, in one process, not in every worker
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here, so that /metrics adds up all of them.
         metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
