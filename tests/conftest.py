@@ -21,6 +21,7 @@ from alicerce.services import Services
 from alicerce.settings import Settings
 from alicerce.store import Database
 from alicerce.store.tables import RequestLogRow
+from tests.knowledge_helpers import CachedEmbedder, shared_embedder
 from tests.mock_upstream import MockUpstream
 from tests.servers import ServerThread
 
@@ -286,8 +287,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL (no pgvector there), dropped afterwards."""
-    import sqlalchemy as sa
-
     name = "alicerce_test_" + uuid.uuid4().hex[:10]
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -326,3 +325,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
             for table in ("line_items", "request_log", "gateways", "api_keys", "accounts"):
                 session.execute(sa.text(f"DELETE FROM {table}"))
     database.dispose()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> CachedEmbedder:
+    """The local e5 model, loaded once for the session's knowledge tests (loading is the cost)."""
+    return shared_embedder()

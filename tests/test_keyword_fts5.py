@@ -25,14 +25,8 @@ from tests.knowledge_helpers import (
     new_account,
     new_collection,
     search,
-    shared_embedder,
     term_counts,
 )
-
-
-@pytest.fixture(scope="module")
-def embedder() -> LocalE5Embedder:
-    return shared_embedder()
 
 
 @pytest.fixture

@@ -21,13 +21,7 @@ from tests.knowledge_helpers import (
     new_account,
     new_collection,
     search,
-    shared_embedder,
 )
-
-
-@pytest.fixture(scope="module")
-def embedder() -> LocalE5Embedder:
-    return shared_embedder()
 
 
 @pytest.fixture
