@@ -10,9 +10,27 @@ from typing import Any
 import pytest
 
 from alicerce.keys import AccountCreate
+from alicerce.knowledge.store import Collection, Document
 from alicerce.services import Services
 from tests import conftest
 from tests.test_knowledge_api import RELEASE_NOTES
+
+
+async def _stored(services: Services, account: str) -> tuple[str, Collection, Document]:
+    """A new account's collection with the release notes stored and queued, not yet indexed
+    (as a process that stopped right after the upload left them)."""
+    account_id = services.keys.create_account(AccountCreate(name=account))["id"]
+    collection = await services.knowledge.create_collection(account_id, {"name": "kb"})
+    document, created = await services.knowledge.add_file(
+        account_id,
+        collection.id,
+        name="zephyr.md",
+        data=RELEASE_NOTES.encode(),
+        media_type="text/markdown",
+        enqueue=False,
+    )
+    assert created and document.status == "queued"
+    return account_id, collection, document
 
 
 def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
@@ -20,18 +38,7 @@ def test_unfinished_documents_are_indexed_at_start(tmp_path: Path) -> None:
 
     async def scenario() -> tuple[str, dict[str, Any]]:
         services = Services.build(conftest.test_settings(tmp_path))
-        account_id = services.keys.create_account(AccountCreate(name="resume"))["id"]
-        knowledge = services.knowledge
-        collection = await knowledge.create_collection(account_id, {"name": "kb"})
-        document, created = await knowledge.add_file(
-            account_id,
-            collection.id,
-            name="zephyr.md",
-            data=RELEASE_NOTES.encode(),
-            media_type="text/markdown",
-            enqueue=False,  # stored, queued, and then the "crash"
-        )
-        assert created and document.status == "queued"
+        account_id, collection, document = await _stored(services, "resume")  # then the "crash"
         services.db.dispose()
 
         restarted = Services.build(conftest.test_settings(tmp_path))
@@ -55,16 +62,7 @@ def test_two_processes_resuming_one_document_index_it_once(tmp_path: Path) -> No
     async def scenario() -> tuple[list[str], int]:
         first = Services.build(conftest.test_settings(tmp_path))
         second = Services.build(conftest.test_settings(tmp_path))
-        account_id = first.keys.create_account(AccountCreate(name="workers"))["id"]
-        collection = await first.knowledge.create_collection(account_id, {"name": "kb"})
-        document, _ = await first.knowledge.add_file(
-            account_id,
-            collection.id,
-            name="zephyr.md",
-            data=RELEASE_NOTES.encode(),
-            media_type="text/markdown",
-            enqueue=False,
-        )
+        account_id, collection, document = await _stored(first, "workers")
         [seen_by_first] = first.knowledge.store.unfinished_documents()
         [seen_by_second] = second.knowledge.store.unfinished_documents()
         await asyncio.gather(
@@ -93,17 +91,8 @@ def test_a_failed_reembedding_changes_nothing(
         services = Services.build(conftest.test_settings(tmp_path))
         await services.http.start()
         try:
-            account_id = services.keys.create_account(AccountCreate(name="reembed"))["id"]
             knowledge = services.knowledge
-            collection = await knowledge.create_collection(account_id, {"name": "kb"})
-            document, _ = await knowledge.add_file(
-                account_id,
-                collection.id,
-                name="zephyr.md",
-                data=RELEASE_NOTES.encode(),
-                media_type="text/markdown",
-                enqueue=False,
-            )
+            account_id, collection, document = await _stored(services, "reembed")
             await knowledge.indexer.index(document)
             endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "gone", "dimensions": 8}
             job = await knowledge.reembed(account_id, collection.id, {"embedding": endpoint})
@@ -126,17 +115,8 @@ def test_a_failed_reembedding_changes_nothing(
 def test_a_document_whose_collection_was_deleted_is_skipped(tmp_path: Path) -> None:
     async def scenario() -> int:
         services = Services.build(conftest.test_settings(tmp_path))
-        account_id = services.keys.create_account(AccountCreate(name="deleted"))["id"]
         knowledge = services.knowledge
-        collection = await knowledge.create_collection(account_id, {"name": "kb"})
-        document, _ = await knowledge.add_file(
-            account_id,
-            collection.id,
-            name="zephyr.md",
-            data=RELEASE_NOTES.encode(),
-            media_type="text/markdown",
-            enqueue=False,
-        )
+        account_id, collection, document = await _stored(services, "deleted")
         await knowledge.delete_collection(account_id, collection.id)
         await knowledge.indexer.index(document)  # nothing to do, nothing billed
         await services.request_log.close()
