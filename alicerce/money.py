@@ -1,0 +1,59 @@
+"""Amounts and their currency: one way to write an amount, wherever it is shown.
+
+Amounts are exact decimals from the catalog's prices to the API's answers. Python's `Decimal`
+and `float` both switch to exponent notation for small numbers (`5E-7`, `1.35e-05`), and a
+per-token price is always small, so amounts are shown as `Money`: a `Decimal` that writes
+itself in plain positional notation without trailing zeros (`0.0000005`, `0.0000135`, `12.5`,
+`0`). The JSON encoders (`api/json.py`) write a `Money` as a JSON number with exactly those
+digits, so a client that parses numbers as decimals gets the exact amount, and one that
+parses them as floats gets the nearest float, as before.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+DEFAULT_CURRENCY = "USD"
+
+
+def plain(amount: Decimal) -> str:
+    """`amount` in positional notation, exact (no rounding), without trailing zeros."""
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+class Money(Decimal):
+    """An amount to show: a `Decimal` whose text is `plain(self)`. Arithmetic on it gives plain
+    `Decimal`s, so only the values made for an answer are `Money`."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return plain(self)
+
+    def __repr__(self) -> str:
+        return f"Money('{plain(self)}')"
+
+
+def encode_hook(value: Any) -> Any:
+    """msgspec's `enc_hook`: a `Money` as a JSON number of its plain digits. msgspec calls it
+    only for types it does not know (a `Decimal` subclass is one), so it costs other values
+    nothing."""
+    if isinstance(value, Money):
+        return msgspec.Raw(plain(value).encode())
+    raise NotImplementedError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def currency_code(value: str) -> str:
+    """An ISO 4217 code in upper case; ValueError naming the value otherwise."""
+    import pycountry  # its tables load on first use; only a catalog that names a currency pays
+
+    found = pycountry.currencies.get(alpha_3=value) if len(value) == 3 else None
+    if found is None:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code (such as 'USD' or 'EUR')")
+    return str(found.alpha_3)
