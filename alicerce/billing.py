@@ -31,7 +31,7 @@ class LineItem:
         return {
             "sku": self.sku,
             "quantity": self.quantity,
-            "unit_price": Money(self.unit_price),
+            "unit_price": Money.of(self.unit_price),
             "amount": Money(self.amount),
             "description": self.description,
         }

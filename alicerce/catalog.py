@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alicerce.money import DEFAULT_CURRENCY, currency_code
+from alicerce.money import DEFAULT_CURRENCY, FREE, Money, currency_code
 
 LOCAL_CHAT_MODEL = "@local/smollm2-135m"
 AUTO_MODEL = "@auto"
@@ -40,9 +40,9 @@ class CatalogModel:
     id: str
     provider: Provider
     upstream_model: str
-    price_in: Decimal = Decimal(0)  # per token
-    price_out: Decimal = Decimal(0)
-    price_cached_in: Decimal = Decimal(0)
+    price_in: Decimal = FREE  # per token; `Money`, so each price is formatted once
+    price_out: Decimal = FREE
+    price_cached_in: Decimal = FREE
     context_length: int | None = None
     kind: Literal["chat", "embedding"] = "chat"
     dimensions: int | None = None  # of an embedding model's vectors
@@ -52,8 +52,8 @@ class CatalogModel:
 class KnowledgePrices:
     """The `knowledge.*` SKUs' prices, per unit of their line items' quantity."""
 
-    per_search: Decimal = Decimal(0)
-    per_indexed_token: Decimal = Decimal(0)  # the file says per 1,000 tokens
+    per_search: Decimal = FREE
+    per_indexed_token: Decimal = FREE  # the file says per 1,000 tokens
 
 
 class _ProviderFile(BaseModel):
@@ -192,8 +192,8 @@ class Catalog:
             raise CatalogError("\n".join(f"{path}: {p}" for p in problems.splitlines())) from exc
         catalog.currency = parsed.currency
         catalog.knowledge = KnowledgePrices(
-            per_search=parsed.knowledge.search_price,
-            per_indexed_token=parsed.knowledge.indexing_price / 1000,
+            per_search=Money(parsed.knowledge.search_price),
+            per_indexed_token=Money(parsed.knowledge.indexing_price / 1000),
         )
         providers: dict[str, Provider] = {}
         for name, spec in parsed.providers.items():
@@ -220,9 +220,9 @@ class Catalog:
                 id=item.id,
                 provider=provider,
                 upstream_model=item.upstream_model or item.id.split("/", 1)[1],
-                price_in=item.price_in / PER_MILLION,
-                price_out=item.price_out / PER_MILLION,
-                price_cached_in=cached / PER_MILLION,
+                price_in=Money(item.price_in / PER_MILLION),
+                price_out=Money(item.price_out / PER_MILLION),
+                price_cached_in=Money(cached / PER_MILLION),
                 context_length=item.context_length,
                 kind=item.kind,
                 dimensions=item.dimensions,
