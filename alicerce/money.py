@@ -11,7 +11,7 @@ parses them as floats gets the nearest float, as before.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import msgspec
@@ -64,6 +64,10 @@ class Money(Decimal):
         if self._text is None:
             self._text = _plain(self)
         return self._text
+
+    def __format__(self, spec: str, context: Context | None = None, /) -> str:
+        """`f"{amount}"` as `str`; with a spec (`{:.2f}`) as a `Decimal`."""
+        return str(self) if not spec else super().__format__(spec)
 
     def __repr__(self) -> str:
         return f"Money('{self}')"

@@ -321,7 +321,9 @@ def test_amounts_are_plain_decimal_numbers_in_json_and_plain_strings_in_the_ledg
         "12.5",
         "0.000021",
     ]
-    assert str(Money("5E-7")) == "0.0000005" and Money("5E-7") * 2 == Decimal("0.000001")
+    tiny = Money("5E-7")
+    assert str(tiny) == f"{tiny}" == "0.0000005" and f"{tiny:.2e}" == "5.00e-7"
+    assert tiny * 2 == Decimal("0.000001") and type(tiny * 2) is Decimal
 
 
 def test_usage_from_upstream_is_validated() -> None:
