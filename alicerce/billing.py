@@ -1,7 +1,7 @@
 """Priced line items (SPEC section 4): what a request consumed, at the catalog's prices.
 
-Amounts are exact decimals (`amount = quantity * unit_price`), turned into JSON numbers only
-at the edge, so sums over many requests do not drift.
+Amounts are exact decimals (`amount = quantity * unit_price`), never floats, so sums over many
+requests do not drift; they are shown as `Money` (plain decimal numbers, `money.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from alicerce.catalog import CatalogModel
+from alicerce.money import Money, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,23 +26,35 @@ class LineItem:
         return self.quantity * self.unit_price
 
     def to_json(self) -> dict[str, Any]:
+        """The answer's form (`generation_context.generated_usage`, `/requests`): JSON numbers
+        with the exact digits."""
         return {
             "sku": self.sku,
             "quantity": self.quantity,
-            "unit_price": float(self.unit_price),
-            "amount": float(self.amount),
+            "unit_price": Money.of(self.unit_price),
+            "amount": Money(self.amount),
             "description": self.description,
         }
 
     def to_record(self) -> dict[str, Any]:
-        """The ledger's form: decimals as strings, exact."""
+        """The ledger's form: decimals as plain strings, exact."""
         return {
             "sku": self.sku,
             "quantity": self.quantity,
-            "unit_price": str(self.unit_price),
-            "amount": str(self.amount),
+            "unit_price": plain(self.unit_price),
+            "amount": plain(self.amount),
             "description": self.description,
         }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LineItem:
+        """Back from the ledger's form (also rows written before amounts were plain: `5E-7`)."""
+        return cls(
+            record["sku"],
+            int(record["quantity"]),
+            Decimal(record["unit_price"]),
+            record["description"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,15 @@ class TokenUsage:
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
         cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
         return cls(max(prompt, 0), max(completion, 0), cached)
+
+
+SEARCH_SKU = "knowledge.search"
+
+
+def unit_of(sku: str) -> str:
+    """What a SKU's `quantity` counts: searches for `knowledge.search`, tokens for every other
+    SKU (`knowledge.indexing` too: its price is per 1,000 tokens, its quantity in tokens)."""
+    return "search" if sku == SEARCH_SKU else "token"
 
 
 CHAT_SKU = "inference.chat_completions"

@@ -2,7 +2,9 @@
 
 `@local/smollm2-135m` is always present. More models come from the `[providers.*]` and
 `[[models]]` tables of the TOML file named by `ALICERCE_CONFIG`; its `[knowledge]` table prices
-searches (`search_price`, per search) and indexing (`indexing_price`, per 1,000 tokens).
+searches (`search_price`, per search) and indexing (`indexing_price`, per 1,000 tokens). Every
+price is in the file's one `currency` (an ISO 4217 code, `USD` when the file names none), which
+is shown beside every amount the API answers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alicerce.money import DEFAULT_CURRENCY, FREE, Money, currency_code
 
 LOCAL_CHAT_MODEL = "@local/smollm2-135m"
 AUTO_MODEL = "@auto"
@@ -36,9 +40,9 @@ class CatalogModel:
     id: str
     provider: Provider
     upstream_model: str
-    price_in: Decimal = Decimal(0)  # per token
-    price_out: Decimal = Decimal(0)
-    price_cached_in: Decimal = Decimal(0)
+    price_in: Decimal = FREE  # per token; `Money`, so each price is formatted once
+    price_out: Decimal = FREE
+    price_cached_in: Decimal = FREE
     context_length: int | None = None
     kind: Literal["chat", "embedding"] = "chat"
     dimensions: int | None = None  # of an embedding model's vectors
@@ -48,8 +52,8 @@ class CatalogModel:
 class KnowledgePrices:
     """The `knowledge.*` SKUs' prices, per unit of their line items' quantity."""
 
-    per_search: Decimal = Decimal(0)
-    per_indexed_token: Decimal = Decimal(0)  # the file says per 1,000 tokens
+    per_search: Decimal = FREE
+    per_indexed_token: Decimal = FREE  # the file says per 1,000 tokens
 
 
 class _ProviderFile(BaseModel):
@@ -86,10 +90,16 @@ class _KnowledgeFile(BaseModel):
 
 class _CatalogFile(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelled table is refused, not ignored
+    currency: str = DEFAULT_CURRENCY  # of every price in the file
     server: dict[str, Any] = Field(default_factory=dict)  # the settings' (`settings.py` checks it)
     providers: dict[str, _ProviderFile] = Field(default_factory=dict)
     models: list[_ModelFile] = Field(default_factory=list)
     knowledge: _KnowledgeFile = Field(default_factory=_KnowledgeFile)
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, value: str) -> str:
+        return currency_code(value)
 
 
 class CatalogError(ValueError):
@@ -123,10 +133,11 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     else:
         if occurrence != -1:
             return 1
+        start, rest = -1, loc  # no such table: a top-level key (`currency`), above the tables
     if not rest:
         return start + 1
     key = re.compile(rf"^\s*\"?{re.escape(str(rest[0]))}\"?\s*=")
-    for number in range(start, len(lines)):
+    for number in range(max(start, 0), len(lines)):
         if number > start and _HEADER.match(lines[number]):
             break
         if key.match(lines[number]):
@@ -137,16 +148,23 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
 def _problem(error: Any) -> str:
     """A validation error in the file's words: a misspelled table or key says so."""
     if error["type"] == "extra_forbidden":
-        return "no such table" if len(error["loc"]) == 1 else "no such key"
+        table = len(error["loc"]) == 1 and isinstance(error["input"], dict)
+        return "no such table" if table else "no such key"
+    if error["type"] == "value_error":  # our own validators' words, without pydantic's prefix
+        return str(error["ctx"]["error"])
     return str(error["msg"])
 
 
 class Catalog:
     def __init__(
-        self, models: list[CatalogModel], knowledge: KnowledgePrices | None = None
+        self,
+        models: list[CatalogModel],
+        knowledge: KnowledgePrices | None = None,
+        currency: str = DEFAULT_CURRENCY,
     ) -> None:
         self._models = {m.id: m for m in models}
         self.knowledge = knowledge or KnowledgePrices()
+        self.currency = currency  # of every price here, so of every amount billed at them
 
     @classmethod
     def builtin(cls) -> Catalog:
@@ -172,9 +190,10 @@ class Catalog:
                 for err in exc.errors()
             )
             raise CatalogError("\n".join(f"{path}: {p}" for p in problems.splitlines())) from exc
+        catalog.currency = parsed.currency
         catalog.knowledge = KnowledgePrices(
-            per_search=parsed.knowledge.search_price,
-            per_indexed_token=parsed.knowledge.indexing_price / 1000,
+            per_search=Money(parsed.knowledge.search_price),
+            per_indexed_token=Money(parsed.knowledge.indexing_price / 1000),
         )
         providers: dict[str, Provider] = {}
         for name, spec in parsed.providers.items():
@@ -201,9 +220,9 @@ class Catalog:
                 id=item.id,
                 provider=provider,
                 upstream_model=item.upstream_model or item.id.split("/", 1)[1],
-                price_in=item.price_in / PER_MILLION,
-                price_out=item.price_out / PER_MILLION,
-                price_cached_in=cached / PER_MILLION,
+                price_in=Money(item.price_in / PER_MILLION),
+                price_out=Money(item.price_out / PER_MILLION),
+                price_cached_in=Money(cached / PER_MILLION),
                 context_length=item.context_length,
                 kind=item.kind,
                 dimensions=item.dimensions,

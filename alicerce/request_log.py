@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from alicerce.money import plain
 from alicerce.store import Database
 
 log = logging.getLogger("alicerce.request_log")
@@ -56,6 +57,7 @@ ITEM_COLUMNS = (
     "account_id",
     "key_id",
     "gateway_id",
+    "model",
     "sku",
     "quantity",
     "unit_price",
@@ -102,7 +104,6 @@ class RequestLog:
         self._requests: list[tuple[Any, ...]] = []
         self._items: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
-        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._flushing = asyncio.Lock()  # one batch in flight at a time
@@ -137,7 +138,7 @@ class RequestLog:
                 entry.completion_tokens,
                 entry.cached_tokens,
                 entry.tokens_estimated,
-                str(entry.amount),
+                plain(entry.amount),
                 _json.encode(entry.line_items).decode(),
                 None
                 if entry.request_metadata is None
@@ -151,6 +152,7 @@ class RequestLog:
                     entry.account_id,
                     entry.key_id,
                     entry.gateway_id,
+                    entry.model,
                     item["sku"],
                     item["quantity"],
                     item["unit_price"],

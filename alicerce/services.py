@@ -108,7 +108,11 @@ class Services:
         )
         metrics = Metrics()
         embedder = LocalE5Embedder()  # loads on first use
-        usage = UsageService(db)
+        usage = UsageService(
+            db,
+            currency=lambda: services.catalog.currency,
+            gateway_id=lambda account_id, ref: services.gateways.id_of(account_id, ref),
+        )
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )

@@ -9,8 +9,10 @@ from typing import Any
 import openai
 import pytest
 
+from alicerce.api.json import encode
 from alicerce.billing import LineItem, TokenUsage, inference_line_items
 from alicerce.catalog import CatalogModel, Provider
+from alicerce.money import Money, plain
 from tests.conftest import Account
 
 MILLION = Decimal(1_000_000)
@@ -292,8 +294,36 @@ def test_line_items_split_cached_tokens_and_are_exact() -> None:
     assert total == Decimal("0.000015") + Decimal("0.000001") + Decimal("0.00002")
     assert inference_line_items(None, TokenUsage(10, 10)) == []  # bring your own: free
     item = LineItem("x", 3, Decimal("0.1"), "d")
-    assert item.to_json()["amount"] == pytest.approx(0.3)
+    assert item.to_json()["amount"] == Decimal("0.3")
     assert item.to_record()["amount"] == "0.3"
+
+
+def test_amounts_are_plain_decimal_numbers_in_json_and_plain_strings_in_the_ledger() -> None:
+    """Per-token prices are small: neither `5E-7` (Decimal's str) nor `5e-07` may show."""
+    item = LineItem("inference.chat_completions.in", 2, Decimal("0.25") / 1_000_000, "d")
+    assert item.to_record() | {"description": ""} == {
+        "sku": "inference.chat_completions.in",
+        "quantity": 2,
+        "unit_price": "0.00000025",
+        "amount": "0.0000005",
+        "description": "",
+    }
+    assert encode(item.to_json()) == (
+        b'{"sku":"inference.chat_completions.in","quantity":2,'
+        b'"unit_price":0.00000025,"amount":0.0000005,"description":"d"}'
+    )
+    assert LineItem.from_record(item.to_record()) == item
+    old = {"sku": "x", "quantity": 3, "unit_price": "5E-7", "description": "d"}  # before
+    assert LineItem.from_record(old).to_record()["amount"] == "0.0000015"
+    assert [plain(Decimal(v)) for v in ("1E+2", "0E-7", "12.50", "0.000021000")] == [
+        "100",
+        "0",
+        "12.5",
+        "0.000021",
+    ]
+    tiny = Money("5E-7")
+    assert str(tiny) == f"{tiny}" == "0.0000005" and f"{tiny:.2e}" == "5.00e-7"
+    assert tiny * 2 == Decimal("0.000001") and type(tiny * 2) is Decimal
 
 
 def test_usage_from_upstream_is_validated() -> None:

@@ -27,3 +27,24 @@ def test_catalog_file_is_validated(tmp_path) -> None:
     bad.write_text('[[models]]\nid = "@x/y"\nprovider = "p"\nprice_in = -1\n')
     with pytest.raises(CatalogError, match="price_in"):
         Catalog.load(str(bad), {})
+
+
+def test_the_catalog_names_one_iso_4217_currency(tmp_path) -> None:
+    path = tmp_path / "catalog.toml"
+    assert Catalog.load(None).currency == "USD"  # no file: the default
+    path.write_text("[knowledge]\nsearch_price = 0.001\n")
+    assert Catalog.load(str(path)).currency == "USD"
+    path.write_text('currency = "eur"\n\n[knowledge]\nsearch_price = 0.001\n')
+    assert Catalog.load(str(path)).currency == "EUR"  # ISO codes are upper case; either is read
+    path.write_text('# prices in reais\n\ncurrency = "BRR"\n[knowledge]\nsearch_price = 1\n')
+    with pytest.raises(CatalogError) as caught:
+        Catalog.load(str(path))
+    assert str(caught.value) == (
+        f"{path}: line 3: currency: 'BRR' is not an ISO 4217 currency code (such as 'USD' or 'EUR')"
+    )
+    path.write_text('curency = "EUR"\n')
+    with pytest.raises(CatalogError, match=r"line 1: curency: no such key$"):
+        Catalog.load(str(path))
+    path.write_text("currency = 978\n")
+    with pytest.raises(CatalogError, match="line 1: currency: Input should be a valid string"):
+        Catalog.load(str(path))

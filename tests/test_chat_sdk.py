@@ -41,6 +41,7 @@ def test_non_streaming_answer_has_the_contract_shape(account: Account) -> None:
     extra = completion.model_extra or {}
     # A bring-your-own endpoint is billed only for knowledge, and this one searched nothing.
     assert extra["generation_context"] == {
+        "currency": "USD",  # the catalog's, of the line items' amounts
         "generated_usage": [],
         "runned_functions": [],
         "knowledge": [],

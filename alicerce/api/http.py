@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
+from alicerce.api.json import encode as _encode
 from alicerce.errors import RequestTooLarge
 from alicerce.ids import new_id
 from alicerce.inference.pipeline import Served
@@ -31,7 +31,6 @@ from alicerce.services import Services
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 DONE = b"data: [DONE]\n\n"
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 async def open_call(request: Request, endpoint: str) -> tuple[Services, Call]:

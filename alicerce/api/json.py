@@ -1,4 +1,9 @@
-"""JSON responses through msgspec: the hot path's encoder, used everywhere for one behaviour."""
+"""JSON responses through msgspec: the hot path's encoder, used everywhere for one behaviour.
+
+Amounts are `money.Money` and are written as plain JSON numbers (`0.0000005`, never `5E-7`); a
+bare `Decimal` would be written as its `str()`, which may use an exponent, so views hand amounts
+over as `Money`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from typing import Any
 import msgspec
 from starlette.responses import Response
 
-_encode = msgspec.json.Encoder(decimal_format="number").encode
+from alicerce.money import encode_hook
+
+encode = msgspec.json.Encoder(decimal_format="number", enc_hook=encode_hook).encode
 
 
 def json_response(
     payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(_encode(payload), status, headers, media_type="application/json")
+    return Response(encode(payload), status, headers, media_type="application/json")
 
 
 def listing(data: list[dict[str, Any]]) -> Response:

@@ -9,6 +9,7 @@ from alicerce.billing import LineItem, TokenUsage, inference_line_items, merged,
 from alicerce.inference.functions import ToolResult
 from alicerce.inference.plan import Plan
 from alicerce.messages import text_of
+from alicerce.money import DEFAULT_CURRENCY
 from alicerce.upstreams.registry import Target
 
 
@@ -19,11 +20,14 @@ class GenerationContext:
     line_items: list[LineItem] = field(default_factory=list)
     runned_functions: list[dict[str, Any]] = field(default_factory=list)
     knowledge: list[dict[str, Any]] = field(default_factory=list)
+    currency: str = DEFAULT_CURRENCY  # of the line items' amounts
 
     @classmethod
     def of(cls, plan: Plan) -> GenerationContext:
         """What planning consumed (routing, searches) and found (knowledge), to add to."""
-        return cls(line_items=list(plan.line_items), knowledge=list(plan.knowledge))
+        return cls(
+            line_items=list(plan.line_items), knowledge=list(plan.knowledge), currency=plan.currency
+        )
 
     def absorb(self, results: list[ToolResult]) -> None:
         """A round of server-side tools: what they ran, charged and found."""
@@ -34,6 +38,7 @@ class GenerationContext:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "currency": self.currency,
             "generated_usage": [item.to_json() for item in merged(self.line_items)],
             "runned_functions": self.runned_functions,
             "knowledge": self.knowledge,

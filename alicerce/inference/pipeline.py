@@ -243,6 +243,7 @@ class Pipeline:
         call.gateway_id = gateway.id
         spec = gateway.spec
         plan = plan_chat(spec, chat)
+        plan.currency = self._catalog().currency
         searches = spec.knowledge.strategy == "tool"
         if spec.functions or searches:
             more = (
@@ -271,6 +272,7 @@ class Pipeline:
         direct = self._catalog().get(chat.model)
         if principal.gateways is None and direct is not None and direct.kind == "chat":
             plan = plan_chat(direct_spec(chat.model), chat)
+            plan.currency = self._catalog().currency
             await self._admit(principal, plan)
             targets = [self._upstreams.for_model(chat.model)]
             return Prepared(plan, targets, Served(call.request_id))

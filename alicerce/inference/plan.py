@@ -19,6 +19,7 @@ from alicerce.gateways import OVERRIDABLE, GatewaySpec
 from alicerce.inference.functions import Toolbox
 from alicerce.inference.request import ChatRequest
 from alicerce.messages import text_of
+from alicerce.money import DEFAULT_CURRENCY
 
 _PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "user")
 
@@ -32,6 +33,7 @@ class Plan:
     line_items: list[LineItem] = field(default_factory=list)
     knowledge: list[dict[str, Any]] = field(default_factory=list)  # chunks put in the context
     toolbox: Toolbox | None = None  # server-side tools the model may call, run by the gateway
+    currency: str = DEFAULT_CURRENCY  # the catalog's, of every price this request is billed at
 
 
 def build_messages(instructions: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

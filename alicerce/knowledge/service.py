@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from alicerce.billing import LineItem
+from alicerce.billing import SEARCH_SKU, LineItem
 from alicerce.cache import LRUCache
 from alicerce.catalog import Catalog
 from alicerce.embedders import EmbedderRegistry
@@ -39,7 +39,6 @@ from alicerce.knowledge.store import Collection, Document, KnowledgeStore
 from alicerce.ledger import UsageLedger
 from alicerce.security import CredentialCipher, check_upstream_url
 
-SEARCH_SKU = "knowledge.search"
 QUERY_CACHE_SIZE = 4096
 
 

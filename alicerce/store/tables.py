@@ -119,6 +119,7 @@ class LineItemRow(Base):
     account_id: Mapped[str | None] = mapped_column(String(36))
     key_id: Mapped[str | None] = mapped_column(String(36))
     gateway_id: Mapped[str | None] = mapped_column(String(36))
+    model: Mapped[str | None] = mapped_column(String(200))  # its request's (migration 0006)
     sku: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(BigInteger)
     unit_price: Mapped[str] = mapped_column(Money)
