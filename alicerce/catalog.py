@@ -18,6 +18,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 LOCAL_CHAT_MODEL = "@local/smollm2-135m"
+# The in-process embedding model (`alicerce.embeddings`) is named here, beside the local chat
+# model, so that listing the models needs neither it nor its libraries.
+LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
+LOCAL_DIMENSIONS = 384
 AUTO_MODEL = "@auto"
 PER_MILLION = Decimal(1_000_000)
 
