@@ -8,7 +8,16 @@ import click
 
 from alicerce.cli import refs
 from alicerce.cli.context import opened
-from alicerce.cli.output import emit, fields, json_option, listing, table, when, yes_option
+from alicerce.cli.output import (
+    emit,
+    fields,
+    json_option,
+    listing,
+    print_json,
+    table,
+    when,
+    yes_option,
+)
 
 
 @click.group(help="Manage accounts (the operator's work; the root key's through the API).")
@@ -32,7 +41,7 @@ def accounts_show(account: str, as_json: bool) -> None:
     with opened() as services:
         found = refs.account(services, account)
         if as_json:
-            emit(found, True, lambda: None)
+            print_json(found)
             return
         keys = len(services.keys.list_keys(found["id"]))
         gateways = len(services.gateways.list(found["id"]))

@@ -34,12 +34,12 @@ The definition (all but `name` and one of `model`/`endpoint` optional):
    "knowledge": {"collections": ["manuals"], "strategy": "always", "top_k": 5},
    "fallbacks": ["@local/smollm2-135m"]}
 
-\b
-`model` is a catalog model (`alicerce models`); instead of it, bring your own
-upstream with "endpoint": {"base_url": "https://...", "api_key": "sk-...", "model": "..."}.
-Also: `overridable`, `functions` (server-side tools), `routing` (with "model": "@auto").
+`model` is a catalog model (`alicerce models`); instead of it, bring your own upstream
+with "endpoint": {"base_url": "https://...", "api_key": "sk-...", "model": "..."}. Also:
+`overridable`, `functions` (server-side tools), `routing` (with "model": "@auto").
 `knowledge.strategy` is none, always, concatenate, rewrite or tool; its collections are
 named by id or name (the gateway keeps their ids).
+
 Prints the gateway as the API answers it, with its `id` and `slug` (name:xxxx).
 """
 

@@ -18,7 +18,15 @@ from alicerce.catalog import (
 )
 from alicerce.cli import refs
 from alicerce.cli.context import load_catalog, load_settings, opened
-from alicerce.cli.output import currency_of, emit, json_option, listing, money, table
+from alicerce.cli.output import (
+    currency_of,
+    emit,
+    json_option,
+    listing,
+    money,
+    print_json,
+    table,
+)
 
 GROUPINGS = ("day", "sku", "gateway", "key")
 
@@ -131,7 +139,7 @@ def usage(
             for group_by in groupings or ("day", "sku", "gateway")
         }
     if as_json:
-        emit(reports, True, lambda: None)
+        print_json(reports)
         return
     for group_by, totals in reports.items():
         rows = [
