@@ -8,7 +8,8 @@
 An id always wins (ids are UUIDs, no name is one by accident); a name that several share is
 an error that lists them, so the next try can use an id. The account is `--account` (`-a`)
 everywhere; the commands that took it as their first argument (`keys create`, `gateways
-create/list`, `usage`, and every `list`) still do.
+create/list`, `usage`) still do, and so do the `list`s of an account's keys, gateways and
+collections.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def either(positional: str | None, option: str | None) -> str | None:
 
 
 def pick(kind: str, ref: str, views: Sequence[View], *, by: Sequence[str], scope: str = "") -> View:
-    """The one of `views` whose id is `ref`, else whose first field of `by` is; several with
-    that value are an error listing them."""
+    """The one of `views` whose id is `ref`, else whose field `by[0]` is, else `by[1]`...;
+    several with that value are an error listing them."""
     for view in views:
         if view["id"] == ref:
             return view
