@@ -22,6 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alicerce.money import DEFAULT_CURRENCY, FREE, Money, currency_code
 
 LOCAL_CHAT_MODEL = "@local/smollm2-135m"
+# The in-process embedding model (`alicerce.embeddings`) is named here, beside the local chat
+# model, so that listing the models needs neither it nor its libraries.
+LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
+LOCAL_DIMENSIONS = 384
 AUTO_MODEL = "@auto"
 PER_MILLION = Decimal(1_000_000)
 

@@ -18,14 +18,14 @@ import aiohttp
 import msgspec
 import numpy as np
 
+from alicerce.catalog import LOCAL_DIMENSIONS as LOCAL_DIMENSIONS  # re-exported: known here
+from alicerce.catalog import LOCAL_EMBEDDING_MODEL as LOCAL_EMBEDDING_MODEL
 from alicerce.errors import UpstreamError, UpstreamTimeout
 from alicerce.upstreams.http import connection_error, status_error
 
 if TYPE_CHECKING:
     from alicerce.e5 import E5Engine  # ONNX Runtime and onnx: imported when first used
 
-LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
-LOCAL_DIMENSIONS = 384
 
 Kind = Literal["query", "passage"]
 

@@ -17,19 +17,12 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from alicerce.cli import main
+from tests.cli_helpers import Cli, cli_environment
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "ALICERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "ALICERCE_SECRET_KEY": "cli-secret",
-        "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ALICERCE_ROOT_KEY", raising=False)
-    return values
+    return cli_environment(tmp_path, monkeypatch)
 
 
 def test_init_prints_a_root_key_once(env: dict[str, str]) -> None:
@@ -40,41 +33,6 @@ def test_init_prints_a_root_key_once(env: dict[str, str]) -> None:
     second = runner.invoke(main, ["init"])
     assert second.exit_code == 0
     assert "alc_" not in second.output
-
-
-def test_accounts_keys_and_gateways_from_the_shell(env: dict[str, str]) -> None:
-    runner = CliRunner()
-    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
-    assert account["admin_key"].startswith("alc_")
-    definition = json.dumps({"name": "bot", "model": "@local/smollm2-135m"})
-    created = runner.invoke(main, ["gateways", "create", account["id"], "-"], input=definition)
-    assert created.exit_code == 0, created.output
-    gateway = json.loads(created.output)
-    assert gateway["slug"].startswith("bot:")
-    key = runner.invoke(
-        main, ["keys", "create", account["id"], "--role", "inference", "--gateway", "bot"]
-    )
-    assert key.exit_code == 0, key.output
-    assert json.loads(key.output)["gateways"] == [gateway["id"]]
-    listed = json.loads(runner.invoke(main, ["gateways", "list", account["id"]]).output)
-    assert [g["id"] for g in listed] == [gateway["id"]]
-    accounts = json.loads(runner.invoke(main, ["accounts", "list"]).output)
-    assert [a["name"] for a in accounts] == ["acme"]
-
-
-def test_bad_definitions_are_refused_with_a_message(env: dict[str, str]) -> None:
-    runner = CliRunner()
-    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
-    not_json = runner.invoke(main, ["gateways", "create", account["id"], "-"], input="{nope")
-    assert not_json.exit_code != 0 and "not JSON" in not_json.output
-    invalid = runner.invoke(
-        main, ["gateways", "create", account["id"], "-"], input='{"name": "x", "model": "@no/pe"}'
-    )
-    assert invalid.exit_code != 0 and "catalog" in invalid.output
-    unknown = runner.invoke(main, ["keys", "create", "no-such-account"])
-    assert unknown.exit_code != 0 and "No account" in unknown.output
-    no_gateway = runner.invoke(main, ["keys", "create", account["id"], "--gateway", "nope"])
-    assert no_gateway.exit_code != 0 and "no gateway 'nope' in this account" in no_gateway.output
 
 
 def _free_port() -> int:
@@ -168,17 +126,20 @@ def test_models_lists_the_catalog(
     monkeypatch.setenv("CLI_TEST_OPENAI_KEY", "sk-x")
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0, result.output
-    line = next(row for row in result.output.splitlines() if row.startswith("@openai/gpt-5-mini"))
-    assert line.split() == [
-        "@openai/gpt-5-mini",
-        "openai",
-        "gpt-5-mini",
-        "0.25",
-        "2",
-        "0.025",
-        "400000",
-    ]
-    assert "@local/smollm2-135m" in result.output
+    rows = {row.split()[0]: row.split()[1:] for row in result.output.splitlines()[2:]}
+    assert rows["@openai/gpt-5-mini"] == [
+        "chat", "openai", "gpt-5-mini", "0.25", "2", "0.025", "400000"
+    ]  # fmt: skip
+    assert rows["@local/smollm2-135m"][:2] == ["chat", "alicerce"]
+    # the local embedding model, which `GET /api/v1/models` lists for `/embeddings`
+    assert rows["@local/multilingual-e5-small"] == [
+        "embedding", "alicerce", "multilingual-e5-small", "0", "0", "0", "384", "dims"
+    ]  # fmt: skip
+    listed = Cli().json("models")
+    assert listed["object"] == "list"
+    entry = next(m for m in listed["data"] if m["id"] == "@openai/gpt-5-mini")
+    assert entry | {"price_in": 0.25, "price_out": 2, "price_cached_in": 0.025} == entry
+    assert (entry["object"], entry["owned_by"], entry["kind"]) == ("model", "openai", "chat")
     catalog.write_text(CATALOG + 'colour = "red"\n')
     refused = CliRunner().invoke(main, ["models"])
     assert refused.exit_code != 0
@@ -194,12 +155,10 @@ def test_usage_prints_spending_by_day_sku_and_gateway(env: dict[str, str]) -> No
     from alicerce.services import Services
     from alicerce.settings import Settings
 
-    runner = CliRunner()
-    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
+    cli = Cli()
+    account = cli.json("accounts", "create", "acme")
     definition = json.dumps({"name": "bot", "model": "@local/smollm2-135m"})
-    gateway = json.loads(
-        runner.invoke(main, ["gateways", "create", account["id"], "-"], input=definition).output
-    )
+    gateway = cli.json("gateways", "create", account["id"], "-", input=definition)
     services = Services.build(Settings())
     log = RequestLog(services.db, flush_interval_s=1, batch_size=10)
     item = LineItem("inference.chat_completions.out", 1200, Decimal("0.000002"), "d")
@@ -222,11 +181,17 @@ def test_usage_prints_spending_by_day_sku_and_gateway(env: dict[str, str]) -> No
         ]
     )
     services.db.dispose()
-    result = runner.invoke(main, ["usage", account["id"]])
-    assert result.exit_code == 0, result.output
-    assert "inference.chat_completions.out" in result.output
-    assert gateway["slug"] in result.output
-    assert "Total over 30 days: 0.0048" in result.output
+    for ref in (account["id"], "acme"):
+        printed = cli.ok("usage", ref)
+        assert "inference.chat_completions.out" in printed
+        assert gateway["slug"] in printed
+        assert "Total over 30 days: 0.0048" in printed
+    by_sku = cli.json("usage", "acme", "--group-by", "sku")
+    assert list(by_sku) == ["sku"]
+    [line] = by_sku["sku"]["data"]
+    assert (line["sku"], line["requests"], line["amount"]) == (
+        "inference.chat_completions.out", 2, 0.0048
+    )  # fmt: skip
 
 
 def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:

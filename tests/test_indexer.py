@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from alicerce.keys import AccountCreate
+from alicerce.knowledge.indexer import PASSAGE_SLICE
 from alicerce.knowledge.store import Collection, Document
 from alicerce.services import Services
 from tests import conftest
@@ -125,3 +126,42 @@ def test_a_document_whose_collection_was_deleted_is_skipped(tmp_path: Path) -> N
         return len(usage["data"])
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_indexing_tells_its_progress_slice_by_slice(tmp_path: Path) -> None:
+    """`alicerce ingest`'s bar moves within a long document: the indexer says how many of its
+    chunks are embedded, once it has chunked it and after each slice."""
+    settings = conftest.test_settings(
+        tmp_path, knowledge_chunk_tokens=32, knowledge_chunk_overlap_tokens=0
+    )
+    text = "\n\n".join(
+        f"Paragraph {n} of the Zephyr manual says that mesh roaming works on channel {n}."
+        for n in range(12)
+    )
+
+    async def scenario() -> tuple[list[tuple[int, int]], int]:
+        services = Services.build(settings)
+        knowledge = services.knowledge
+        try:
+            account_id = services.keys.create_account(AccountCreate(name="progress"))["id"]
+            collection = await knowledge.create_collection(account_id, {"name": "kb"})
+            document, _ = await knowledge.add_file(
+                account_id,
+                collection.id,
+                name="zephyr.md",
+                data=text.encode(),
+                media_type="text/markdown",
+                enqueue=False,
+            )
+            told: list[tuple[int, int]] = []
+            await knowledge.indexer.index(document, lambda done, total: told.append((done, total)))
+            await services.request_log.close()
+            done = await knowledge.get_document(account_id, collection.id, document.id)
+        finally:
+            services.db.dispose()
+        return told, done.chunks
+
+    told, chunks = asyncio.run(scenario())
+    assert chunks > PASSAGE_SLICE  # more than one slice
+    starts = list(range(0, chunks, PASSAGE_SLICE))
+    assert told == [(0, chunks)] + [(min(s + PASSAGE_SLICE, chunks), chunks) for s in starts]

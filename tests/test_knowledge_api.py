@@ -468,40 +468,6 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_cli_ingest_indexes_a_folder(cli_env: Path) -> None:
-    runner = CliRunner()
-    account = json.loads(runner.invoke(main, ["accounts", "create", "acme"]).output)
-    docs = cli_env / "docs"
-    (docs / "nested").mkdir(parents=True)
-    (docs / "aurora.md").write_text(MANUAL_PT)
-    (docs / "nested" / "zephyr.txt").write_text(RELEASE_NOTES)
-    (docs / "nested" / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
-    (docs / "ignored.xls").write_bytes(b"not read")
-
-    first = runner.invoke(main, ["ingest", str(docs), "--collection", "manuals"])
-    assert first.exit_code == 1, first.output  # one file failed
-    assert "2 indexed" in first.output and "1 failed" in first.output
-    assert "broken.pdf" in first.output
-
-    again = runner.invoke(
-        main, ["ingest", str(docs / "aurora.md"), "--collection", "manuals", "--account", "acme"]
-    )
-    assert again.exit_code == 0, again.output
-    assert "0 indexed" in again.output and "1 unchanged" in again.output
-
-    async def search() -> list[str]:
-        services = Services.build(Settings())  # the environment of `cli_env`
-        try:
-            collections = await services.knowledge.list_collections(account["id"])
-            assert [c.name for c in collections] == ["manuals"]
-            result = await services.knowledge.search(account["id"], [collections[0].id], "garantia")
-            return [h.document_name for h in result.hits]
-        finally:
-            services.db.dispose()
-
-    assert asyncio.run(search())[0] == "aurora.md"
-
-
 @pytest.mark.slow
 def test_demo_grounds_its_gateway_in_the_samples(cli_env: Path) -> None:
     runner = CliRunner()

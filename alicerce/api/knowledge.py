@@ -19,7 +19,6 @@ from alicerce.api.auth import require_admin, services_of
 from alicerce.api.http import read_body
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
-from alicerce.clock import rfc3339
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.keys import Principal
@@ -28,13 +27,13 @@ from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.specs import (
     CollectionCreate,
     CollectionUpdate,
-    Fusion,
     ReembedRequest,
     SearchRequest,
     TextDocument,
     parse,
 )
-from alicerce.knowledge.store import Collection, Document
+from alicerce.knowledge.store import Document
+from alicerce.knowledge.views import collection_view, document_view
 
 router = APIRouter(tags=["knowledge"])
 SCHEMAS: list[type[BaseModel]] = [
@@ -54,50 +53,6 @@ def _knowledge(request: Request) -> KnowledgeService:
 def _account(principal: Principal) -> str:
     assert principal.account_id is not None
     return principal.account_id
-
-
-def collection_view(collection: Collection) -> dict[str, Any]:
-    endpoint = collection.settings.get("embedding")
-    embedding: dict[str, Any] = {
-        "model": collection.embedding_model,
-        "dimensions": collection.dimensions,
-    }
-    if endpoint:
-        embedding |= {
-            "base_url": endpoint["base_url"],
-            "api_key_set": bool(endpoint.get("api_key_encrypted")),
-        }
-    return {
-        "id": collection.id,
-        "object": "collection",
-        "name": collection.name,
-        "description": collection.description,
-        "embedding": embedding,
-        "chunks": collection.chunk_count,
-        "fusion": collection.settings.get("fusion") or Fusion().model_dump(),
-        "created_at": rfc3339(collection.created_at),
-        "updated_at": rfc3339(collection.updated_at),
-    }
-
-
-def document_view(document: Document) -> dict[str, Any]:
-    return {
-        "id": document.id,
-        "object": "document",
-        "collection_id": document.collection_id,
-        "name": document.name,
-        "status": document.status,
-        "chunks": document.chunks,
-        "tokens": document.tokens,
-        "error": document.error,
-        "media_type": document.media_type,
-        "size_bytes": document.size_bytes,
-        "content_hash": document.content_hash,
-        "source_url": document.source_url,
-        "metadata": document.metadata,
-        "created_at": rfc3339(document.created_at),
-        "updated_at": rfc3339(document.updated_at),
-    }
 
 
 def hit_view(hit: Hit) -> dict[str, Any]:

@@ -35,6 +35,10 @@ log = logging.getLogger("alicerce.knowledge")
 INDEXING_SKU = "knowledge.indexing"
 PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
 
+ChunkProgress = Callable[[int, int], None]
+"""`(chunks embedded, chunks of the document)`, told after each slice (`alicerce ingest`'s bar
+moves within a long document); the domain only counts, the caller draws."""
+
 
 @dataclass(frozen=True, slots=True)
 class Reembed:
@@ -45,13 +49,16 @@ class Reembed:
     embedding: dict[str, Any] | None  # the endpoint settings, or None for the local model
 
 
-async def embed_passages(embedder: Embedder, texts: list[str]) -> EmbeddingBatch:
+async def embed_passages(
+    embedder: Embedder, texts: list[str], progress: ChunkProgress | None = None
+) -> EmbeddingBatch:
     """Passages embedded a few at a time: the local model serves one call at a time, so a
     query (a chat's search) waits for one slice of a long document, never for all of it."""
-    parts = [
-        await embedder.embed(texts[start : start + PASSAGE_SLICE], kind="passage")
-        for start in range(0, len(texts), PASSAGE_SLICE)
-    ]
+    parts: list[EmbeddingBatch] = []
+    for start in range(0, len(texts), PASSAGE_SLICE):
+        parts.append(await embedder.embed(texts[start : start + PASSAGE_SLICE], kind="passage"))
+        if progress is not None:
+            progress(min(start + PASSAGE_SLICE, len(texts)), len(texts))
     if not parts:
         return EmbeddingBatch(np.empty((0, embedder.dimensions), dtype=np.float32), 0)
     return EmbeddingBatch(np.vstack([p.vectors for p in parts]), sum(p.tokens for p in parts))
@@ -130,9 +137,10 @@ class Indexer:
 
     # -- indexing ------------------------------------------------------------------------
 
-    async def index(self, document: Document) -> None:
+    async def index(self, document: Document, progress: ChunkProgress | None = None) -> None:
         """Extracts, chunks, embeds and writes one document; any failure marks it failed with
-        the reason and touches nothing else in the collection."""
+        the reason and touches nothing else in the collection. `progress` hears how many of
+        its chunks are embedded, first `(0, n)` once it is chunked."""
         started = time.perf_counter()
         collection = await asyncio.to_thread(
             self.store.get_collection, document.account_id, document.collection_id
@@ -146,10 +154,12 @@ class Indexer:
             data = await asyncio.to_thread(self.store.load_source, document.id)
             chunks = await asyncio.to_thread(self._chunks, document, data)
             texts = [embedding_text(c) for c in chunks]
+            if progress is not None:
+                progress(0, len(texts))
             embedder = self._embedders.for_collection(
                 collection.settings.get("embedding"), collection.name, indexing=True
             )
-            batch = await embed_passages(embedder, texts)
+            batch = await embed_passages(embedder, texts, progress)
             await asyncio.to_thread(
                 self.store.write_chunks, document.id, chunks, batch.vectors, batch.tokens
             )

@@ -1,0 +1,158 @@
+"""`alicerce models` and `alicerce usage`: what the catalog offers at what price, and what an
+account spent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from alicerce.catalog import (
+    LOCAL_CHAT_MODEL,
+    LOCAL_DIMENSIONS,
+    LOCAL_EMBEDDING_MODEL,
+    PER_MILLION,
+    Catalog,
+)
+from alicerce.cli import refs
+from alicerce.cli.context import load_catalog, load_settings, opened
+from alicerce.cli.output import (
+    currency_of,
+    emit,
+    json_option,
+    listing,
+    money,
+    print_json,
+    table,
+)
+
+GROUPINGS = ("day", "sku", "gateway", "key")
+
+
+def _per_million(price: Decimal) -> Decimal:
+    return price * PER_MILLION
+
+
+def model_entries(catalog: Catalog) -> list[dict[str, Any]]:
+    """What `GET /api/v1/models` lists for a key with no gateway list (the catalog, and the
+    local embedding model for `/embeddings`), with what the catalog says of each; prices per
+    million tokens, as the catalog file gives them."""
+    entries = [
+        {
+            "id": m.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "alicerce" if m.id == LOCAL_CHAT_MODEL else m.provider.name,
+            "kind": m.kind,
+            "upstream_model": m.upstream_model,
+            "price_in": _per_million(m.price_in),
+            "price_out": _per_million(m.price_out),
+            "price_cached_in": _per_million(m.price_cached_in),
+            "context_length": m.context_length,
+            "dimensions": m.dimensions,
+        }
+        for m in catalog.models()
+    ]
+    if LOCAL_EMBEDDING_MODEL not in catalog:  # as the API lists it, for `/embeddings` only
+        entries.append(
+            {
+                "id": LOCAL_EMBEDDING_MODEL,
+                "object": "model",
+                "created": 0,
+                "owned_by": "alicerce",
+                "kind": "embedding",
+                "upstream_model": "multilingual-e5-small",
+                "price_in": Decimal(0),
+                "price_out": Decimal(0),
+                "price_cached_in": Decimal(0),
+                "context_length": None,
+                "dimensions": LOCAL_DIMENSIONS,
+            }
+        )
+    return entries
+
+
+def _context(entry: dict[str, Any]) -> str:
+    if entry["kind"] == "embedding":
+        return f"{entry['dimensions']} dims" if entry["dimensions"] else ""
+    return str(entry["context_length"] or "")
+
+
+@click.command()
+@json_option
+def models(as_json: bool) -> None:
+    """List the models accounts may use: the catalog (ALICERCE_CONFIG) with prices per
+    million tokens, and the local embedding model of `/embeddings`."""
+    catalog = load_catalog(load_settings())
+    entries = model_entries(catalog)
+    currency = currency_of(catalog)
+    rows = [
+        [e["id"], e["kind"], e["owned_by"], e["upstream_model"]]
+        + [money(e[p]) for p in ("price_in", "price_out", "price_cached_in")]
+        + [_context(e)]
+        for e in entries
+    ]
+    unit = f"{currency}/M" if currency else "/M"
+    header = ["model", "kind", "owner", "upstream", f"in {unit}", f"out {unit}"]
+    header += [f"cached in {unit}", "context"]
+    emit(listing(entries), as_json, lambda: table(rows, header))
+
+
+@click.command()
+@refs.account_argument
+@refs.account_option
+@click.option("--days", type=int, default=30, show_default=True, help="How far back to look.")
+@click.option(
+    "--group-by",
+    "groupings",
+    type=click.Choice(GROUPINGS),
+    multiple=True,
+    help="Only these groupings (repeat); default day, sku and gateway.",
+)
+@json_option
+def usage(
+    account_arg: str | None,
+    account: str | None,
+    days: int,
+    groupings: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Print ACCOUNT's spending (an id or a name) by day, SKU and gateway.
+
+    With --json: `{"day": ..., "sku": ...}`, each what `GET /api/v1/usage?group_by=` answers.
+    """
+    start = datetime.now(UTC) - timedelta(days=days)
+    with opened() as services:
+        owner = refs.account(services, refs.either(account_arg, account))
+        names = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
+        names |= {k["id"]: k["name"] for k in services.keys.list_keys(owner["id"])}
+        currency = currency_of(services.catalog)
+        reports = {
+            group_by: services.usage.totals(
+                owner["id"],
+                start=start,
+                end=None,
+                group_by=group_by,  # type: ignore[arg-type]
+            )
+            for group_by in groupings or ("day", "sku", "gateway")
+        }
+    if as_json:
+        print_json(reports)
+        return
+    for group_by, totals in reports.items():
+        rows = [
+            [
+                names.get(g[group_by], g[group_by] or "-")
+                if group_by in ("gateway", "key")
+                else str(g[group_by]),
+                g["requests"],
+                g["quantity"],
+                money(g["amount_exact"], currency),
+            ]
+            for g in totals["data"]
+        ]
+        click.echo()
+        table(rows, [group_by, "requests", "quantity", "amount"])
+    click.echo(f"\nTotal over {days} days: {money(totals['amount_exact'], currency)}")

@@ -1,0 +1,144 @@
+"""Setting up and serving: `init`, `serve`, and `demo` (a gateway on the local model,
+grounded in the sample documents, ready to call)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from alicerce.catalog import LOCAL_CHAT_MODEL
+from alicerce.cli.context import build_services, fail, load_settings
+from alicerce.cli.ingest import ingest_paths
+from alicerce.errors import AlicerceError
+
+if TYPE_CHECKING:
+    from alicerce.services import Services
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+DEMO_COLLECTION = "alicerce-docs"
+DEMO_INSTRUCTIONS = (
+    "You are Alicerce's demo assistant. Answer briefly and helpfully, in the user's language."
+)
+
+
+@click.command(help="Create (or upgrade) the database and print a new root key, shown once.")
+def init() -> None:
+    services = build_services()
+    try:
+        if services.keys.has_root_key():
+            click.echo("The database is ready; a root key exists already (or ALICERCE_ROOT_KEY).")
+            return
+        key = services.keys.create_root_key()
+        click.echo(f"Database ready at {services.db.url}")
+        click.echo(f"Root key (shown once; it manages accounts): {key}")
+    finally:
+        services.db.dispose()
+
+
+def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
+    import uvicorn
+
+    from alicerce.logs import logging_config
+
+    if host:
+        os.environ["ALICERCE_HOST"] = host
+    if port:
+        os.environ["ALICERCE_PORT"] = str(port)
+    settings = load_settings()  # again: --host and --port are in the environment now; the catalog
+    # was checked when the caller built its services, in one process, not in every worker
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics here, so that /metrics adds up all of them.
+        metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    uvicorn.run(
+        "alicerce.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        timeout_graceful_shutdown=30,
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
+    )
+
+
+@click.command(help="Start the server.")
+@click.option("--host", help="Interface to bind (ALICERCE_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (ALICERCE_PORT, default 8000).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--access-log/--no-access-log", default=False, help="Log every HTTP request.")
+def serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
+    services = build_services()  # migrate once here, before any worker starts
+    services.db.dispose()
+    _serve(host, port, workers, access_log)
+
+
+def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | None:
+    """The sample documents that ship with Alicerce, indexed into the demo's collection
+    (once: the same files again are recognised by their content and skipped)."""
+    if not SAMPLES.is_dir():
+        return None
+    # each file's outcome is told as it goes (a sample that fails included)
+    collection, _ = ingest_paths(services, account_id, DEMO_COLLECTION, [SAMPLES])
+    return {"collections": [collection.id], "strategy": "always", "top_k": 3}
+
+
+@click.command(help="Set up a `demo` gateway on the local model, print a key for it, and serve.")
+@click.option("--host", help="Interface to bind.")
+@click.option("--port", type=int, help="Port.")
+@click.option("--no-serve", is_flag=True, help="Only set up; do not start the server.")
+def demo(host: str | None, port: int | None, no_serve: bool) -> None:
+    from alicerce.keys import AccountCreate, KeyCreate
+
+    services = build_services()
+    try:
+        account = services.keys.find_account("demo") or services.keys.create_account(
+            AccountCreate(name="demo")
+        )
+        account_id = account["id"]
+        knowledge = _demo_knowledge(services, account_id)
+        gateway = services.gateways.resolve(account_id, "demo")
+        if gateway is None:
+            services.gateways.create(
+                account_id,
+                {
+                    "name": "demo",
+                    "instructions": DEMO_INSTRUCTIONS,
+                    "model": LOCAL_CHAT_MODEL,
+                    "parameters": {"temperature": 0.2, "max_tokens": 256},
+                }
+                | ({"knowledge": knowledge} if knowledge else {}),
+            )
+        elif knowledge and gateway.spec.knowledge.strategy == "none":
+            services.gateways.update(account_id, "demo", {"knowledge": knowledge})
+        key = services.keys.create_key(account_id, KeyCreate(name="demo", role="inference"))
+        click.echo("Loading the local model…", err=True)
+        asyncio.run(services.local.warm_up())
+        settings = services.settings
+        where = f"http://{host or settings.host}:{port or settings.port}"
+        click.echo(
+            f"\nGateway 'demo' is ready on {LOCAL_CHAT_MODEL}"
+            f"{', grounded in the sample documents' if knowledge else ''}.\n"
+            f"  base URL: {where}/api/v1\n"
+            f"  API key:  {key['key']}\n\n"
+            f"  curl {where}/api/v1/chat/completions -H 'Authorization: Bearer {key['key']}' \\\n"
+            "    -H 'Content-Type: application/json' \\\n"
+            '    -d \'{"model": "demo", "messages": [{"role": "user", "content": "Hi!"}]}\'\n'
+        )
+    except AlicerceError as exc:
+        fail(exc)
+    finally:
+        services.db.dispose()
+    if not no_serve:
+        _serve(host, port, 1, False)
