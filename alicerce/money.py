@@ -85,6 +85,10 @@ def encode_hook(value: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(value).__name__} as JSON")
 
 
+encode_json = msgspec.json.Encoder(decimal_format="number", enc_hook=encode_hook).encode
+"""The one JSON encoder of answers and of the CLI's `--json`: amounts as plain numbers."""
+
+
 def currency_code(value: str) -> str:
     """An ISO 4217 code in upper case; ValueError naming the value otherwise."""
     import pycountry  # its tables load on first use; only a catalog that names a currency pays

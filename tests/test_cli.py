@@ -184,8 +184,11 @@ def test_usage_prints_spending_by_day_sku_and_gateway(env: dict[str, str]) -> No
     for ref in (account["id"], "acme"):
         printed = cli.ok("usage", ref)
         assert "inference.chat_completions.out" in printed
-        assert gateway["slug"] in printed
-        assert "Total over 30 days: 0.0048" in printed
+        [gateway_row] = [line.split() for line in printed.splitlines() if "bot" in line]
+        assert gateway_row == ["bot", "2", "0", "0.0048", "USD"]  # name, requests, refused
+        [sku_row] = [line.split() for line in printed.splitlines() if "chat_completions" in line]
+        assert sku_row[1:] == ["2", "0", "2400", "token", "0.0048", "USD"]
+        assert "Total over 30 days: 0.0048 USD" in printed
     by_sku = cli.json("usage", "acme", "--group-by", "sku")
     assert list(by_sku) == ["sku"]
     [line] = by_sku["sku"]["data"]

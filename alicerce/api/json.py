@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from starlette.responses import Response
 
-from alicerce.money import encode_hook
-
-encode = msgspec.json.Encoder(decimal_format="number", enc_hook=encode_hook).encode
+from alicerce.money import encode_json as encode
 
 
 def json_response(

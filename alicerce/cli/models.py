@@ -28,7 +28,7 @@ from alicerce.cli.output import (
     table,
 )
 
-GROUPINGS = ("day", "sku", "gateway", "key")
+GROUPINGS = ("day", "sku", "gateway", "key", "model")
 
 
 def _per_million(price: Decimal) -> Decimal:
@@ -126,9 +126,6 @@ def usage(
     start = datetime.now(UTC) - timedelta(days=days)
     with opened() as services:
         owner = refs.account(services, refs.either(account_arg, account))
-        names = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
-        names |= {k["id"]: k["name"] for k in services.keys.list_keys(owner["id"])}
-        currency = currency_of(services.catalog)
         reports = {
             group_by: services.usage.totals(
                 owner["id"],
@@ -142,17 +139,24 @@ def usage(
         print_json(reports)
         return
     for group_by, totals in reports.items():
-        rows = [
-            [
-                names.get(g[group_by], g[group_by] or "-")
-                if group_by in ("gateway", "key")
-                else str(g[group_by]),
-                g["requests"],
-                g["quantity"],
-                money(g["amount_exact"], currency),
-            ]
-            for g in totals["data"]
-        ]
+        currency = totals["currency"]
+        header = [group_by, "requests", "refused"]
+        header += ["quantity", "unit"] if group_by == "sku" else []
+        rows = []
+        for g in totals["data"]:
+            row = [_group_label(group_by, g), g["requests"], g["refused_requests"]]
+            row += [g["quantity"], g["unit"]] if group_by == "sku" else []
+            rows.append([*row, money(g["amount_exact"], currency)])
         click.echo()
-        table(rows, [group_by, "requests", "quantity", "amount"])
-    click.echo(f"\nTotal over {days} days: {money(totals['amount_exact'], currency)}")
+        table(rows, [*header, "amount"])
+    click.echo(f"\nTotal over {days} days: {money(totals['amount_exact'], totals['currency'])}")
+
+
+def _group_label(group_by: str, group: dict[str, Any]) -> str:
+    """A gateway or key by its name (with its id when it was deleted); others as they are."""
+    value = group[group_by]
+    if value is None:
+        return "-"
+    if group_by in ("gateway", "key"):
+        return str(group.get("name") or f"{value} (deleted)")
+    return str(value)

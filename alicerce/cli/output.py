@@ -16,8 +16,7 @@ import click
 import msgspec
 
 from alicerce.catalog import Catalog
-
-_encode = msgspec.json.Encoder(decimal_format="number").encode
+from alicerce.money import encode_json as _encode
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the API's JSON object instead of text."
@@ -68,11 +67,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def currency_of(catalog: Catalog) -> str | None:
-    """The currency the catalog names for its prices, when it names one (older catalogs do
-    not: amounts are printed plainly then)."""
-    currency = getattr(catalog, "currency", None)
-    return currency if isinstance(currency, str) and currency else None
+def currency_of(catalog: Catalog) -> str:
+    """The currency the catalog names for its prices (ISO 4217, USD unless it says)."""
+    return catalog.currency
 
 
 def money(amount: Decimal | float | int | str | None, currency: str | None = None) -> str:
