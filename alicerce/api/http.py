@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
-from alicerce.api.json import encode as _encode
 from alicerce.errors import RequestTooLarge
 from alicerce.ids import new_id
 from alicerce.inference.pipeline import Served
 from alicerce.inference.relay import Chunks, Closing, Failure, StreamItem
 from alicerce.inference.responses import ResponseEvents
 from alicerce.ledger import Call
+from alicerce.money import encode_json as _encode
 from alicerce.services import Services
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
