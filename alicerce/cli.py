@@ -58,12 +58,14 @@ def _catalog(settings: Settings) -> Catalog:
         raise click.ClickException(str(exc)) from None
 
 
-def _services() -> Services:
+def _services(*, create_database: bool = False) -> Services:
+    """The parts, on a checked database; only `init` and `demo` may create one."""
     from alicerce.services import Services
+    from alicerce.store.url import DatabaseProblem
 
-    try:  # a bad catalog is one line per problem here, not a traceback
-        return Services.build(_settings())
-    except CatalogError as exc:
+    try:  # a bad catalog or database is one line per problem here, not a traceback
+        return Services.build(_settings(), create_database=create_database)
+    except (CatalogError, DatabaseProblem) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -83,13 +85,13 @@ def main() -> None:
 
 @main.command(help="Create (or upgrade) the database and print a new root key, shown once.")
 def init() -> None:
-    services = _services()
+    services = _services(create_database=True)
     try:
         if services.keys.has_root_key():
             click.echo("The database is ready; a root key exists already (or ALICERCE_ROOT_KEY).")
             return
         key = services.keys.create_root_key()
-        click.echo(f"Database ready at {services.db.url}")
+        click.echo(f"Database ready at {services.db.target.hidden()}")
         click.echo(f"Root key (shown once; it manages accounts): {key}")
     finally:
         services.db.dispose()
@@ -155,7 +157,7 @@ def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | Non
 def demo(host: str | None, port: int | None, no_serve: bool) -> None:
     from alicerce.keys import AccountCreate, KeyCreate
 
-    services = _services()
+    services = _services(create_database=True)
     try:
         account = services.keys.find_account("demo") or services.keys.create_account(
             AccountCreate(name="demo")

@@ -17,10 +17,12 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from alicerce.cli import main
+from tests.conftest import create_database
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of commands on a database of their own, made as `alicerce init` would."""
     values = {
         "ALICERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "ALICERCE_SECRET_KEY": "cli-secret",
@@ -29,6 +31,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("ALICERCE_ROOT_KEY", raising=False)
+    create_database(values["ALICERCE_DATABASE_URL"])
     return values
 
 
@@ -252,7 +255,7 @@ def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:
         os.utime(catalog, ns=(stamp, stamp))
 
     async def run() -> None:
-        services = Services.build(settings)
+        services = Services.build(settings, create_database=True)
         await services.start()
         try:
             assert "@p/new" not in services.catalog
