@@ -32,6 +32,7 @@ from alicerce.security import CredentialCipher
 from alicerce.settings import Settings
 from alicerce.store import Database
 from alicerce.store.readiness import prepare_database
+from alicerce.store.url import DatabaseProblem
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
@@ -87,7 +88,11 @@ class Services:
         catalog = Catalog.load(settings.config)
         db = Database(settings.database_url)
         if migrate:
-            prepare_database(db, create=create_database or settings.create_database)
+            try:
+                prepare_database(db, create=create_database or settings.create_database)
+            except DatabaseProblem:
+                db.dispose()
+                raise
         cipher = CredentialCipher.load_or_create(settings.secret_key, settings.secret_key_path())
         services: Services
 
