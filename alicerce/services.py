@@ -31,6 +31,8 @@ from alicerce.request_log import RequestLog
 from alicerce.security import CredentialCipher
 from alicerce.settings import Settings
 from alicerce.store import Database
+from alicerce.store.readiness import prepare_database
+from alicerce.store.url import DatabaseProblem
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
@@ -76,12 +78,21 @@ class Services:
     _catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # set, then replaced
 
     @classmethod
-    def build(cls, settings: Settings, *, migrate: bool = True) -> Services:
-        db = Database(settings.database_url)
-        if migrate:
-            db.migrate()
+    def build(
+        cls, settings: Settings, *, migrate: bool = True, create_database: bool = False
+    ) -> Services:
+        """Raises `CatalogError` or `DatabaseProblem` (one line each) for a bad configuration.
+        `migrate` checks the database and upgrades it; `create_database` (or the setting) lets
+        it start from nothing."""
         catalog_mtime = _mtime(settings.config) if settings.config else None
         catalog = Catalog.load(settings.config)
+        db = Database(settings.database_url)
+        if migrate:
+            try:
+                prepare_database(db, create=create_database or settings.create_database)
+            except DatabaseProblem:
+                db.dispose()
+                raise
         cipher = CredentialCipher.load_or_create(settings.secret_key, settings.secret_key_path())
         services: Services
 

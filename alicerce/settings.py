@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///alicerce.db"
+    # Whether any command may create the database (or its schema) when there is none; `init`
+    # and `demo` always may. Off, a mistyped SQLite path is refused, not a new empty database.
+    create_database: bool = False
     redis_url: str | None = None
     root_key: str | None = None
     secret_key: str | None = None

@@ -199,6 +199,13 @@ def setup_alicerce(workdir: Path, upstream_base: str) -> AlicerceSetup:
         "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
         "ALICERCE_LOG_LEVEL": "warning",
     }
+    subprocess.run(  # makes the database (and prints a root key, not JSON)
+        [sys.executable, "-m", "alicerce", "init"],
+        env=env,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+    )
     account = _alicerce_cli(env, workdir, "accounts", "create", "bench")
     gateway = {
         "name": MODEL_NAME,

@@ -11,9 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alicerce.cli import main
+from tests.conftest import create_database
 
 
 def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of commands on a database of their own, made as `alicerce init` would."""
     values = {
         "ALICERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "ALICERCE_SECRET_KEY": "cli-secret",
@@ -23,6 +25,7 @@ def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("ALICERCE_ROOT_KEY", raising=False)
     monkeypatch.delenv("ALICERCE_CONFIG", raising=False)
+    create_database(values["ALICERCE_DATABASE_URL"])
     return values
 
 

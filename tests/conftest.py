@@ -159,7 +159,18 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
+def create_database(url: str) -> str:
+    """Makes the database at `url` (migrated to the newest schema) and returns the URL: a
+    server or command refuses to start on one that does not exist, so each test makes its own
+    first, as an operator runs `alicerce init`."""
+    database = Database(url)
+    database.migrate()
+    database.dispose()
+    return url
+
+
 def test_settings(tmp: Path, **overrides: Any) -> Settings:
+    """Settings for a test's server in `tmp`, on a database made here (`create_database`)."""
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp / 'alicerce.db'}",
         "root_key": ROOT_KEY,
@@ -172,6 +183,7 @@ def test_settings(tmp: Path, **overrides: Any) -> Settings:
         "local_model_queue_timeout_s": 120,
     }
     values.update(overrides)
+    create_database(values["database_url"])
     return Settings(**values)
 
 

@@ -220,7 +220,7 @@ def test_the_catalog_reloads_without_a_restart(tmp_path: Path) -> None:
         os.utime(catalog, ns=(stamp, stamp))
 
     async def run() -> None:
-        services = Services.build(settings)
+        services = Services.build(settings, create_database=True)
         await services.start()
         try:
             assert "@p/new" not in services.catalog

@@ -303,7 +303,8 @@ def test_the_local_chat_model_loads_beside_the_knowledge_store(tmp_path: Path) -
         "import asyncio\n"
         "from alicerce.services import Services\n"
         "from alicerce.settings import Settings\n"
-        f"s = Services.build(Settings(database_url='sqlite:///{tmp_path}/x.db', secret_key='x'))\n"
+        f"s = Services.build(Settings(database_url='sqlite:///{tmp_path}/x.db', secret_key='x'),"
+        " create_database=True)\n"
         "asyncio.run(s.local.warm_up())\n"
         "print('loaded')\n"
     )
@@ -465,6 +466,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ALICERCE_SECRET_KEY", "cli-secret")
     monkeypatch.delenv("ALICERCE_ROOT_KEY", raising=False)
     monkeypatch.delenv("ALICERCE_CONFIG", raising=False)
+    conftest.create_database(f"sqlite:///{tmp_path / 'cli.db'}")
     return tmp_path
 
 

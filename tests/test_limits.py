@@ -9,7 +9,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from tests.conftest import Account, Upstream, write_catalog
+from tests.conftest import Account, Upstream, create_database, write_catalog
 from tests.servers import ServerProcess
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -88,6 +88,7 @@ def test_two_processes_sharing_redis_let_through_no_more_than_rpm(
         "ALICERCE_REDIS_URL": REDIS_URL,
         "ALICERCE_CONFIG": str(write_catalog(tmp_path, upstream)),
     }
+    create_database(env["ALICERCE_DATABASE_URL"])
     first = ServerProcess(env).wait_ready()
     second = ServerProcess(env).wait_ready()
     try:
@@ -134,6 +135,7 @@ def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # else `serve` makes one
     }
     (tmp_path / "metrics").mkdir()
+    create_database(env["ALICERCE_DATABASE_URL"])
     server = ServerProcess(env, "--workers", "2").wait_ready(timeout=60)
     try:
         root = {"authorization": f"Bearer {root_key}"}

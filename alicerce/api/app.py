@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from alicerce import __version__
 from alicerce.api import admin, embeddings, inference, knowledge, ops, responses, usage
+from alicerce.api.docs import describe_security_and_errors, offline_app
 from alicerce.api.errors import install_error_handlers
 from alicerce.api.fastpath import FastPath, Handler
 from alicerce.gateways import GatewaySpec
@@ -38,12 +39,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             await built.close()
 
-    app = FastAPI(
+    app = offline_app(  # /docs and /redoc with their assets served here, not from a CDN
         title="Alicerce",
         version=__version__,
         description="An AI gateway with an OpenAI-compatible API.",
         lifespan=lifespan,
-        docs_url="/docs",
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 
 def _document_hand_validated_bodies(app: FastAPI) -> None:
-    """Bodies validated by hand (msgspec, merge patches) still get their schema in the docs."""
+    """Bodies validated by hand (msgspec, merge patches) still get their schema in the docs,
+    and every route its key and its errors (`docs.py`)."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -91,6 +92,7 @@ def _document_hand_validated_bodies(app: FastAPI) -> None:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
+        describe_security_and_errors(schema)
         app.openapi_schema = schema
         return schema
 

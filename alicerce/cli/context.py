@@ -47,12 +47,14 @@ def load_catalog(settings: Settings) -> Catalog:
         raise click.ClickException(str(exc)) from None
 
 
-def build_services() -> Services:
+def build_services(*, create_database: bool = False) -> Services:
+    """The parts, on a checked database; only `init` and `demo` may create one."""
     from alicerce.services import Services
+    from alicerce.store.url import DatabaseProblem
 
-    try:  # a bad catalog is one line per problem here, not a traceback
-        return Services.build(load_settings())
-    except CatalogError as exc:
+    try:  # a bad catalog or database is one line per problem here, not a traceback
+        return Services.build(load_settings(), create_database=create_database)
+    except (CatalogError, DatabaseProblem) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -30,13 +30,13 @@ DEMO_INSTRUCTIONS = (
 
 @click.command(help="Create (or upgrade) the database and print a new root key, shown once.")
 def init() -> None:
-    services = build_services()
+    services = build_services(create_database=True)
     try:
         if services.keys.has_root_key():
             click.echo("The database is ready; a root key exists already (or ALICERCE_ROOT_KEY).")
             return
         key = services.keys.create_root_key()
-        click.echo(f"Database ready at {services.db.url}")
+        click.echo(f"Database ready at {services.db.target.hidden()}")
         click.echo(f"Root key (shown once; it manages accounts): {key}")
     finally:
         services.db.dispose()
@@ -101,7 +101,7 @@ def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | Non
 def demo(host: str | None, port: int | None, no_serve: bool) -> None:
     from alicerce.keys import AccountCreate, KeyCreate
 
-    services = build_services()
+    services = build_services(create_database=True)
     try:
         account = services.keys.find_account("demo") or services.keys.create_account(
             AccountCreate(name="demo")

@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from alicerce.store.url import parse_database_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 MMAP_BYTES = 1 << 30  # SQLite maps at most this much of the file (its own cap is ~2 GB)
-
-
-def _normalise_url(url: str) -> str:
-    """Plain `postgresql://` URLs get the psycopg 3 driver, the one Alicerce ships."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+# PostgreSQL: how long a new connection may take (libpq waits for the OS, minutes, by default)
+CONNECT_TIMEOUT_S = 10
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -40,14 +40,17 @@ class Database:
     """Owns the engine; made in the app's lifespan (or a CLI command), disposed at its end."""
 
     def __init__(self, url: str) -> None:
-        self.url = _normalise_url(url)
-        self.is_sqlite = self.url.startswith("sqlite")
+        self.target = parse_database_url(url)  # an unusable URL stops here, in one line
+        self.url = self.target.url.render_as_string(hide_password=False)
+        self.is_sqlite = self.target.is_sqlite
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: Engine = create_engine(self.url, **kwargs)
+            if "connect_timeout" not in self.target.url.query:
+                kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        self.engine: Engine = create_engine(self.target.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _tune_sqlite)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -62,13 +65,18 @@ class Database:
         """Brings the schema to the newest migration (idempotent). Alembic is imported here: a
         process that does not migrate never loads it."""
         from alembic import command
+
+        config = self.alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def alembic_config(self) -> Config:
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        return config
 
     def dispose(self) -> None:
         self.engine.dispose()
