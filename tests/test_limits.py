@@ -261,8 +261,12 @@ def test_a_429_tells_the_limits_too(account: Account) -> None:
     _ask(tokens, gateway["id"])  # and the slot is still there
 
 
-def test_embeddings_tell_the_limits(account: Account) -> None:
-    client = account.openai(account.create_key(role="inference", rpm=2))
+def test_responses_and_embeddings_tell_the_limits(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", rpm=3, tpm=5_000))
+    response = client.responses.with_raw_response.create(model=gateway["id"], input="Hi")
+    assert response.headers["x-ratelimit-remaining-requests"] == "2"
+    assert response.headers["x-ratelimit-limit-tokens"] == "5000"
     answer = client.embeddings.with_raw_response.create(model="@mock/embed", input=["a", "b"])
     assert answer.headers["x-ratelimit-remaining-requests"] == "1"
 
