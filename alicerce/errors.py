@@ -35,6 +35,7 @@ class AlicerceError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -42,6 +43,7 @@ class AlicerceError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.extra_headers = headers  # e.g. a 429's `x-ratelimit-*`
         self.request_id: str | None = None
 
     def to_body(self) -> dict[str, Any]:
@@ -55,7 +57,7 @@ class AlicerceError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        headers = {}
+        headers = dict(self.extra_headers) if self.extra_headers else {}
         if self.retry_after is not None:
             headers["retry-after"] = str(max(1, round(self.retry_after)))
         if self.request_id is not None:

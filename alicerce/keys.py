@@ -2,17 +2,21 @@
 
 The root key (`ALICERCE_ROOT_KEY`, or made by `alicerce init`) belongs to no account and can
 only manage accounts. `admin` keys manage their account; `inference` keys may only call the
-inference endpoints, and only their listed gateways when they have a list.
+inference endpoints, and only their listed gateways when they have a list. A key may carry
+limits (`rpm`, `tpm`, `monthly_budget`, enforced by `alicerce.limits`) and an expiry; all of it
+but the secret can be changed later (`KeyService.update`, a merge patch).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, field_validator
 from sqlalchemy import delete, select
 
 from alicerce.cache import TTLCache
@@ -22,7 +26,7 @@ from alicerce.ids import new_id
 from alicerce.security import display_prefix, generate_api_key, hash_api_key, keys_equal
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, ApiKeyRow
-from alicerce.validation import Strict
+from alicerce.validation import Strict, parse_body
 
 Role = Literal["root", "admin", "inference"]
 
@@ -38,6 +42,7 @@ class Principal:
     rpm: int | None = None
     tpm: int | None = None
     monthly_budget: Decimal | None = None
+    expires_at: float | None = None  # Unix seconds; compared on every request, so a number
 
     def may_use_gateway(self, gateway_id: str) -> bool:
         return self.gateways is None or gateway_id in self.gateways
@@ -55,13 +60,63 @@ class AccountUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+MAX_RATE = 10**9
+"""The largest `rpm` or `tpm`: far beyond any real limit, and within a 32-bit PostgreSQL
+integer (SQLite's 64-bit one would otherwise overflow into a 500 on a huge number)."""
+MAX_BUDGET = 10**12
+
+
+def _utc(moment: datetime) -> datetime:
+    """RFC 3339 or Unix seconds, as pydantic reads them; a time without offset is UTC."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+Rate = Annotated[int, Field(ge=1, le=MAX_RATE)]
+Budget = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_BUDGET, decimal_places=12),  # bounded: stored as text of 64 characters
+    AfterValidator(lambda amount: amount + 0),  # -0 is 0
+]
+Expiry = Annotated[datetime, AfterValidator(_utc)]
+
+
 class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["admin", "inference"] = "inference"
     gateways: list[str] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    monthly_budget: Decimal | None = Field(default=None, ge=0)
+    rpm: Rate | None = None
+    tpm: Rate | None = None
+    monthly_budget: Budget | None = None
+    expires_at: Expiry | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, moment: datetime | None) -> datetime | None:
+        """A new key that could never be used is a mistake (a PATCH may expire a key now)."""
+        if moment is not None and moment <= utcnow():
+            raise ValueError("a new key's expiry must be in the future")
+        return moment
+
+
+class KeyUpdate(Strict):
+    """A JSON merge patch of a key (RFC 7396): the fields sent change, `null` clears a limit
+    (`gateways`: no list, any gateway; `rpm`, `tpm`, `monthly_budget`: none; `expires_at`:
+    never), the fields left out stay. The secret never changes."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Literal["admin", "inference"] | None = None
+    gateways: list[str] | None = None
+    rpm: Rate | None = None
+    tpm: Rate | None = None
+    monthly_budget: Budget | None = None
+    expires_at: Expiry | None = None
+
+    @field_validator("name", "role", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null (a key always has one)")
+        return value
 
 
 def account_view(row: AccountRow) -> dict[str, Any]:
@@ -85,8 +140,27 @@ def key_view(row: ApiKeyRow) -> dict[str, Any]:
         "rpm": row.rpm,
         "tpm": row.tpm,
         "monthly_budget": (float(row.monthly_budget) if row.monthly_budget is not None else None),
+        "expires_at": rfc3339(row.expires_at) if row.expires_at is not None else None,
         "created_at": rfc3339(row.created_at),
     }
+
+
+def _principal(row: ApiKeyRow) -> Principal:
+    return Principal(
+        key_id=row.id,
+        account_id=row.account_id,
+        role=row.role,  # type: ignore[arg-type]
+        gateways=frozenset(row.gateways) if row.gateways is not None else None,
+        rpm=row.rpm,
+        tpm=row.tpm,
+        monthly_budget=Decimal(row.monthly_budget) if row.monthly_budget is not None else None,
+        expires_at=_utc(row.expires_at).timestamp() if row.expires_at is not None else None,
+    )
+
+
+def _expired(principal: Principal) -> AuthenticationFailed:
+    moment = datetime.fromtimestamp(principal.expires_at or 0, UTC)
+    return AuthenticationFailed(f"This API key expired at {rfc3339(moment)}.", code="key_expired")
 
 
 GatewayIds = Callable[[str, str], str | None]
@@ -102,15 +176,21 @@ class KeyService:
         cache_ttl_s: float,
         gateway_id: GatewayIds,
         forget_gateways: Callable[[], None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`gateway_id` turns the gateway references of a new key into ids; `forget_gateways`
         empties the gateways' cache, which still holds a deleted account's (both from
-        `GatewayService`, wired in `alicerce.services`)."""
+        `GatewayService`, wired in `alicerce.services`). `clock` is what expiries are compared
+        with (Unix seconds)."""
         self._db = db
         self._gateway_id = gateway_id
         self._forget_gateways = forget_gateways
+        self._clock = clock
         self._root_key_hash = hash_api_key(root_key) if root_key else None
         self._cache: TTLCache[str, Principal | None] = TTLCache(cache_ttl_s)
+        # Moved by every change to keys, after its commit: a lookup that read the database
+        # while a change was made does not cache what it read, which may be the old key.
+        self._changes = 0
 
     # -- authentication (hot path) -------------------------------------------------------
 
@@ -124,6 +204,8 @@ class KeyService:
             return None
         if principal is None:
             raise AuthenticationFailed("Incorrect API key provided.")
+        if principal.expires_at is not None and principal.expires_at <= self._clock():
+            raise _expired(principal)
         return principal
 
     def authenticate(self, raw_key: str | None) -> Principal:
@@ -132,10 +214,14 @@ class KeyService:
         if principal is not None:
             return principal
         key_hash = self._hash(raw_key)
+        changes = self._changes
         principal = self._lookup(key_hash)
-        self._cache.put(key_hash, principal)
+        if changes == self._changes:
+            self._cache.put(key_hash, principal)
         if principal is None:
             raise AuthenticationFailed("Incorrect API key provided.")
+        if principal.expires_at is not None and principal.expires_at <= self._clock():
+            raise _expired(principal)
         return principal
 
     @staticmethod
@@ -149,19 +235,13 @@ class KeyService:
     def _lookup(self, key_hash: str) -> Principal | None:
         with self._db.session() as session:
             row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
-            if row is None:
-                return None
-            return Principal(
-                key_id=row.id,
-                account_id=row.account_id,
-                role=row.role,  # type: ignore[arg-type]
-                gateways=frozenset(row.gateways) if row.gateways is not None else None,
-                rpm=row.rpm,
-                tpm=row.tpm,
-                monthly_budget=(
-                    Decimal(row.monthly_budget) if row.monthly_budget is not None else None
-                ),
-            )
+            return _principal(row) if row is not None else None
+
+    def _forget(self) -> None:
+        """After a change to keys is committed: this process sees it from the next request on
+        (others when their cache entries expire, `ALICERCE_CACHE_TTL_S`)."""
+        self._changes += 1
+        self._cache.clear()
 
     # -- root key ------------------------------------------------------------------------
 
@@ -220,7 +300,7 @@ class KeyService:
             row = self._account_row(session, account_id)
             session.execute(delete(ApiKeyRow).where(ApiKeyRow.account_id == account_id))
             session.delete(row)  # its gateways and collections go with it (ON DELETE CASCADE)
-        self._cache.clear()
+        self._forget()
         self._forget_gateways()
 
     @staticmethod
@@ -258,7 +338,30 @@ class KeyService:
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"No key with id {key_id!r}.")
-        self._cache.clear()
+        self._forget()
+
+    def update(
+        self, account_id: str, key_id: str, changes: KeyUpdate | dict[str, Any]
+    ) -> dict[str, Any]:
+        """Applies a merge patch (`KeyUpdate`, or its JSON object) to the account's key, whose
+        secret stays; answers the key as listed. `gateways` may name gateways by id or slug."""
+        patch = changes if isinstance(changes, KeyUpdate) else parse_body(KeyUpdate, changes)
+        values = {field: getattr(patch, field) for field in patch.model_fields_set}
+        if values.get("gateways") is not None:
+            values["gateways"] = self._gateway_ids(account_id, values["gateways"])
+        if values.get("monthly_budget") is not None:
+            values["monthly_budget"] = str(values["monthly_budget"])
+        with self._db.session() as session:
+            row = session.scalar(
+                select(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.account_id == account_id)
+            )
+            if row is None:
+                raise NotFound(f"No key with id {key_id!r}.")
+            for field, value in values.items():
+                setattr(row, field, value)
+            view = key_view(row)
+        self._forget()
+        return view
 
     def _gateway_ids(self, account_id: str, refs: list[str]) -> list[str]:
         ids = []
@@ -288,5 +391,6 @@ class KeyService:
             monthly_budget=(
                 str(spec.monthly_budget) if spec and spec.monthly_budget is not None else None
             ),
+            expires_at=spec.expires_at if spec else None,
             created_at=utcnow(),
         )

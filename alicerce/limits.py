@@ -7,24 +7,28 @@
 
 In one process the counters live in memory. With `ALICERCE_REDIS_URL` they live in Redis, so
 every worker and replica shares them; Redis's own clock is used, so servers' clocks may differ.
-Keys without limits cost nothing here.
+Keys without limits cost nothing here; `rpm` and `tpm` are checked together in one step (one
+Redis round trip), which also tells where the key stands: the `x-ratelimit-*` headers
+(`Window`) of its answers and of its 429s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from alicerce.errors import QuotaExceeded, RateLimited
 from alicerce.keys import Principal
 
 WINDOW_S = 60.0
+Refusal = Literal["tokens", "requests"]  # over tpm, over rpm
 
 
 def month_start(now: datetime | None = None) -> datetime:
@@ -33,15 +37,88 @@ def month_start(now: datetime | None = None) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
-    retry_after: float = 0.0
+class Counted:
+    """One admission as a backend counted it, in durations of its own clock (Redis's or this
+    process's), atomically: a request refused for its tokens takes no request slot."""
+
+    refused: Refusal | None  # None: admitted
+    requests: int  # requests in the last minute, this one included when admitted
+    requests_free_s: float  # until the oldest of them leaves the window
+    requests_clear_s: float  # until the newest does: the window is empty again
+    tokens_previous: float  # tokens counted in the previous minute
+    tokens_current: float  # and in this one (a request's own are counted when it settles)
+    minute_elapsed_s: float  # how far into this minute
+
+
+def duration(seconds: float) -> str:
+    """A duration as OpenAI's `x-ratelimit-reset-*` headers write it (Go's): `0s`, `12ms`,
+    `1s`, `6m0s`, `1m30.5s`, to the millisecond."""
+    ms = max(0, round(seconds * 1000))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where a key stands in its minute once a request is admitted or refused: what the
+    `x-ratelimit-*` headers say, as OpenAI's do. A reset is the time until the limit is back
+    to its initial state (nothing counted), not until the next request may pass."""
+
+    rpm: int | None
+    requests_left: int
+    requests_reset_s: float
+    tpm: int | None
+    tokens_left: int
+    tokens_reset_s: float
+
+    @classmethod
+    def of(cls, principal: Principal, counted: Counted, prompt_tokens: int) -> Window:
+        elapsed = counted.minute_elapsed_s
+        previous, current = counted.tokens_previous, counted.tokens_current
+        used = _weighted(previous, current, elapsed)
+        if counted.refused is None:  # this request's estimate is spoken for
+            used, current = used + prompt_tokens, current + prompt_tokens
+        # This minute's tokens weigh fully until it ends, then fade out over the next one.
+        tokens_reset = 0.0
+        if current:
+            tokens_reset = 2 * WINDOW_S - elapsed
+        elif previous:
+            tokens_reset = WINDOW_S - elapsed
+        return cls(
+            rpm=principal.rpm,
+            requests_left=max(0, (principal.rpm or 0) - counted.requests),
+            requests_reset_s=counted.requests_clear_s,
+            tpm=principal.tpm,
+            tokens_left=max(0, (principal.tpm or 0) - math.ceil(used)),
+            tokens_reset_s=tokens_reset,
+        )
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        if self.rpm is not None:
+            headers["x-ratelimit-limit-requests"] = str(self.rpm)
+            headers["x-ratelimit-remaining-requests"] = str(self.requests_left)
+            headers["x-ratelimit-reset-requests"] = duration(self.requests_reset_s)
+        if self.tpm is not None:
+            headers["x-ratelimit-limit-tokens"] = str(self.tpm)
+            headers["x-ratelimit-remaining-tokens"] = str(self.tokens_left)
+            headers["x-ratelimit-reset-tokens"] = duration(self.tokens_reset_s)
+        return headers
 
 
 class LimitBackend(Protocol):
-    async def take_request(self, key_id: str, rpm: int) -> Verdict: ...
-
-    async def tokens_in_window(self, key_id: str) -> float: ...
+    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
+        """Admits one request of `tokens` (estimated) if it keeps the key within `tpm`
+        tokens and `rpm` requests a minute (None: no such limit), counting it against `rpm`."""
+        ...
 
     async def add_tokens(self, key_id: str, tokens: int) -> None: ...
 
@@ -52,9 +129,8 @@ class LimitBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def _weighted(previous: float, current: float, now: float) -> float:
-    elapsed = (now % WINDOW_S) / WINDOW_S
-    return previous * (1 - elapsed) + current
+def _weighted(previous: float, current: float, elapsed_s: float) -> float:
+    return previous * (1 - elapsed_s / WINDOW_S) + current
 
 
 class MemoryBackend:
@@ -63,21 +139,32 @@ class MemoryBackend:
         self._tokens: dict[tuple[str, int], int] = {}
         self._spent: dict[tuple[str, str], Decimal] = {}
 
-    async def take_request(self, key_id: str, rpm: int) -> Verdict:
-        now = time.monotonic()
-        log = self._requests.setdefault(key_id, deque())
-        while log and log[0] <= now - WINDOW_S:
-            log.popleft()
-        if len(log) >= rpm:
-            return Verdict(False, log[0] + WINDOW_S - now)
-        log.append(now)
-        return Verdict(True)
-
-    async def tokens_in_window(self, key_id: str) -> float:
-        now = time.time()
-        minute = int(now // WINDOW_S)
-        previous = self._tokens.get((key_id, minute - 1), 0)
-        return _weighted(previous, self._tokens.get((key_id, minute), 0), now)
+    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
+        wall = time.time()
+        elapsed = wall % WINDOW_S
+        refused: Refusal | None = None
+        previous = current = 0
+        if tpm is not None:
+            minute = int(wall // WINDOW_S)
+            previous = self._tokens.get((key_id, minute - 1), 0)
+            current = self._tokens.get((key_id, minute), 0)
+            if _weighted(previous, current, elapsed) + tokens > tpm:
+                refused = "tokens"
+        count, free, clear = 0, 0.0, 0.0
+        if rpm is not None:
+            now = time.monotonic()  # the request log's own clock: immune to clock steps
+            log = self._requests.setdefault(key_id, deque())
+            while log and log[0] <= now - WINDOW_S:
+                log.popleft()
+            if refused is None:
+                if len(log) < rpm:
+                    log.append(now)
+                else:
+                    refused = "requests"
+            if log:
+                free, clear = log[0] + WINDOW_S - now, log[-1] + WINDOW_S - now
+            count = len(log)
+        return Counted(refused, count, free, clear, previous, current, elapsed)
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         minute = int(time.time() // WINDOW_S)
@@ -98,29 +185,45 @@ class MemoryBackend:
         pass
 
 
-# Atomically: drop entries older than the window, admit if there is room, else say when.
-_TAKE_REQUEST = """
+# `MemoryBackend.take` in one atomic step, on Redis's clock. KEYS: the request log (a sorted
+# set of times), the prefix of the per-minute token counts; ARGV: the window, rpm (0: none), this
+# request's member in the log, tpm (0: none), its tokens. Numbers go back as strings: Redis
+# would truncate Lua's floats to integers.
+_TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-  return '0'
+local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[4])
+local elapsed = now % window
+local refused, previous, current = '', 0, 0
+if tpm > 0 then
+  local minute = math.floor(now / window)
+  current = tonumber(redis.call('GET', KEYS[2] .. ':' .. minute) or '0')
+  previous = tonumber(redis.call('GET', KEYS[2] .. ':' .. (minute - 1)) or '0')
+  if previous * (1 - elapsed / window) + current + tonumber(ARGV[5]) > tpm then
+    refused = 'tokens'
+  end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
-"""
-
-# Tokens of this minute and the previous one, with Redis's clock.
-_TOKENS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local minute = math.floor(now / 60)
-local current = tonumber(redis.call('GET', KEYS[1] .. ':' .. minute) or '0')
-local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (minute - 1)) or '0')
-return {tostring(now), tostring(previous), tostring(current)}
+local count, free, clear = 0, 0, 0
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  count = redis.call('ZCARD', KEYS[1])
+  if refused == '' then
+    if count < rpm then
+      redis.call('ZADD', KEYS[1], now, ARGV[3])
+      redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+      count = count + 1
+    else
+      refused = 'requests'
+    end
+  end
+  if count > 0 then
+    free = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
+    clear = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]) + window - now
+  end
+end
+return {refused, tostring(count), tostring(free), tostring(clear), tostring(previous),
+        tostring(current), tostring(elapsed)}
 """
 
 _ADD_TOKENS = """
@@ -132,28 +235,35 @@ return 1
 """
 
 
+_REFUSALS: dict[bytes, Refusal | None] = {b"": None, b"tokens": "tokens", b"requests": "requests"}
+
+
 class RedisBackend:
     def __init__(self, url: str, prefix: str = "alicerce") -> None:
         import redis.asyncio as redis
 
         self._redis = redis.Redis.from_url(url)
         self._prefix = prefix
-        self._take = self._redis.register_script(_TAKE_REQUEST)
-        self._tokens = self._redis.register_script(_TOKENS)
+        self._take = self._redis.register_script(_TAKE)
         self._add_tokens = self._redis.register_script(_ADD_TOKENS)
         self._sequence = 0
 
-    async def take_request(self, key_id: str, rpm: int) -> Verdict:
+    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
         self._sequence += 1
         member = f"{time.time_ns()}:{id(self)}:{self._sequence}"
-        wait = float(
-            await self._take(keys=[f"{self._prefix}:rpm:{key_id}"], args=[WINDOW_S, rpm, member])
+        refused, count, free, clear, previous, current, elapsed = await self._take(
+            keys=[f"{self._prefix}:rpm:{key_id}", f"{self._prefix}:tpm:{key_id}"],
+            args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens],
         )
-        return Verdict(wait == 0, wait)
-
-    async def tokens_in_window(self, key_id: str) -> float:
-        now, previous, current = await self._tokens(keys=[f"{self._prefix}:tpm:{key_id}"])
-        return _weighted(float(previous), float(current), float(now))
+        return Counted(
+            _REFUSALS[refused],
+            int(count),
+            float(free),
+            float(clear),
+            float(previous),
+            float(current),
+            float(elapsed),
+        )
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens])
@@ -191,10 +301,11 @@ class Limiter:
             or principal.monthly_budget is not None
         )
 
-    async def admit(self, principal: Principal, prompt_tokens: int) -> None:
-        """Raises the contract's 429 when the key is over a limit; counts the request."""
+    async def admit(self, principal: Principal, prompt_tokens: int) -> Window | None:
+        """Raises the contract's 429 when the key is over a limit; counts the request. Where
+        the key stands in its minute when it has `rpm` or `tpm` (its answer's headers)."""
         if not self.applies(principal):
-            return
+            return None
         key = principal.key_id
         if principal.monthly_budget is not None:
             start = month_start()
@@ -205,22 +316,25 @@ class Limiter:
                 raise QuotaExceeded(
                     f"This key has used its monthly budget of {principal.monthly_budget}.",
                 )
-        if principal.tpm is not None:
-            used = await self._backend.tokens_in_window(key)
-            if used + prompt_tokens > principal.tpm:
-                raise RateLimited(
-                    f"Rate limit reached: {principal.tpm} tokens per minute for this key.",
-                    retry_after=WINDOW_S - time.time() % WINDOW_S,
-                    code="tokens_per_minute_exceeded",
-                )
-        if principal.rpm is not None:
-            verdict = await self._backend.take_request(key, principal.rpm)
-            if not verdict.allowed:
-                raise RateLimited(
-                    f"Rate limit reached: {principal.rpm} requests per minute for this key.",
-                    retry_after=verdict.retry_after,
-                    code="requests_per_minute_exceeded",
-                )
+        if principal.rpm is None and principal.tpm is None:
+            return None
+        counted = await self._backend.take(key, principal.rpm, principal.tpm, prompt_tokens)
+        window = Window.of(principal, counted, prompt_tokens)
+        if counted.refused == "tokens":
+            raise RateLimited(
+                f"Rate limit reached: {principal.tpm} tokens per minute for this key.",
+                retry_after=WINDOW_S - counted.minute_elapsed_s,
+                code="tokens_per_minute_exceeded",
+                headers=window.headers(),
+            )
+        if counted.refused == "requests":
+            raise RateLimited(
+                f"Rate limit reached: {principal.rpm} requests per minute for this key.",
+                retry_after=counted.requests_free_s,
+                code="requests_per_minute_exceeded",
+                headers=window.headers(),
+            )
+        return window
 
     def settle(self, principal: Principal, tokens: int, amount: Decimal) -> None:
         """Counts what a finished request used (in the background: never delays it)."""

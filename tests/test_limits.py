@@ -1,18 +1,24 @@
-"""Per-key limits: rpm, tpm and monthly budgets, in memory and shared through Redis."""
+"""Per-key limits: rpm, tpm and monthly budgets, in memory and shared through Redis, and the
+`x-ratelimit-*` headers that tell a client where its key stands."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
 import pytest
 
+from alicerce.limits import WINDOW_S, Counted, LimitBackend, MemoryBackend, RedisBackend, duration
 from tests.conftest import Account, Upstream, create_database, write_catalog
 from tests.servers import ServerProcess
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+DURATION = re.compile(r"^(\d+ms|(\d+m)?\d+(\.\d+)?s)$")
 
 
 def _ask(client: openai.OpenAI, model: str, text: str = "Q") -> None:
@@ -156,3 +162,175 @@ def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None
             assert counts == [requests], text[:2000]
     finally:
         server.stop()
+
+
+# -- x-ratelimit-* headers ---------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    """OpenAI's duration text back to seconds (`12ms`, `1m30.5s`)."""
+    assert DURATION.match(text), text
+    if text.endswith("ms"):
+        return int(text[:-2]) / 1000
+    minutes, _, seconds = text[:-1].rpartition("m")
+    return int(minutes or 0) * 60 + float(seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (-1, "0s"),
+        (0.0004, "0s"),
+        (0.012, "12ms"),
+        (0.9994, "999ms"),
+        (1, "1s"),
+        (8.64, "8.64s"),
+        (60, "1m0s"),
+        (90.5, "1m30.5s"),
+        (119.9996, "2m0s"),
+        (360, "6m0s"),
+        (3723.25, "1h2m3.25s"),
+    ],
+)
+def test_durations_are_written_as_openai_writes_them(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_answers_say_where_the_key_stands(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", rpm=5, tpm=100_000))
+    messages = [{"role": "user", "content": "how far am I from my limits?"}]
+    first = client.chat.completions.with_raw_response.create(model=gateway["id"], messages=messages)
+    headers = first.headers
+    assert headers["x-ratelimit-limit-requests"] == "5"
+    assert headers["x-ratelimit-remaining-requests"] == "4"
+    assert headers["x-ratelimit-reset-requests"] == "1m0s"  # when this request leaves the window
+    assert headers["x-ratelimit-limit-tokens"] == "100000"
+    left = int(headers["x-ratelimit-remaining-tokens"])
+    assert 100_000 - 50 < left < 100_000  # this request's prompt is spoken for
+    assert WINDOW_S <= _seconds(headers["x-ratelimit-reset-tokens"]) <= 2 * WINDOW_S
+    account.alicerce.wait_for_record(headers["x-request-id"])  # its tokens are settled
+    used = first.parse().usage
+    assert used is not None
+    second = client.chat.completions.with_raw_response.create(
+        model=gateway["id"], messages=messages, stream=True
+    )
+    assert second.headers["x-ratelimit-remaining-requests"] == "3"
+    assert int(second.headers["x-ratelimit-remaining-tokens"]) <= left - used.total_tokens + 1
+    assert second.headers["content-type"].startswith("text/event-stream")
+    assert [c for c in second.parse() if c.choices]  # the stream itself is untouched
+
+
+def test_only_the_limits_a_key_has_are_told(account: Account) -> None:
+    gateway = account.create_gateway()
+    messages = [{"role": "user", "content": "Q"}]
+    rpm_only = account.openai(account.create_key(role="inference", rpm=10))
+    headers = rpm_only.chat.completions.with_raw_response.create(
+        model=gateway["id"], messages=messages
+    ).headers
+    assert "x-ratelimit-limit-requests" in headers and "x-ratelimit-limit-tokens" not in headers
+    for key in (account.admin_key, account.create_key(role="inference", monthly_budget=10)):
+        headers = (
+            account.openai(key)
+            .chat.completions.with_raw_response.create(model=gateway["id"], messages=messages)
+            .headers
+        )
+        assert not [name for name in headers if name.startswith("x-ratelimit")]
+
+
+def test_a_429_tells_the_limits_too(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", rpm=1, tpm=1_000))
+    _ask(client, gateway["id"])
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(client, gateway["id"])
+    headers = caught.value.response.headers
+    assert caught.value.body["code"] == "requests_per_minute_exceeded"  # type: ignore[index]
+    assert headers["x-ratelimit-limit-requests"] == "1"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert 0 < _seconds(headers["x-ratelimit-reset-requests"]) <= WINDOW_S
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    tokens = account.openai(account.create_key(role="inference", rpm=1, tpm=200))
+    with pytest.raises(openai.RateLimitError) as caught:
+        _ask(tokens, gateway["id"], "a long question " * 100)
+    headers = caught.value.response.headers
+    assert caught.value.body["code"] == "tokens_per_minute_exceeded"  # type: ignore[index]
+    assert headers["x-ratelimit-remaining-tokens"] == "200"  # nothing used yet
+    assert headers["x-ratelimit-remaining-requests"] == "1"  # a refused request takes no slot
+    assert "retry-after" in headers
+    _ask(tokens, gateway["id"])  # and the slot is still there
+
+
+def test_responses_and_embeddings_tell_the_limits(account: Account) -> None:
+    gateway = account.create_gateway()
+    client = account.openai(account.create_key(role="inference", rpm=3, tpm=5_000))
+    response = client.responses.with_raw_response.create(model=gateway["id"], input="Hi")
+    assert response.headers["x-ratelimit-remaining-requests"] == "2"
+    assert response.headers["x-ratelimit-limit-tokens"] == "5000"
+    answer = client.embeddings.with_raw_response.create(model="@mock/embed", input=["a", "b"])
+    assert answer.headers["x-ratelimit-remaining-requests"] == "1"
+
+
+# -- the backends: one step, in memory and in Redis --------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_backend(request: pytest.FixtureRequest) -> Callable[[], LimitBackend]:
+    """Makes a fresh backend (on the running loop: Redis's client belongs to one)."""
+    if request.param == "memory":
+        return MemoryBackend
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    prefix = "alicerce-test-" + uuid.uuid4().hex
+    return lambda: RedisBackend(REDIS_URL, prefix)
+
+
+def test_a_backend_admits_counts_and_refuses_in_one_step(
+    make_backend: Callable[[], LimitBackend],
+) -> None:
+    async def scenario() -> list[Counted]:
+        backend = make_backend()
+        try:
+            taken = [await backend.take("k", 2, None, 10) for _ in range(3)]
+            await backend.add_tokens("t", 100)
+            taken.append(await backend.take("t", 5, 150, 60))  # 100 + 60 > 150
+            taken.append(await backend.take("t", 5, 150, 50))
+            taken.append(await backend.take("none", None, 150, 0))
+            return taken
+        finally:
+            await backend.close()
+
+    first, second, third, over_tokens, within, tokens_only = asyncio.run(scenario())
+    assert (first.refused, first.requests) == (None, 1)
+    assert abs(first.requests_clear_s - WINDOW_S) < 1 and abs(first.requests_free_s - 60) < 1
+    assert (second.refused, second.requests) == (None, 2)
+    assert (third.refused, third.requests) == ("requests", 2)
+    assert 0 < third.requests_free_s <= first.requests_free_s
+    assert over_tokens.refused == "tokens" and over_tokens.requests == 0  # no slot taken
+    assert over_tokens.tokens_current + over_tokens.tokens_previous == 100
+    assert 0 <= over_tokens.minute_elapsed_s < WINDOW_S
+    assert (within.refused, within.requests) == (None, 1)
+    assert (tokens_only.refused, tokens_only.requests) == (None, 0)
+
+
+def test_two_backends_on_one_redis_share_the_window() -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    prefix = "alicerce-test-" + uuid.uuid4().hex
+
+    async def scenario() -> list[Counted]:
+        one, two = RedisBackend(REDIS_URL, prefix), RedisBackend(REDIS_URL, prefix)
+        try:
+            return [await (one, two)[i % 2].take("k", 3, None, 0) for i in range(4)]
+        finally:
+            await one.close()
+            await two.close()
+
+    assert [(c.refused, c.requests) for c in asyncio.run(scenario())] == [
+        (None, 1),
+        (None, 2),
+        (None, 3),
+        ("requests", 3),
+    ]

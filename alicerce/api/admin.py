@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from alicerce.api.auth import require_admin, require_root, services_of
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
-from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, Principal
+from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, Principal
 from alicerce.services import Services
 
 router = APIRouter()
@@ -89,6 +89,19 @@ def list_keys(
 ) -> Response:
     assert principal.account_id is not None
     return listing(services.keys.list_keys(principal.account_id))
+
+
+@router.patch("/keys/{key_id}", tags=["keys"])
+def update_key(
+    key_id: str,
+    patch: KeyUpdate,
+    services: Services = Depends(_services),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """A JSON merge patch: the fields sent change (`null` clears a limit, an expiry or the
+    gateway list), the rest stay, and the secret is kept. Takes effect from the next request."""
+    assert principal.account_id is not None
+    return json_response(services.keys.update(principal.account_id, key_id, patch))
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])

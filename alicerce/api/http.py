@@ -57,9 +57,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def answer_headers(served: Served) -> dict[str, str]:
-    """`x-request-id`, how `@auto` routed (when it did) and `x-alicerce-model`: the catalog
-    model that answered, or `endpoint` for a gateway's own endpoint."""
+    """`x-request-id`, how `@auto` routed (when it did), `x-alicerce-model`: the catalog
+    model that answered, or `endpoint` for a gateway's own endpoint, and the `x-ratelimit-*`
+    of a key with `rpm` or `tpm`."""
     headers = {"x-request-id": served.request_id}
+    if served.window is not None:
+        headers.update(served.window.headers())
     if served.complexity is not None:
         if served.routing_fallback:
             headers["x-alicerce-routing-fallback"] = "true"

@@ -58,6 +58,7 @@ class ApiKeyRow(Base):
     tpm: Mapped[int | None] = mapped_column(Integer)
     monthly_budget: Mapped[str | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # NULL: never
 
 
 class GatewayRow(Base):

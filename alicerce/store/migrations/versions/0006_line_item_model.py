@@ -1,7 +1,7 @@
 """line items carry the model that served their request (`/usage?group_by=model`)
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-10 10:00:00
 
 Written by hand. `line_items` already copies its request's account, key and gateway, so usage is
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
