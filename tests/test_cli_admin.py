@@ -96,6 +96,19 @@ def test_keys_listed_shown_and_revoked_by_name(cli: Cli) -> None:
     table = cli.ok("keys", "list", "-a", "acme")
     assert gateway["slug"] in table and " all " in table  # the admin key: every gateway
 
+    changed = cli.json(
+        "keys", "update", "ci", "-a", "acme", "--rpm", "120", "--clear", "monthly_budget",
+        "--expires-at", "2031-01-01T00:00:00Z", "--clear", "gateways",
+    )  # fmt: skip
+    assert (changed["rpm"], changed["monthly_budget"], changed["gateways"]) == (120, None, None)
+    assert (
+        changed["expires_at"] == "2031-01-01T00:00:00Z" and changed["prefix"] == created["prefix"]
+    )
+    patched = cli.json("keys", "update", "ci", "-a", "acme", "--patch", "-", input='{"tpm": 9}')
+    assert (patched["tpm"], patched["rpm"]) == (9, 120)
+    assert "rpm" in cli.fails("keys", "update", "ci", "-a", "acme", "--rpm", "0")
+    assert "nothing to change" in cli.fails("keys", "update", "ci", "-a", "acme")
+
     assert "Revoked key 'ci'" in cli.ok("keys", "delete", "ci", "-a", "acme", "-y")
     assert [k["name"] for k in cli.json("keys", "list", "acme")["data"]] == ["admin key"]
     services = Services.build(Settings())

@@ -22,6 +22,7 @@ from alicerce.cli.output import (
 )
 
 _COLUMNS = ("id", "name", "role", "prefix", "gateways", "rpm", "tpm", "monthly_budget")
+_CLEARABLE = ("gateways", "rpm", "tpm", "monthly_budget", "expires_at")
 
 
 @click.group(help="Manage an account's API keys.")
@@ -49,8 +50,16 @@ def keys_list(account_arg: str | None, account: str | None, as_json: bool) -> No
         slugs = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
         currency = currency_of(services.catalog)
     shown = [_human(k, slugs, currency) for k in found]
-    rows = [[*(k[c] for c in _COLUMNS), when(k["created_at"])] for k in shown]
+    rows = [
+        [
+            *(k[c] for c in _COLUMNS),
+            when(k["created_at"]),
+            k["expires_at"] and when(k["expires_at"]),
+        ]
+        for k in shown
+    ]
     header = ["id", "name", "role", "prefix", "gateways", "rpm", "tpm", "budget", "created"]
+    header.append("expires")
     emit(listing(found), as_json, lambda: table(rows, header))
 
 
@@ -78,6 +87,7 @@ def keys_show(key: str, account: str | None, as_json: bool) -> None:
 @click.option("--rpm", type=int, help="Requests per minute at most.")
 @click.option("--tpm", type=int, help="Tokens per minute at most.")
 @click.option("--monthly-budget", type=Decimal, help="Spending per calendar month (UTC) at most.")
+@click.option("--expires-at", help="Refused from then on: RFC 3339 or Unix seconds.")
 @json_option
 def keys_create(
     account_arg: str | None,
@@ -88,12 +98,14 @@ def keys_create(
     rpm: int | None,
     tpm: int | None,
     monthly_budget: Decimal | None,
+    expires_at: str | None,
     as_json: bool,
 ) -> None:
     from alicerce.keys import KeyCreate
     from alicerce.validation import parse_body
 
     body = {"name": name, "role": role, "rpm": rpm, "tpm": tpm, "monthly_budget": monthly_budget}
+    body |= {"expires_at": expires_at}
     with opened() as services:
         owner = refs.account(services, refs.either(account_arg, account))
         refs_given = list(gateways) or None  # ids or slugs: the key service resolves them
@@ -122,3 +134,61 @@ def keys_delete(key: str, account: str | None, yes: bool) -> None:
             click.confirm(f"Revoke {what}?", abort=True)
         services.keys.delete_key(owner["id"], found["id"])
     click.echo(f"Revoked {what}.")
+
+
+@keys.command(
+    "update",
+    help="""Change KEY (an id or a name) without a new secret; what is not given stays.
+
+    The options set a field; `--clear FIELD` (repeat) removes a limit, the gateway list (the key
+    may then call any gateway) or the expiry. `--patch FILE` (`-`: standard input) takes the JSON
+    merge patch that `PATCH /api/v1/keys/{id}` takes, e.g. `{"rpm": 120, "expires_at": null}`.
+    A past `--expires-at` suspends the key at once.""",
+)
+@click.argument("key")
+@refs.account_option
+@click.option("--name", help="A new name.")
+@click.option("--role", type=click.Choice(["admin", "inference"]))
+@click.option(
+    "--gateway", "gateways", multiple=True, help="Only this gateway: id, slug or name (repeat)."
+)
+@click.option("--rpm", type=int, help="Requests per minute at most.")
+@click.option("--tpm", type=int, help="Tokens per minute at most.")
+@click.option("--monthly-budget", type=Decimal, help="Spending per calendar month (UTC) at most.")
+@click.option("--expires-at", help="Refused from then on: RFC 3339 or Unix seconds.")
+@click.option("--clear", "cleared", multiple=True, type=click.Choice(_CLEARABLE))
+@click.option("--patch", "patch_file", help="A JSON merge patch from this file (`-`: stdin).")
+@json_option
+def keys_update(
+    key: str,
+    account: str | None,
+    name: str | None,
+    role: str | None,
+    gateways: tuple[str, ...],
+    rpm: int | None,
+    tpm: int | None,
+    monthly_budget: Decimal | None,
+    expires_at: str | None,
+    cleared: tuple[str, ...],
+    patch_file: str | None,
+    as_json: bool,
+) -> None:
+    from alicerce.cli.context import read_json
+
+    patch: dict[str, Any] = read_json(patch_file, "patch") if patch_file else {}
+    if not isinstance(patch, dict):
+        raise click.ClickException("the patch must be a JSON object")
+    given: dict[str, Any] = {"name": name, "role": role, "gateways": list(gateways) or None}
+    given |= {"rpm": rpm}
+    given |= {"tpm": tpm, "monthly_budget": monthly_budget, "expires_at": expires_at}
+    patch |= {field: value for field, value in given.items() if value is not None}
+    patch |= dict.fromkeys(cleared)
+    if not patch:
+        raise click.ClickException("nothing to change: give an option, --clear or --patch")
+    with opened() as services:
+        owner = refs.account(services, account)
+        found = refs.key(services, owner, key)
+        changed = services.keys.update(owner["id"], found["id"], patch)
+        slugs = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
+        currency = currency_of(services.catalog)
+    emit(changed, as_json, lambda: fields(_human(changed, slugs, currency)))
