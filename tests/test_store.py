@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -97,3 +98,30 @@ def test_deleting_an_account_deletes_its_gateways(db: Database) -> None:
     keys.delete_account(account)
     with db.session() as session:
         assert session.execute(sa.text("SELECT count(*) FROM gateways")).scalar() == 0
+
+
+def test_the_schema_revision_named_in_code_is_the_newest_migration() -> None:
+    """`SCHEMA_REVISION` lets an up-to-date database skip Alembic; a migration it does not
+    name would never be applied to such a database."""
+    from alembic.script import ScriptDirectory
+
+    from alicerce.store.database import SCHEMA_REVISION
+
+    script = ScriptDirectory.from_config(Database("sqlite:///unused.db").alembic_config())
+    assert script.get_heads() == [SCHEMA_REVISION]
+
+
+def test_a_command_on_an_up_to_date_database_imports_no_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    Database(url).migrate()
+    probe = (
+        "import sys; from alicerce.store import Database; "
+        "from alicerce.store.readiness import prepare_database; "
+        f"db = Database({url!r}); prepare_database(db, create=False); db.migrate(); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
-from alicerce.store.database import Database
+from alicerce.store.database import SCHEMA_REVISION, Database
 from alicerce.store.url import DatabaseProblem, DatabaseUrl
 
 HOW_TO_CREATE = "run `alicerce init` to create it (or set ALICERCE_CREATE_DATABASE=true)"
@@ -53,12 +53,10 @@ def _check_sqlite_file(target: DatabaseUrl, *, create: bool) -> None:
 
 
 def _check_schema(db: Database, connection: Connection, *, create: bool) -> None:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
     where = _describe(db.target)
-    current = MigrationContext.configure(connection).get_current_heads()
+    current = db.schema_revisions(connection)
+    if current == {SCHEMA_REVISION}:
+        return  # up to date: the common case, without importing Alembic
     if not current:
         if create:
             return
@@ -71,6 +69,9 @@ def _check_schema(db: Database, connection: Connection, *, create: bool) -> None
                 "Alicerce's tables beside them."
             )
         raise DatabaseProblem(f"{where} has no Alicerce schema yet; {HOW_TO_CREATE}.")
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     script = ScriptDirectory.from_config(db.alembic_config())
     for revision in current:
         try:
