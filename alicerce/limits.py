@@ -9,7 +9,7 @@ In one process the counters live in memory. With `ALICERCE_REDIS_URL` they live 
 every worker and replica shares them; Redis's own clock is used, so servers' clocks may differ.
 Keys without limits cost nothing here; `rpm` and `tpm` are checked together in one step (one
 Redis round trip), which also tells where the key stands: the `x-ratelimit-*` headers
-(`Window`) of its answers and of its 429s.
+(`rate_headers`) of its answers and of its 429s.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from alicerce.errors import QuotaExceeded, RateLimited
 from alicerce.keys import Principal
@@ -36,8 +35,7 @@ def month_start(now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-@dataclass(frozen=True, slots=True)
-class Counted:
+class Counted(NamedTuple):
     """One admission as a backend counted it, in durations of its own clock (Redis's or this
     process's), atomically: a request refused for its tokens takes no request slot."""
 
@@ -52,66 +50,49 @@ class Counted:
 
 def duration(seconds: float) -> str:
     """A duration as OpenAI's `x-ratelimit-reset-*` headers write it (Go's): `0s`, `12ms`,
-    `1s`, `6m0s`, `1m30.5s`, to the millisecond."""
-    ms = max(0, round(seconds * 1000))
-    if ms == 0:
-        return "0s"
+    `1s`, `8.64s`, `6m0s`, `1m30.5s`, to the millisecond."""
+    ms = round(seconds * 1000)
     if ms < 1000:
-        return f"{ms}ms"
+        return f"{ms}ms" if ms > 0 else "0s"
+    if ms < 60_000:
+        return f"{ms / 1000:g}s"
     minutes, ms = divmod(ms, 60_000)
-    hours, minutes = divmod(minutes, 60)
-    text = f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    return f"{minutes}m{text}" if minutes else text
+    if minutes < 60:
+        return f"{minutes}m{ms / 1000:g}s"
+    return f"{minutes // 60}h{minutes % 60}m{ms / 1000:g}s"
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Where a key stands in its minute once a request is admitted or refused: what the
-    `x-ratelimit-*` headers say, as OpenAI's do. A reset is the time until the limit is back
-    to its initial state (nothing counted), not until the next request may pass."""
-
-    rpm: int | None
-    requests_left: int
-    requests_reset_s: float
-    tpm: int | None
-    tokens_left: int
-    tokens_reset_s: float
-
-    @classmethod
-    def of(cls, principal: Principal, counted: Counted, prompt_tokens: int) -> Window:
-        elapsed = counted.minute_elapsed_s
-        previous, current = counted.tokens_previous, counted.tokens_current
-        used = _weighted(previous, current, elapsed)
-        if counted.refused is None:  # this request's estimate is spoken for
-            used, current = used + prompt_tokens, current + prompt_tokens
-        # This minute's tokens weigh fully until it ends, then fade out over the next one.
-        tokens_reset = 0.0
-        if current:
-            tokens_reset = 2 * WINDOW_S - elapsed
-        elif previous:
-            tokens_reset = WINDOW_S - elapsed
-        return cls(
-            rpm=principal.rpm,
-            requests_left=max(0, (principal.rpm or 0) - counted.requests),
-            requests_reset_s=counted.requests_clear_s,
-            tpm=principal.tpm,
-            tokens_left=max(0, (principal.tpm or 0) - math.ceil(used)),
-            tokens_reset_s=tokens_reset,
+def rate_headers(principal: Principal, counted: Counted, prompt_tokens: int) -> dict[str, str]:
+    """Where the key stands in its minute once a request is admitted or refused, as OpenAI's
+    `x-ratelimit-*` headers say it, for the limits the key has. A reset is the time until the
+    limit is back to its initial state (nothing counted), not until the next request may pass
+    (that is a 429's `retry-after`). Built straight into the dict: this runs on every request
+    of a limited key."""
+    headers = {}
+    rpm, tpm = principal.rpm, principal.tpm
+    if rpm is not None:
+        headers["x-ratelimit-limit-requests"] = str(rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - counted.requests))
+        headers["x-ratelimit-reset-requests"] = duration(counted.requests_clear_s)
+    if tpm is not None:
+        elapsed, previous, current = (
+            counted.minute_elapsed_s,
+            counted.tokens_previous,
+            counted.tokens_current,
         )
-
-    def headers(self) -> dict[str, str]:
-        headers = {}
-        if self.rpm is not None:
-            headers["x-ratelimit-limit-requests"] = str(self.rpm)
-            headers["x-ratelimit-remaining-requests"] = str(self.requests_left)
-            headers["x-ratelimit-reset-requests"] = duration(self.requests_reset_s)
-        if self.tpm is not None:
-            headers["x-ratelimit-limit-tokens"] = str(self.tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(self.tokens_left)
-            headers["x-ratelimit-reset-tokens"] = duration(self.tokens_reset_s)
-        return headers
+        if counted.refused is None:  # this request's estimate is spoken for
+            current += prompt_tokens
+        used = _weighted(previous, current, elapsed)
+        # This minute's tokens weigh fully until it ends, then fade out over the next one.
+        reset = 0.0
+        if current:
+            reset = 2 * WINDOW_S - elapsed
+        elif previous:
+            reset = WINDOW_S - elapsed
+        headers["x-ratelimit-limit-tokens"] = str(tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - math.ceil(used)))
+        headers["x-ratelimit-reset-tokens"] = duration(reset)
+    return headers
 
 
 class LimitBackend(Protocol):
@@ -301,7 +282,7 @@ class Limiter:
             or principal.monthly_budget is not None
         )
 
-    async def admit(self, principal: Principal, prompt_tokens: int) -> Window | None:
+    async def admit(self, principal: Principal, prompt_tokens: int) -> dict[str, str] | None:
         """Raises the contract's 429 when the key is over a limit; counts the request. Where
         the key stands in its minute when it has `rpm` or `tpm` (its answer's headers)."""
         if not self.applies(principal):
@@ -319,22 +300,22 @@ class Limiter:
         if principal.rpm is None and principal.tpm is None:
             return None
         counted = await self._backend.take(key, principal.rpm, principal.tpm, prompt_tokens)
-        window = Window.of(principal, counted, prompt_tokens)
+        headers = rate_headers(principal, counted, prompt_tokens)
         if counted.refused == "tokens":
             raise RateLimited(
                 f"Rate limit reached: {principal.tpm} tokens per minute for this key.",
                 retry_after=WINDOW_S - counted.minute_elapsed_s,
                 code="tokens_per_minute_exceeded",
-                headers=window.headers(),
+                headers=headers,
             )
         if counted.refused == "requests":
             raise RateLimited(
                 f"Rate limit reached: {principal.rpm} requests per minute for this key.",
                 retry_after=counted.requests_free_s,
                 code="requests_per_minute_exceeded",
-                headers=window.headers(),
+                headers=headers,
             )
-        return window
+        return headers
 
     def settle(self, principal: Principal, tokens: int, amount: Decimal) -> None:
         """Counts what a finished request used (in the background: never delays it)."""

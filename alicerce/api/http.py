@@ -61,8 +61,8 @@ def answer_headers(served: Served) -> dict[str, str]:
     model that answered, or `endpoint` for a gateway's own endpoint, and the `x-ratelimit-*`
     of a key with `rpm` or `tpm`."""
     headers = {"x-request-id": served.request_id}
-    if served.window is not None:
-        headers.update(served.window.headers())
+    if served.ratelimit is not None:
+        headers.update(served.ratelimit)
     if served.complexity is not None:
         if served.routing_fallback:
             headers["x-alicerce-routing-fallback"] = "true"

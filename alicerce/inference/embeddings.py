@@ -25,7 +25,7 @@ from alicerce.embeddings import Embedder, EmbeddingBatch, Kind
 from alicerce.errors import InvalidRequest, PermissionDenied, RequestTooLarge
 from alicerce.inference.request import decode_body
 from alicerce.ledger import Call, UsageLedger
-from alicerce.limits import Limiter, Window
+from alicerce.limits import Limiter
 
 EMBEDDINGS_SKU = "inference.embeddings.in"
 MAX_INPUTS = 2048  # OpenAI's own limit on the number of inputs
@@ -142,8 +142,8 @@ class EmbeddingsService:
 
     async def create(
         self, call: Call, request: EmbeddingsRequest, texts: list[str]
-    ) -> tuple[dict[str, Any], Window | None]:
-        """The embeddings answer, and where the key stands in its limits (its headers)."""
+    ) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """The embeddings answer, and where the key stands in its limits (`x-ratelimit-*`)."""
         if call.principal.gateways is not None:
             raise PermissionDenied(
                 "This key may call only its gateways; embeddings need a key without a "
@@ -158,12 +158,12 @@ class EmbeddingsService:
                 f"'dimensions' must be {embedder.dimensions} or left out.",
                 param="dimensions",
             )
-        window = await self._limiter.admit(call.principal, estimate_tokens(texts))
+        ratelimit = await self._limiter.admit(call.principal, estimate_tokens(texts))
         kind: Kind = "query" if request.input_type == "query" else "passage"
         batch = await embedder.embed(texts, kind=kind)
         items = embedding_line_items(self._catalog(), request.model, batch.tokens)
         self._record(call, 200, batch.tokens, items, model=request.model)
-        return embeddings_answer(batch, request.model, request.encoding_format), window
+        return embeddings_answer(batch, request.model, request.encoding_format), ratelimit
 
     def embedder_for(self, model_id: str) -> Embedder:
         """The local model, or a catalog embedding model's endpoint (made once per entry)."""

@@ -54,7 +54,7 @@ from alicerce.inference.responses import (
 from alicerce.inference.routing import ComplexityRouter
 from alicerce.keys import Principal
 from alicerce.ledger import Call, UsageLedger
-from alicerce.limits import Limiter, Window
+from alicerce.limits import Limiter
 from alicerce.upstreams.registry import Target, UpstreamRegistry
 
 
@@ -66,7 +66,7 @@ class Served:
     target: Target | None = None  # None for embeddings
     complexity: int | None = None  # `@auto` only: the tier's complexity
     routing_fallback: bool = False  # `@auto` only: the router failed, the middle tier answered
-    window: Window | None = None  # where a key with rpm/tpm stands (`x-ratelimit-*`)
+    ratelimit: dict[str, str] | None = None  # a key with rpm/tpm: where it stands
 
 
 @dataclass(slots=True)
@@ -213,8 +213,8 @@ class Pipeline:
         """`POST /embeddings`."""
         with _Unanswered(self._ledger, call):
             request, texts = parse_embeddings_request(await body)
-            answer, window = await self._embeddings.create(call, request, texts)
-            return Answer(answer, Served(call.request_id, window=window))
+            answer, ratelimit = await self._embeddings.create(call, request, texts)
+            return Answer(answer, Served(call.request_id, ratelimit=ratelimit))
 
     # -- the steps before the upstream ---------------------------------------------------
 
@@ -252,7 +252,7 @@ class Pipeline:
             )
             plan.toolbox = self._tools.for_gateway(gateway.id, spec, spec.functions, *more)
             plan.body["tools"] = merge_tools(plan.body.get("tools"), plan.toolbox)
-        served = Served(call.request_id, window=await self._admit(principal, plan))
+        served = Served(call.request_id, ratelimit=await self._admit(principal, plan))
         chosen = None
         if spec.model == AUTO_MODEL and spec.routing is not None:
             routed = await self._router.route(spec.routing, plan.body["messages"])
@@ -273,9 +273,9 @@ class Pipeline:
         if principal.gateways is None and direct is not None and direct.kind == "chat":
             plan = plan_chat(direct_spec(chat.model), chat)
             plan.currency = self._catalog().currency
-            window = await self._admit(principal, plan)
+            ratelimit = await self._admit(principal, plan)
             targets = [self._upstreams.for_model(chat.model)]
-            return Prepared(plan, targets, Served(call.request_id, window=window))
+            return Prepared(plan, targets, Served(call.request_id, ratelimit=ratelimit))
         raise NotFound(
             f"The model {chat.model!r} does not exist: name a gateway by its id or slug "
             "(GET /api/v1/models lists what this key may call).",
@@ -283,8 +283,9 @@ class Pipeline:
             code="model_not_found",
         )
 
-    async def _admit(self, principal: Principal, plan: Plan) -> Window | None:
-        """Enforces the key's limits (429) before any model is called."""
+    async def _admit(self, principal: Principal, plan: Plan) -> dict[str, str] | None:
+        """Enforces the key's limits (429) before any model is called; where the key stands
+        (its `x-ratelimit-*` headers) when it has `rpm` or `tpm`."""
         if self._limiter.applies(principal):
             return await self._limiter.admit(principal, prompt_estimate(plan.body))
         return None
