@@ -111,8 +111,7 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    uvicorn.run(
-        "alicerce.api.app:create_app",
+    options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -124,6 +123,12 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         timeout_graceful_shutdown=30,
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
     )
+    if workers > 1:  # supervised by ours: a worker's death is a warning with its cause
+        from alicerce import workers as supervision
+
+        supervision.run(uvicorn.Config("alicerce.api.app:create_app", **options))
+    else:
+        uvicorn.run("alicerce.api.app:create_app", **options)
 
 
 @main.command(help="Start the server.")

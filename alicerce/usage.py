@@ -225,4 +225,5 @@ def request_view(row: RequestLogRow) -> dict[str, Any]:
         "amount": float(Decimal(row.amount)),
         "line_items": row.line_items,
         "metadata": row.request_metadata,
+        "attempts": row.attempts or [],
     }
