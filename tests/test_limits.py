@@ -155,5 +155,6 @@ def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None
             text = httpx.get(server.url + "/metrics").text
             counts = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
             assert counts == [requests], text[:2000]
+            assert "\nalicerce_requests_in_flight " in text  # one gauge, summed over workers
     finally:
         server.stop()
