@@ -148,8 +148,8 @@ def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None
         writers.discard(str(server.process.pid))  # the supervisor, which serves nothing
         assert len(writers) == 2  # both workers served, each keeping its own counts
         line = (
-            'alicerce_requests_total{endpoint="chat.completions",status="200",'
-            'gateway="none",model="@mock/plain"}'
+            'alicerce_requests_total{endpoint="chat.completions",gateway="none",'
+            'model="@mock/plain",status="200"}'
         )
         for _ in range(4):
             text = httpx.get(server.url + "/metrics").text

@@ -129,10 +129,11 @@ class _Unanswered:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if isinstance(exc, AlicerceError):
+            exc.request_id = self.call.request_id  # the error names the request
         if not isinstance(exc, Exception) or self.call.recorded:
             return  # answered (a later tool round failed: the service recorded it), or cancelled
         if isinstance(exc, AlicerceError):
-            exc.request_id = self.call.request_id
             error = exc
         else:  # a bug: the door answers 500 and logs it; the call is recorded all the same
             error = AlicerceError("The server had an error while processing your request.")
