@@ -122,6 +122,7 @@ class UpstreamError(AlicerceError):
     status = 502
     type = "upstream_error"
     code = "bad_gateway"
+    upstream_status: int | None = None  # the upstream's own HTTP status, when it answered one
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -51,6 +51,7 @@ REQUEST_COLUMNS = (
     "amount",
     "line_items",
     "metadata",
+    "attempts",
 )
 ITEM_COLUMNS = (
     "request_id",
@@ -88,6 +89,7 @@ class RequestRecord:
     amount: Decimal = Decimal(0)
     line_items: list[dict[str, Any]] = field(default_factory=list)
     request_metadata: dict[str, Any] | None = None
+    attempts: list[dict[str, Any]] | None = None  # upstream tries that failed, in order
 
 
 def _insert(db: Database, table: str, columns: tuple[str, ...]) -> str:
@@ -143,6 +145,7 @@ class RequestLog:
                 None
                 if entry.request_metadata is None
                 else _json.encode(entry.request_metadata).decode(),
+                None if entry.attempts is None else _json.encode(entry.attempts).decode(),
             )
         )
         for item in entry.line_items:

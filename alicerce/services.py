@@ -75,6 +75,7 @@ class Services:
     pipeline: Pipeline = field(init=False)  # an inference request, from door to ledger
     _catalog_mtime: int | None = None  # of the file the catalog was loaded from
     _watcher: asyncio.Task[None] | None = None
+    _in_flight_sync: asyncio.Task[None] | None = None  # with several workers (`metrics.py`)
     _catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # set, then replaced
 
     @classmethod
@@ -117,7 +118,7 @@ class Services:
             flush_interval_s=settings.request_log_flush_interval_s,
             batch_size=settings.request_log_batch_size,
         )
-        metrics = Metrics()
+        metrics = Metrics(max_gateways=settings.metrics_max_gateways)
         embedder = LocalE5Embedder()  # loads on first use
         usage = UsageService(
             db,
@@ -129,7 +130,7 @@ class Services:
         )
         limiter = Limiter(backend, usage.spent)
         tokens = TokenCounter(settings.local_model_path)
-        ledger = UsageLedger(request_log, limiter, metrics)
+        ledger = UsageLedger(request_log, limiter, metrics, log_requests=settings.log_requests)
         embedders = EmbedderRegistry(
             embedder,
             cipher=cipher,
@@ -231,6 +232,8 @@ class Services:
         if self.settings.config:
             watch = self._watch_catalog(self.settings.config, self._catalog_mtime)
             self._watcher = asyncio.create_task(watch)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self._in_flight_sync = asyncio.create_task(self.metrics.sync_in_flight())
 
     async def _watch_catalog(self, path: str, last: int | None) -> None:
         """Reloads the catalog when its file changes; a bad file keeps the last good catalog."""
@@ -256,8 +259,9 @@ class Services:
         return self._catalog_read.wait()
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._in_flight_sync):
+            if task is not None:
+                task.cancel()
         await self.knowledge.indexer.close()
         # the vector graphs' saved copies let the next start skip rebuilding them
         await asyncio.to_thread(self.knowledge.store.vectors.save_all)

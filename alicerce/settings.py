@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: int = Field(default=1, ge=1)  # `serve --workers` overrides it
     allow_private_upstreams: bool = False
     config: str | None = None
 
@@ -103,6 +103,12 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "json"
+    # One `alicerce.requests` line (at info) per inference request.
+    log_requests: bool = True
+    # A bearer token `/metrics` requires when set (else it is open, as `/healthz` is).
+    metrics_key: str | None = None
+    # Gateways with a label value of their own in `/metrics`, per process; the rest: `other`.
+    metrics_max_gateways: int = Field(default=100, ge=0)
 
     @classmethod
     def settings_customise_sources(

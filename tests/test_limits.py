@@ -155,11 +155,15 @@ def test_metrics_add_up_every_worker(tmp_path: Path, upstream: Upstream) -> None
         writers = {path.stem.rsplit("_", 1)[1] for path in (tmp_path / "metrics").glob("*.db")}
         writers.discard(str(server.process.pid))  # the supervisor, which serves nothing
         assert len(writers) == 2  # both workers served, each keeping its own counts
-        line = 'alicerce_requests_total{endpoint="chat.completions",status="200"}'
+        line = (
+            'alicerce_requests_total{endpoint="chat.completions",gateway="none",'
+            'model="@mock/plain",status="200"}'
+        )
         for _ in range(4):
             text = httpx.get(server.url + "/metrics").text
             counts = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
             assert counts == [requests], text[:2000]
+            assert "\nalicerce_requests_in_flight " in text  # one gauge, summed over workers
     finally:
         server.stop()
 

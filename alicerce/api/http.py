@@ -21,7 +21,6 @@ from starlette.responses import StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
 from alicerce.errors import RequestTooLarge
-from alicerce.ids import new_id
 from alicerce.inference.pipeline import Served
 from alicerce.inference.relay import Chunks, Closing, Failure, StreamItem
 from alicerce.inference.responses import ResponseEvents
@@ -38,7 +37,8 @@ async def open_call(request: Request, endpoint: str) -> tuple[Services, Call]:
     account to record them in). Its clock starts before the key is checked."""
     started = time.perf_counter()
     principal = await require_inference(request)
-    return services_of(request), Call(new_id(), principal, None, endpoint, started, None)
+    services = services_of(request)
+    return services, services.ledger.open_call(principal, endpoint, started)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,6 +1,9 @@
-"""Operational routes: liveness, readiness and Prometheus metrics (no key needed)."""
+"""Operational routes: liveness, readiness and Prometheus metrics (no key needed, unless the
+operator sets `ALICERCE_METRICS_KEY`: then `/metrics` wants it as a bearer token)."""
 
 from __future__ import annotations
+
+import hmac
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -8,8 +11,9 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from alicerce.api.auth import services_of
+from alicerce.api.auth import bearer_token, services_of
 from alicerce.api.json import json_response
+from alicerce.errors import AuthenticationFailed
 
 router = APIRouter(tags=["operations"])
 
@@ -36,4 +40,12 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(services_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    services = services_of(request)
+    wanted = services.settings.metrics_key
+    if wanted is not None:
+        given = bearer_token(request) or ""
+        if not hmac.compare_digest(given.encode(), wanted.encode()):  # in constant time
+            raise AuthenticationFailed(
+                "/metrics needs the metrics key (ALICERCE_METRICS_KEY) as a bearer token."
+            )
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

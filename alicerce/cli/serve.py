@@ -42,7 +42,7 @@ def init() -> None:
         services.db.dispose()
 
 
-def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
+def _serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     import uvicorn
 
     from alicerce.logs import logging_config
@@ -53,13 +53,13 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         os.environ["ALICERCE_PORT"] = str(port)
     settings = load_settings()  # again: --host and --port are in the environment now; the catalog
     # was checked when the caller built its services, in one process, not in every worker
+    workers = workers or settings.workers
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here, so that /metrics adds up all of them.
         metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    uvicorn.run(
-        "alicerce.api.app:create_app",
+    options: dict[str, Any] = dict(
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -71,14 +71,22 @@ def _serve(host: str | None, port: int | None, workers: int, access_log: bool) -
         timeout_graceful_shutdown=30,
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
     )
+    if workers > 1:  # supervised by ours: a worker's death is a warning with its cause
+        from alicerce import workers as supervision
+
+        supervision.run(uvicorn.Config("alicerce.api.app:create_app", **options))
+    else:
+        uvicorn.run("alicerce.api.app:create_app", **options)
 
 
 @click.command(help="Start the server.")
 @click.option("--host", help="Interface to bind (ALICERCE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (ALICERCE_PORT, default 8000).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (ALICERCE_WORKERS, default 1)."
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every HTTP request.")
-def serve(host: str | None, port: int | None, workers: int, access_log: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     services = build_services()  # migrate once here, before any worker starts
     services.db.dispose()
     _serve(host, port, workers, access_log)

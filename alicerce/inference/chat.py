@@ -20,9 +20,9 @@ from typing import Any
 
 import anyio
 
-from alicerce.errors import AlicerceError
+from alicerce.errors import AlicerceError, UpstreamError
 from alicerce.inference.answer import normalise_message
-from alicerce.inference.fallback import RetryPolicy, first_success
+from alicerce.inference.fallback import RetryPolicy, first_success, upstream_failed
 from alicerce.inference.functions import split_calls
 from alicerce.inference.plan import Plan
 from alicerce.inference.relay import Chunk, Failure, StreamItem, StreamRelay
@@ -56,7 +56,11 @@ class ChatService:
         try:
             while True:
                 completion, target = await first_success(
-                    targets, partial(_complete, body=rounds.body), self._policy
+                    targets,
+                    partial(_complete, body=rounds.body),
+                    self._policy,
+                    call,
+                    self._ledger,
                 )
                 rounds.started(target)
                 choices = [c for c in completion["choices"] if isinstance(c, dict)]
@@ -103,7 +107,7 @@ class ChatService:
         return answer, target
 
     async def _start_stream(
-        self, targets: list[Target], body: dict[str, Any]
+        self, call: Call, targets: list[Target], body: dict[str, Any]
     ) -> tuple[tuple[AsyncIterator[Completion], Completion | None], Target]:
         """The first target's stream that yields a first chunk (or ends cleanly)."""
 
@@ -115,14 +119,14 @@ class ChatService:
                 await chunks.aclose()  # type: ignore[attr-defined]
                 raise
 
-        return await first_success(targets, start, self._policy)
+        return await first_success(targets, start, self._policy, call, self._ledger)
 
     async def open_stream(
         self, call: Call, targets: list[Target], plan: Plan
     ) -> tuple[AsyncIterator[StreamItem], Target]:
         """Starts the stream of the first target that answers; fails before the first chunk."""
         rounds = ToolRounds(plan, self._tokens)
-        (chunks, first), target = await self._start_stream(targets, rounds.body)
+        (chunks, first), target = await self._start_stream(call, targets, rounds.body)
         rounds.started(target)
         return self._relay(call, targets, rounds, chunks, first), target
 
@@ -166,7 +170,7 @@ class ChatService:
                     break
                 relay.next_round()
                 await chunks.aclose()  # type: ignore[attr-defined]
-                (chunks, first), target = await self._start_stream(targets, rounds.body)
+                (chunks, first), target = await self._start_stream(call, targets, rounds.body)
                 rounds.started(target)
             closing = relay.closing(
                 rounds.total.to_openai(), rounds.context.to_json(), plan.include_usage
@@ -176,6 +180,7 @@ class ChatService:
             status = 200
         except AlicerceError as exc:
             status, error = exc.status, exc
+            self._broke_off(call, rounds, exc)
             yield Failure(exc)
         finally:
             with anyio.CancelScope(shield=True):
@@ -185,6 +190,16 @@ class ChatService:
             self._record(
                 call, relay.model, status, rounds, stream=True, ttft_ms=relay.ttft_ms, error=error
             )
+
+    def _broke_off(self, call: Call, rounds: ToolRounds, exc: AlicerceError) -> None:
+        """An upstream that failed after its stream began (not in a try `first_success` has
+        logged already) is logged and counted as one failed try, with nothing after it."""
+        tried = call.attempts[-1].error if call.attempts else None
+        if isinstance(exc, UpstreamError) and exc is not tried and rounds.target is not None:
+            attempt = upstream_failed(
+                call.request_id, rounds.target, 1, exc, "fail", after="its answer had begun"
+            )
+            self._ledger.attempt_failed(call, attempt)
 
     def _record(
         self,
@@ -197,6 +212,7 @@ class ChatService:
         ttft_ms: float | None,
         error: AlicerceError | None = None,
     ) -> None:
+        call.target = rounds.target or call.target
         self._ledger.record_call(
             call,
             model=model,

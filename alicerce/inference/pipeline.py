@@ -119,6 +119,7 @@ class _Unanswered:
         """What a failure from now on is recorded with: the model, planning's charges."""
         self.model = prepared.targets[0].upstream.model
         self.charges = prepared.plan.line_items
+        self.call.target = prepared.targets[0]
 
     def __enter__(self) -> _Unanswered:
         return self
@@ -130,18 +131,22 @@ class _Unanswered:
         traceback: TracebackType | None,
     ) -> None:
         if isinstance(exc, AlicerceError):
-            exc.request_id = self.call.request_id
-            if self.call.recorded:  # a later tool round failed: the service recorded it
-                return
-            self.ledger.record_call(
-                self.call,
-                model=self.model,
-                status=exc.status,
-                usage=TokenUsage(),
-                items=list(self.charges or ()),
-                stream=self.stream,
-                error=exc,
-            )
+            exc.request_id = self.call.request_id  # the error names the request
+        if not isinstance(exc, Exception) or self.call.recorded:
+            return  # answered (a later tool round failed: the service recorded it), or cancelled
+        if isinstance(exc, AlicerceError):
+            error = exc
+        else:  # a bug: the door answers 500 and logs it; the call is recorded all the same
+            error = AlicerceError("The server had an error while processing your request.")
+        self.ledger.record_call(
+            self.call,
+            model=self.model,
+            status=error.status,
+            usage=TokenUsage(),
+            items=list(self.charges or ()),
+            stream=self.stream,
+            error=error,
+        )
 
 
 def direct_spec(model_id: str) -> GatewaySpec:
@@ -241,7 +246,7 @@ class Pipeline:
         gateway = await self.resolve_gateway(principal, chat.model)
         if gateway is None:
             return await self._prepare_direct(call, chat)
-        call.gateway_id = gateway.id
+        call.gateway_id, call.gateway = gateway.id, gateway.slug
         spec = gateway.spec
         plan = plan_chat(spec, chat)
         plan.currency = self._catalog().currency

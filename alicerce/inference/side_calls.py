@@ -6,13 +6,16 @@ caller falls back to something sensible.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from alicerce.billing import LineItem, inference_line_items
-from alicerce.errors import AlicerceError
+from alicerce.errors import AlicerceError, UpstreamError
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.registry import Target
+
+log = logging.getLogger("alicerce.upstreams")
 
 
 @dataclass(slots=True)
@@ -27,7 +30,19 @@ async def ask(
     """The model's answer text and its tokens as line items under `sku`."""
     try:
         completion = await target.upstream.complete(body)
-    except AlicerceError:
+    except AlicerceError as exc:
+        log.warning(
+            "upstream %s failed for %s: %s; going on without it",
+            target.name,
+            purpose.lower(),
+            exc.message,
+            extra={
+                "upstream": target.name,
+                "upstream_status": exc.upstream_status if isinstance(exc, UpstreamError) else None,
+                "error_code": exc.code,
+                "purpose": purpose,
+            },
+        )
         return Answered(None)
     choices = completion.get("choices") or [{}]
     message = choices[0].get("message") if isinstance(choices[0], dict) else None

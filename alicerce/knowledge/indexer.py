@@ -80,6 +80,7 @@ class Indexer:
         self._embedders = embedders
         self._catalog = catalog
         self._ledger = ledger
+        self._metrics = ledger.metrics  # documents and chunks indexed, failures
         self._max_document_bytes = max_document_bytes
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
@@ -163,6 +164,8 @@ class Indexer:
             await asyncio.to_thread(
                 self.store.write_chunks, document.id, chunks, batch.vectors, batch.tokens
             )
+            self._metrics.documents_indexed.inc()
+            self._metrics.chunks_indexed.inc(len(chunks))
         except (ExtractionError, AlicerceError) as exc:
             reason = exc.message if isinstance(exc, AlicerceError) else str(exc)
             await self._fail(document, reason)
@@ -196,6 +199,14 @@ class Indexer:
         return chunks
 
     async def _fail(self, document: Document, reason: str) -> None:
+        self._metrics.indexing_failures.inc()
+        log.warning(
+            "indexing document %s (%r) failed: %s",
+            document.id,
+            document.name,
+            reason,
+            extra={"document_id": document.id, "collection_id": document.collection_id},
+        )
         try:
             await asyncio.to_thread(self.store.mark_failed, document.id, reason)
         except Exception:  # deleted meanwhile, or the database is gone: nothing to mark

@@ -10,6 +10,7 @@ OpenAI-compatible endpoint given at creation) is `alicerce.embedders`' choice.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -67,6 +68,7 @@ class KnowledgeService:
         self._cipher = cipher
         self._catalog = catalog
         self._ledger = ledger
+        self._metrics = ledger.metrics  # searches and their duration
         self._allow_private = allow_private_upstreams
         self.max_document_bytes = max_document_bytes
         # Query vectors by (embedder, text): a repeated question skips the model (~10 ms).
@@ -254,6 +256,7 @@ class KnowledgeService:
             raise InvalidRequest("query: must not be empty.", param="query")
         if mode not in MODES:
             raise InvalidRequest(f"mode: must be one of {list(MODES)}.", param="mode")
+        started = time.perf_counter()
         wanted = set(collection_ids)
         collections = [c for c in await self.list_collections(account_id) if c.id in wanted]
         # Vectors are comparable only within one embedder: search each group with its own
@@ -268,6 +271,7 @@ class KnowledgeService:
             hits += found
             tokens += used
         hits.sort(key=lambda hit: hit.score, reverse=True)
+        self._metrics.searched(mode, time.perf_counter() - started)
         return SearchResult([h for h in hits[:top_k] if h.score >= min_score], tokens)
 
     def _embedder_key(self, collection: Collection) -> str:

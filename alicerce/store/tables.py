@@ -103,6 +103,8 @@ class RequestLogRow(Base):
     amount: Mapped[str] = mapped_column(Money, default="0")
     line_items: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
     request_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JsonType)
+    # Upstream tries that failed before the answer (retries, fallbacks), or None: none failed.
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

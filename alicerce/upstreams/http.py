@@ -221,8 +221,15 @@ _DONE = object()
 def status_error(label: str, status: int, raw: bytes, retry_after: str | None) -> AlicerceError:
     """The client's error for an upstream that answered `status` with body `raw`: what the
     upstream refused is the client's 400, a credential it refused is ours (502), overload and
-    rate limits are a retryable 503 (its `retry-after` passed on, at least 1 s)."""
-    detail = _error_message_from_bytes(raw)
+    rate limits are a retryable 503 (its `retry-after` passed on, at least 1 s). An upstream
+    failure keeps the upstream's status (`upstream_status`) for the logs and metrics."""
+    error = _status_error(label, status, _error_message_from_bytes(raw), retry_after)
+    if isinstance(error, UpstreamError):
+        error.upstream_status = status
+    return error
+
+
+def _status_error(label: str, status: int, detail: str, retry_after: str | None) -> AlicerceError:
     if status in (400, 404, 409, 413, 422):
         return InvalidRequest(
             f"Upstream {label} rejected the request ({status}): {detail}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from alicerce.catalog import AUTO_MODEL, Catalog, CatalogModel
 from alicerce.errors import InvalidRequest, NotFound
@@ -18,10 +19,27 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """An upstream to call and the catalog entry that prices it (None: bring your own)."""
+    """An upstream to call and the catalog entry that prices it (None: bring your own, at
+    `base_url`)."""
 
     upstream: Upstream
     model: CatalogModel | None
+    base_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How logs name it: its catalog id, or a gateway's own endpoint by its host (and
+        port), never its path or credentials."""
+        if self.model is not None:
+            return self.model.id
+        netloc = urlsplit(self.base_url or "").netloc
+        return netloc.rpartition("@")[2] or "endpoint"
+
+    @property
+    def label(self) -> str:
+        """How metrics label it: its catalog id, or `endpoint` (a value users choose is no
+        label)."""
+        return self.model.id if self.model is not None else "endpoint"
 
 
 class UpstreamRegistry:
@@ -64,7 +82,7 @@ class UpstreamRegistry:
                 headers=spec.endpoint.headers,
                 label=f"'{spec.endpoint.model}' of gateway {gateway.slug}",
             )
-            return Target(upstream, None)
+            return Target(upstream, None, base_url)
         assert spec.model is not None
         if spec.model == AUTO_MODEL:  # routed requests name their tier; this is the default
             assert spec.routing is not None

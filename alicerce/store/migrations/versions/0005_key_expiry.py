@@ -1,7 +1,7 @@
 """api keys: an optional expiry
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04 10:00:00
 
 A key past `expires_at` is refused (401 `key_expired`); NULL, the value of every existing key,
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
