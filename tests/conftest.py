@@ -181,6 +181,7 @@ def test_settings(tmp: Path, **overrides: Any) -> Settings:
         "request_log_flush_interval_s": 0.02,
         "max_body_bytes": 256 * 1024,
         "local_model_queue_timeout_s": 120,
+        "metrics_max_gateways": 100_000,  # the session's server sees every test's gateways
     }
     values.update(overrides)
     create_database(values["database_url"])

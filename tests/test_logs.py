@@ -336,16 +336,21 @@ class socket_on_loopback:
         self._socket.close()
 
 
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 def _workers(supervisor: int) -> set[int]:
-    """The supervisor's worker processes (multiprocessing's spawned children)."""
+    """The supervisor's worker processes (multiprocessing's spawned children, once they have
+    become one: not its resource tracker)."""
     found = set()
-    for child in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+    for child in _children(supervisor):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
         except FileNotFoundError:
             continue
         if b"spawn_main" in cmdline:
-            found.add(int(child))
+            found.add(child)
     return found
 
 
@@ -400,10 +405,8 @@ def test_a_dead_worker_is_a_warning_with_its_cause_and_is_replaced(
         assert entry["level"] == "warning" and entry["logger"] == "alicerce.workers"
         assert (entry["pid"], entry["exit_code"], entry["signal"]) == (victim, -9, "SIGKILL")
         assert "killed by SIGKILL" in entry["message"]
-        replacement = entry["replacement_pid"]
-        assert replacement in _workers(server.process.pid) and victim not in _workers(
-            server.process.pid
-        )
+        children = _children(server.process.pid)  # the replacement may not have exec'd yet
+        assert entry["replacement_pid"] in children and victim not in children
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:
         server.process.send_signal(signal.SIGTERM)
