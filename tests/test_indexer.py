@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alicerce.keys import AccountCreate
-from alicerce.knowledge.indexer import PASSAGE_SLICE
+from alicerce.knowledge.indexer import PASSAGE_SLICE, Reembed
 from alicerce.knowledge.store import Collection, Document
 from alicerce.services import Services
 from tests import conftest
@@ -86,9 +86,10 @@ def test_two_processes_resuming_one_document_index_it_once(tmp_path: Path) -> No
 def test_a_failed_reembedding_changes_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The new endpoint is unreachable: the collection keeps its model and its vectors."""
+    """The new endpoint is unreachable: the collection keeps its model and its vectors, and
+    says that its re-embedding failed, and why."""
 
-    async def scenario() -> tuple[bool, str, int, list[str]]:
+    async def scenario() -> tuple[bool, Collection, list[str]]:
         services = Services.build(conftest.test_settings(tmp_path))
         await services.http.start()
         try:
@@ -96,20 +97,22 @@ def test_a_failed_reembedding_changes_nothing(
             account_id, collection, document = await _stored(services, "reembed")
             await knowledge.indexer.index(document)
             endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "gone", "dimensions": 8}
-            job = await knowledge.reembed(account_id, collection.id, {"embedding": endpoint})
-            done = await knowledge.indexer.reembed(job)
+            state = await knowledge.reembed(account_id, collection.id, {"embedding": endpoint})
+            done = await knowledge.indexer.reembed(Reembed(account_id, collection.id, state.id))
             after = await knowledge.get_collection(account_id, collection.id)
             found = await knowledge.search(account_id, [collection.id], "mesh roaming")
         finally:
             await services.request_log.close()
             await services.http.close()
             services.db.dispose()
-        return done, after.embedding_model, after.dimensions, [h.document_id for h in found.hits]
+        return done, after, [h.document_id for h in found.hits]
 
-    done, model, dimensions, hits = asyncio.run(scenario())
+    done, after, hits = asyncio.run(scenario())
     assert done is False
     assert "is unreachable" in caplog.text  # told why, in the log
-    assert (model, dimensions) == ("@local/multilingual-e5-small", 384)
+    assert (after.embedding_model, after.dimensions) == ("@local/multilingual-e5-small", 384)
+    assert after.reembed is not None and after.reembed.status == "failed"
+    assert after.reembed.error is not None and "is unreachable" in after.reembed.error
     assert hits and len(set(hits)) == 1
 
 
