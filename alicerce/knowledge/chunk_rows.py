@@ -97,6 +97,11 @@ class ChunkRows:
             document = session.get(DocumentRow, document_id)
             if document is None:  # deleted while it was being indexed
                 return
+            # The key range first: the update takes the collection row's lock, under which
+            # its embedder is read, so no swap commits between the check and the write.
+            first_key, version = self._reserve_keys(session, document.collection_id, len(chunks))
+            if embedding_version is not None and version != embedding_version:
+                raise EmbedderChanged(document.collection_id)
             collection = session.get(CollectionRow, document.collection_id)
             assert collection is not None
             if vectors.shape[1] != collection.dimensions:
@@ -105,9 +110,6 @@ class ChunkRows:
                     f"{collection.dimensions}"
                 )
             removed = self._remove_chunks(session, document)
-            first_key, version = self._reserve_keys(session, collection.id, len(chunks))
-            if embedding_version is not None and version != embedding_version:
-                raise EmbedderChanged(document.collection_id)
             rows = [
                 self._chunk_row(document, first_key + index, chunk, vector)
                 for index, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))

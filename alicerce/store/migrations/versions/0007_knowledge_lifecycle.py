@@ -36,14 +36,16 @@ JSON = sa.JSON().with_variant(JSONB(), 'postgresql')
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('collections') as batch:
-        batch.add_column(
-            sa.Column('embedding_version', sa.BigInteger(), nullable=False, server_default='0')
-        )
-        batch.add_column(sa.Column('reembed_id', sa.String(length=36), nullable=True))
-        batch.add_column(sa.Column('reembed_status', sa.String(length=16), nullable=True))
-        batch.add_column(sa.Column('reembed_embedding', JSON, nullable=True))
-        batch.add_column(sa.Column('reembed_error', sa.Text(), nullable=True))
+    # Added in place (never a batch copy of `collections`: dropping the old table would
+    # cascade to its documents).
+    op.add_column(
+        'collections',
+        sa.Column('embedding_version', sa.BigInteger(), nullable=False, server_default='0'),
+    )
+    op.add_column('collections', sa.Column('reembed_id', sa.String(length=36), nullable=True))
+    op.add_column('collections', sa.Column('reembed_status', sa.String(length=16), nullable=True))
+    op.add_column('collections', sa.Column('reembed_embedding', JSON, nullable=True))
+    op.add_column('collections', sa.Column('reembed_error', sa.Text(), nullable=True))
     _detach_missing_collections()
     if op.get_bind().dialect.name == 'sqlite':
         _drop_orphan_keyword_rows()
@@ -108,9 +110,9 @@ def _drop_orphan_keyword_rows() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('collections') as batch:
-        batch.drop_column('reembed_error')
-        batch.drop_column('reembed_embedding')
-        batch.drop_column('reembed_status')
-        batch.drop_column('reembed_id')
-        batch.drop_column('embedding_version')
+    # Plain ALTER TABLE (SQLite has it since 3.35): a batch operation would copy `collections`
+    # and drop the old table, and the drop would cascade to every document and chunk.
+    for column in (
+        'reembed_error', 'reembed_embedding', 'reembed_status', 'reembed_id', 'embedding_version'
+    ):
+        op.execute(f'ALTER TABLE collections DROP COLUMN {column}')
