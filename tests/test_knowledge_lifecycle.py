@@ -21,13 +21,15 @@ from starlette.routing import Route
 
 from alicerce.clock import utcnow
 from alicerce.embeddings import LocalE5Embedder
-from alicerce.knowledge.store import KnowledgeStore
+from alicerce.knowledge.chunk_rows import EmbedderChanged
+from alicerce.knowledge.store import KnowledgeStore, StoredChunk
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, GatewayRow
 from tests import conftest
 from tests.conftest import Account, Alicerce
 from tests.knowledge_helpers import (
     DOCS,
+    Piece,
     chunks_of,
     counted_from_chunks,
     ingest,
@@ -457,3 +459,77 @@ def test_the_migration_repairs_dangling_references(db: Database, embedder: Local
         assert term_counts(db) == counted_from_chunks(db)
     hits = search(KnowledgeStore(db), embedder, kept.account_id, [kept.id], "esqueci a senha")
     assert hits and hits[0].document_name == "senha.md"  # what was kept is still searchable
+
+
+def test_the_store_swaps_vectors_only_for_the_chunks_and_the_token_it_was_given(
+    db: Database, embedder: LocalE5Embedder
+) -> None:
+    """The checks of `reembeds` on each backend: a swap after a document was written is
+    stale, a superseded token's is refused, vectors made before a swap are not written."""
+    store = KnowledgeStore(db)
+    collection = new_collection(store, new_account(db))
+    account = collection.account_id
+    ingest(store, embedder, collection, "senha.md", DOCS["senha.md"])
+    state = store.request_reembed(account, collection.id, None)
+    claimed = store.claim_reembed(collection.id, state.id)
+    assert claimed is not None and store.claim_reembed(collection.id, state.id) is None
+    before, token = claimed
+    assert before.reembed is not None and before.reembed.status == "running"
+
+    def chunks() -> tuple[int, list[StoredChunk]]:
+        found = store.chunks_to_embed(account, collection.id)
+        assert found is not None
+        return found
+
+    def swap(read: tuple[int, list[StoredChunk]], with_token: str) -> str:
+        generation, stored = read
+        return store.replace_vectors(
+            account,
+            collection.id,
+            [c.id for c in stored],
+            embedder.embed_sync([c.text for c in stored], kind="passage").vectors,
+            embedding_model=before.embedding_model,
+            dimensions=before.dimensions,
+            token=with_token,
+            generation=generation,
+        )
+
+    read = chunks()
+    ingest(store, embedder, collection, "paris.md", DOCS["paris.md"])  # meanwhile
+    assert swap(read, token) == "stale"
+    read = chunks()
+    assert swap(read, "another") == "superseded"
+    assert swap(read, token) == "done"
+    after = store.get_collection(account, collection.id)
+    assert after is not None and after.reembed is None
+    assert after.embedding_version == before.embedding_version + 1
+
+    document, _ = store.add_document(
+        account, collection.id, name="late.md", data=b"Late.", media_type=None,
+        source_url=None, metadata=None,
+    )  # fmt: skip
+    assert store.claim(document)
+    late = Piece("Late.", 0)
+    vectors = embedder.embed_sync(["Late."], kind="passage").vectors
+    with pytest.raises(EmbedderChanged):
+        store.write_chunks(
+            document.id, [late], vectors, 1, embedding_version=before.embedding_version
+        )
+    assert chunks_of(db, collection.id) == len(read[1])  # nothing of it was written
+    store.write_chunks(document.id, [late], vectors, 1, embedding_version=after.embedding_version)
+    assert chunks_of(db, collection.id) == len(read[1]) + 1
+
+    store.request_reembed(account, collection.id, {"model": "m", "dimensions": 8})
+    [(_, resumed, queued_token)] = [r for r in store.unfinished_reembeds() if r[1] == collection.id]
+    store.fail_reembed(collection.id, queued_token, "down")
+    failed = store.get_collection(account, collection.id)
+    assert failed is not None and failed.reembed is not None
+    assert (failed.reembed.status, failed.reembed.error) == ("failed", "down")
+    assert failed.reembed.embedding == {"model": "m", "dimensions": 8}
+    retried = store.retry_reembed(account, collection.id)
+    assert (retried.status, retried.error, retried.embedding) == (
+        "queued",
+        None,
+        {"model": "m", "dimensions": 8},
+    )
+    assert resumed == collection.id
