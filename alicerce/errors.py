@@ -36,6 +36,7 @@ class AlicerceError(Exception):
         code: str | None = None,
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -44,17 +45,19 @@ class AlicerceError(Exception):
             self.code = code
         self.retry_after = retry_after
         self.extra_headers = headers  # e.g. a 429's `x-ratelimit-*`
+        self.details = details  # fields beside the four, for programs: a 409's `gateways`
         self.request_id: str | None = None
 
     def to_body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
         }
+        if self.details:
+            error |= {k: v for k, v in self.details.items() if k not in error}
+        return {"error": error}
 
     def headers(self) -> dict[str, str]:
         headers = dict(self.extra_headers) if self.extra_headers else {}

@@ -6,6 +6,7 @@ the hot path reads the resolved, decrypted `Gateway` from a short-lived cache.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +167,13 @@ def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
         else:
             result[key] = value
     return result
+
+
+GatewayRef = dict[str, str]  # {"id", "name", "slug"}: a gateway as a 409 names it
+
+
+def _ref(row: GatewayRow) -> GatewayRef:
+    return {"id": row.id, "name": row.name, "slug": slug_for(row.name, row.id)}
 
 
 OwnedCollections = Callable[[str, list[str]], set[str]]
@@ -330,6 +338,44 @@ class GatewayService:
 
     def forget_cached(self) -> None:
         self._cache.clear()
+
+    # -- the collections gateways name (`knowledge.service.CollectionUsers`) -------------
+
+    def using_collection(self, account_id: str, collection_id: str) -> builtins.list[GatewayRef]:
+        """The account's gateways whose `knowledge.collections` names the collection."""
+        with self._db.session() as session:
+            return [_ref(row) for row in self._naming(session, account_id, collection_id)]
+
+    def detach_collection(self, account_id: str, collection_id: str) -> builtins.list[GatewayRef]:
+        """Takes the collection out of every gateway naming it (a gateway left with none
+        gets strategy `none`, as its definition requires) and forgets the cached gateways,
+        as an update does; those gateways."""
+        with self._db.session() as session:
+            rows = self._naming(session, account_id, collection_id)
+            for row in rows:
+                spec = dict(row.spec)
+                knowledge = dict(spec.get("knowledge") or {})
+                kept = [c for c in knowledge.get("collections", []) if c != collection_id]
+                knowledge["collections"] = kept
+                if not kept:
+                    knowledge["strategy"] = "none"
+                row.spec = spec | {"knowledge": knowledge}
+                row.updated_at = utcnow()
+            detached = [_ref(row) for row in rows]
+        if detached:
+            self._cache.clear()
+        return detached
+
+    @staticmethod
+    def _naming(session: Any, account_id: str, collection_id: str) -> builtins.list[GatewayRow]:
+        rows = session.scalars(
+            select(GatewayRow).where(GatewayRow.account_id == account_id).order_by(GatewayRow.id)
+        )
+        return [
+            row
+            for row in rows
+            if collection_id in (row.spec.get("knowledge") or {}).get("collections", [])
+        ]
 
     # -- hot path ------------------------------------------------------------------------
 

@@ -176,15 +176,19 @@ class KeyService:
         cache_ttl_s: float,
         gateway_id: GatewayIds,
         forget_gateways: Callable[[], None],
+        drop_collections: Callable[[str], object] = lambda _account_id: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`gateway_id` turns the gateway references of a new key into ids; `forget_gateways`
         empties the gateways' cache, which still holds a deleted account's (both from
-        `GatewayService`, wired in `alicerce.services`). `clock` is what expiries are compared
-        with (Unix seconds)."""
+        `GatewayService`, wired in `alicerce.services`); `drop_collections` deletes an
+        account's knowledge collections before the account (the database's cascade would
+        leave their keyword rows and vector graphs behind). `clock` is what expiries are
+        compared with (Unix seconds)."""
         self._db = db
         self._gateway_id = gateway_id
         self._forget_gateways = forget_gateways
+        self._drop_collections = drop_collections
         self._clock = clock
         self._root_key_hash = hash_api_key(root_key) if root_key else None
         self._cache: TTLCache[str, Principal | None] = TTLCache(cache_ttl_s)
@@ -296,6 +300,9 @@ class KeyService:
             return account_view(row)
 
     def delete_account(self, account_id: str) -> None:
+        with self._db.session() as session:
+            self._account_row(session, account_id)  # 404 before anything is deleted
+        self._drop_collections(account_id)
         with self._db.session() as session:
             row = self._account_row(session, account_id)
             session.execute(delete(ApiKeyRow).where(ApiKeyRow.account_id == account_id))

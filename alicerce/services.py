@@ -150,10 +150,21 @@ class Services:
             chunk_tokens=settings.knowledge_chunk_tokens,
             overlap_tokens=settings.knowledge_chunk_overlap_tokens,
         )
+        gateways = GatewayService(
+            db,
+            cipher,
+            current_catalog,
+            owned_collections=lambda account_id, ids: {
+                c.id for c in store.list_collections(account_id) if c.id in ids
+            },
+            allow_private_upstreams=settings.allow_private_upstreams,
+            cache_ttl_s=settings.cache_ttl_s,
+        )
         knowledge = KnowledgeService(
             store,
             embedders,
             indexer,
+            users=gateways,  # a collection gateways use is not deleted from under them
             cipher=cipher,
             catalog=current_catalog,
             ledger=ledger,
@@ -169,22 +180,13 @@ class Services:
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
-        gateways = GatewayService(
-            db,
-            cipher,
-            current_catalog,
-            owned_collections=lambda account_id, ids: {
-                c.id for c in knowledge.store.list_collections(account_id) if c.id in ids
-            },
-            allow_private_upstreams=settings.allow_private_upstreams,
-            cache_ttl_s=settings.cache_ttl_s,
-        )
         keys = KeyService(
             db,
             root_key=settings.root_key,
             cache_ttl_s=settings.cache_ttl_s,
             gateway_id=gateways.id_of,
             forget_gateways=gateways.forget_cached,
+            drop_collections=store.delete_account_collections,
         )
         services = cls(
             settings=settings,

@@ -6,6 +6,7 @@ Documents are embedded by the real local model, so they are few and short."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import select
@@ -67,6 +68,28 @@ def test_collections_by_id_or_name_from_creation_to_deletion(cli: Cli, tmp_path:
     assert "Deleted collection 'guides'" in cli.ok("collections", "delete", "guides", "-y")
     assert [c["name"] for c in cli.json("collections", "list")["data"]] == ["faq"]
     assert "No collection 'guides' in account 'acme'." in cli.fails("collections", "show", "guides")
+
+
+def test_a_collection_a_gateway_uses_is_deleted_only_with_force(cli: Cli) -> None:
+    cli.json("accounts", "create", "acme")
+    collection = cli.json("collections", "create", "manuals")
+    definition = json.dumps(
+        {
+            "name": "bot",
+            "model": "@local/smollm2-135m",
+            "knowledge": {"collections": [collection["id"]], "strategy": "always"},
+        }
+    )
+    gateway = cli.json("gateways", "create", input=definition)
+    refused = cli.fails("collections", "delete", "manuals", "-y")
+    assert f"is used by gateway(s) {gateway['slug']}" in refused and "--force" in refused
+    assert cli.json("collections", "show", "manuals")["id"] == collection["id"]
+
+    deleted = cli.ok("collections", "delete", "manuals", "--force", "-y")
+    assert "Deleted collection 'manuals'" in deleted
+    assert f"Taken out of gateway(s): {gateway['slug']}." in deleted
+    knowledge = cli.json("gateways", "show", "bot")["knowledge"]
+    assert (knowledge["collections"], knowledge["strategy"]) == ([], "none")
 
 
 def test_ingest_says_what_became_of_each_file(

@@ -63,13 +63,16 @@ def test_term_counts_stay_exact(
 
     chunks = [c for batch in store.chunk_vectors(account, first.id) for c in batch]
     before = term_counts(db)
-    assert store.replace_vectors(
-        account,
-        first.id,
-        [c.id for c in chunks],
-        embedder.embed_sync([c.text for c in chunks], kind="passage").vectors,
-        embedding_model=LOCAL_EMBEDDING_MODEL,
-        dimensions=LOCAL_DIMENSIONS,
+    assert (
+        store.replace_vectors(
+            account,
+            first.id,
+            [c.id for c in chunks],
+            embedder.embed_sync([c.text for c in chunks], kind="passage").vectors,
+            embedding_model=LOCAL_EMBEDDING_MODEL,
+            dimensions=LOCAL_DIMENSIONS,
+        )
+        == "done"
     )
     assert term_counts(db) == before  # re-embedding changes no text
 

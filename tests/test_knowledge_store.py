@@ -335,13 +335,16 @@ def test_re_embedding_replaces_vectors(
     chunks = [chunk for batch in store.chunk_vectors(account, filled.id) for chunk in batch]
     assert len(chunks) == 5 and all(chunk.text for chunk in chunks)
     vectors = embedder.embed_sync([c.text for c in chunks], kind="passage").vectors
-    assert store.replace_vectors(
-        account,
-        filled.id,
-        [c.id for c in chunks],
-        vectors,
-        embedding_model=LOCAL_EMBEDDING_MODEL,
-        dimensions=LOCAL_DIMENSIONS,
+    assert (
+        store.replace_vectors(
+            account,
+            filled.id,
+            [c.id for c in chunks],
+            vectors,
+            embedding_model=LOCAL_EMBEDDING_MODEL,
+            dimensions=LOCAL_DIMENSIONS,
+        )
+        == "done"
     )
     hits = search(store, embedder, account, [filled.id], "Eiffel Tower", "vector")
     assert hits[0].document_name == "paris.md"

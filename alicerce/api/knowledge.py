@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
@@ -19,7 +19,6 @@ from alicerce.api.auth import require_admin, services_of
 from alicerce.api.http import read_body
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
-from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
 from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.keys import Principal
 from alicerce.knowledge.search import Hit
@@ -33,7 +32,7 @@ from alicerce.knowledge.specs import (
     parse,
 )
 from alicerce.knowledge.store import Document
-from alicerce.knowledge.views import collection_view, document_view
+from alicerce.knowledge.views import collection_view, document_view, reembed_job_view
 
 router = APIRouter(tags=["knowledge"])
 SCHEMAS: list[type[BaseModel]] = [
@@ -124,11 +123,16 @@ async def update_collection(
 @router.delete("/collections/{collection_id}", status_code=204)
 async def delete_collection(
     collection_id: str,
+    force: bool = Query(
+        False, description="Also when gateways use it: it is taken out of them first."
+    ),
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
 ) -> Response:
-    """Deletes the collection with all its documents and chunks."""
-    await knowledge.delete_collection(_account(principal), collection_id)
+    """Deletes the collection with all its documents and chunks. While gateways use it: 409
+    `collection_in_use`, naming them (`error.gateways`), unless `force=true`, which takes it
+    out of their `knowledge.collections` first."""
+    await knowledge.delete_collection(_account(principal), collection_id, force=force)
     return Response(status_code=204)
 
 
@@ -147,20 +151,20 @@ async def reembed_collection(
     the local model without one), after the documents already queued. Searches use the old
     vectors until the new ones replace them all at once; the collection's `embedding` shows
     the new model then. Billed as `knowledge.indexing`."""
-    job = await knowledge.reembed(_account(principal), collection_id, payload)
-    embedding = job.embedding or {}
-    return json_response(
-        {
-            "object": "collection.reembed",
-            "collection_id": collection_id,
-            "status": "queued",
-            "embedding": {
-                "model": embedding.get("model", LOCAL_EMBEDDING_MODEL),
-                "dimensions": embedding.get("dimensions", LOCAL_DIMENSIONS),
-            },
-        },
-        status=202,
-    )
+    state = await knowledge.reembed(_account(principal), collection_id, payload)
+    return json_response(reembed_job_view(collection_id, state), status=202)
+
+
+@router.post("/collections/{collection_id}/reembed/retry", status_code=202)
+async def retry_reembed(
+    collection_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """Queues the collection's failed re-embedding again, to the same embedder (its key
+    need not be sent again). 409 `reembed_not_failed` when none has failed."""
+    state = await knowledge.retry_reembed(_account(principal), collection_id)
+    return json_response(reembed_job_view(collection_id, state), status=202)
 
 
 # -- documents ---------------------------------------------------------------------------
@@ -277,6 +281,19 @@ async def get_document(
 ) -> Response:
     document = await knowledge.get_document(_account(principal), collection_id, document_id)
     return json_response(document_view(document))
+
+
+@router.post("/collections/{collection_id}/documents/{document_id}/retry", status_code=202)
+async def retry_document(
+    collection_id: str,
+    document_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """Queues a `failed` document again (202), its error cleared, with the bytes it was sent
+    with. 409 `document_not_failed` for a document that has not failed."""
+    document = await knowledge.retry_document(_account(principal), collection_id, document_id)
+    return json_response(document_view(document), status=202)
 
 
 @router.delete("/collections/{collection_id}/documents/{document_id}", status_code=204)

@@ -105,19 +105,37 @@ def collections_update(
     emit(updated, as_json, lambda: fields(updated))
 
 
-@collections.command("delete", help="Delete COLLECTION with all its documents and chunks.")
+@collections.command("delete")
 @click.argument("collection")
 @refs.account_option
+@click.option("--force", is_flag=True, help="Also when gateways use it: take it out of them first.")
 @yes_option
-def collections_delete(collection: str, account: str | None, yes: bool) -> None:
+def collections_delete(collection: str, account: str | None, force: bool, yes: bool) -> None:
+    """Delete COLLECTION with all its documents and chunks.
+
+    A collection that gateways use is not deleted (they are named) unless --force, which
+    takes it out of their knowledge collections first (a gateway left with none stops
+    searching: its strategy becomes `none`).
+    """
     with opened() as services:
         owner = refs.account(services, account)
         found = asyncio.run(refs.collection(services, owner, collection))
         what = f"collection {found['name']!r} ({found['id']}) of account {owner['name']!r}"
+        users = services.gateways.using_collection(owner["id"], found["id"])
+        named = ", ".join(u["slug"] for u in users)
+        if users and not force:
+            raise click.ClickException(
+                f"{what} is used by gateway(s) {named}; take it out of them first, or "
+                "delete it with --force to detach it from them"
+            )
         if not yes:
-            click.confirm(f"Delete {what} with all its documents?", abort=True)
-        asyncio.run(services.knowledge.delete_collection(owner["id"], found["id"]))
+            also = f" and take it out of gateway(s) {named}" if users else ""
+            click.confirm(f"Delete {what} with all its documents{also}?", abort=True)
+        change = services.knowledge.delete_collection(owner["id"], found["id"], force=force)
+        detached = asyncio.run(change)
     click.echo(f"Deleted {what}.")
+    if detached:
+        click.echo(f"Taken out of gateway(s): {', '.join(u['slug'] for u in detached)}.")
 
 
 @collections.group(help="The documents of a collection.")

@@ -41,6 +41,11 @@ CHUNK_COLUMNS = (
 )
 
 
+class EmbedderChanged(Exception):
+    """A document's vectors were made for the embedder a re-embedding has since replaced:
+    they are not written (the indexer embeds the document again)."""
+
+
 def _insert_sql(columns: Sequence[Column]) -> sa.TextClause:
     names = ", ".join([*CHUNK_COLUMNS, *(column.name for column in columns)])
     values = ", ".join([*(f":{name}" for name in CHUNK_COLUMNS), *(c.sql for c in columns)])
@@ -73,10 +78,18 @@ class ChunkRows:
         self._replace = _replace_sql(self.vectors.columns)
 
     def write_chunks(
-        self, document_id: str, chunks: Sequence[ChunkLike], vectors: np.ndarray, tokens: int
+        self,
+        document_id: str,
+        chunks: Sequence[ChunkLike],
+        vectors: np.ndarray,
+        tokens: int,
+        *,
+        embedding_version: int | None = None,
     ) -> None:
         """Chunks, keyword rows, vectors and the `ready` status in ONE transaction; the source
-        bytes are dropped in it too. A crash before the commit leaves none of it visible."""
+        bytes are dropped in it too. A crash before the commit leaves none of it visible.
+        `embedding_version`: the collection's when the vectors were made; if a re-embedding
+        has swapped its embedder since, nothing is written (`EmbedderChanged`)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(chunks):
             raise ValueError(f"{len(chunks)} chunks but vectors of shape {vectors.shape}")
@@ -84,6 +97,11 @@ class ChunkRows:
             document = session.get(DocumentRow, document_id)
             if document is None:  # deleted while it was being indexed
                 return
+            # The key range first: the update takes the collection row's lock, under which
+            # its embedder is read, so no swap commits between the check and the write.
+            first_key, version = self._reserve_keys(session, document.collection_id, len(chunks))
+            if embedding_version is not None and version != embedding_version:
+                raise EmbedderChanged(document.collection_id)
             collection = session.get(CollectionRow, document.collection_id)
             assert collection is not None
             if vectors.shape[1] != collection.dimensions:
@@ -92,7 +110,6 @@ class ChunkRows:
                     f"{collection.dimensions}"
                 )
             removed = self._remove_chunks(session, document)
-            first_key = self._reserve_keys(session, collection.id, len(chunks))
             rows = [
                 self._chunk_row(document, first_key + index, chunk, vector)
                 for index, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
@@ -141,16 +158,19 @@ class ChunkRows:
         }
         return _with_columns(row, self._columns)
 
-    def _reserve_keys(self, session: Session, collection_id: str, count: int) -> int:
-        """The first of `count` fresh keys in the collection's range (see `CollectionRow`)."""
-        number, end = session.execute(
+    def _reserve_keys(self, session: Session, collection_id: str, count: int) -> tuple[int, int]:
+        """The first of `count` fresh keys in the collection's range (see `CollectionRow`), and
+        the collection's `embedding_version`, read under the row's lock this update takes."""
+        number, end, version = session.execute(
             sa.update(CollectionRow)
             .where(CollectionRow.id == collection_id)
             .values(next_key=CollectionRow.next_key + count)
-            .returning(CollectionRow.number, CollectionRow.next_key)
+            .returning(
+                CollectionRow.number, CollectionRow.next_key, CollectionRow.embedding_version
+            )
         ).one()
         low, _high = keyword.key_range(number)
-        return int(low + end - count)
+        return int(low + end - count), int(version)
 
     def _bump(
         self, session: Session, collection_id: str, *, chunks: int, terms: int

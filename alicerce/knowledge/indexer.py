@@ -2,16 +2,19 @@
 
 Each document is extracted, chunked and embedded, then written in the one transaction of
 `KnowledgeStore.write_chunks`, so a crash at any point leaves it queued or indexing, never half
-visible; `start()` queues those again. Statuses go `queued` -> `indexing` -> `ready` |
-`failed`. Extraction and chunking run in a thread, the local embedder's work on its own thread,
-so the event loop keeps serving requests meanwhile. Each indexed document and each re-embedding
-is one `knowledge.indexing` record in the ledger.
+visible; `start()` queues those again, and the re-embeddings left queued or running (their
+state is on the collection: `reembeds`). Statuses go `queued` -> `indexing` -> `ready` |
+`failed`; a failed document is queued again by a re-upload or a retry. Extraction and
+chunking run in a thread, the local embedder's work on its own thread, so the event loop keeps
+serving requests meanwhile. Each indexed document and each re-embedding is one
+`knowledge.indexing` record in the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -25,15 +28,17 @@ from alicerce.catalog import Catalog
 from alicerce.embedders import EmbedderRegistry
 from alicerce.embeddings import Embedder, EmbeddingBatch
 from alicerce.errors import AlicerceError
+from alicerce.knowledge.chunk_rows import EmbedderChanged
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
 from alicerce.knowledge.extract import ExtractionError, extract
-from alicerce.knowledge.store import Document, KnowledgeStore
+from alicerce.knowledge.store import Collection, Document, KnowledgeStore
 from alicerce.ledger import UsageLedger
 
 log = logging.getLogger("alicerce.knowledge")
 
 INDEXING_SKU = "knowledge.indexing"
 PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
+SWAP_ATTEMPTS = 5  # a re-embedding and a document written at once: each tries again this often
 
 ChunkProgress = Callable[[int, int], None]
 """`(chunks embedded, chunks of the document)`, told after each slice (`alicerce ingest`'s bar
@@ -42,11 +47,12 @@ moves within a long document); the domain only counts, the caller draws."""
 
 @dataclass(frozen=True, slots=True)
 class Reembed:
-    """A job for the worker: the collection's chunks embedded again with another embedder."""
+    """A job for the worker: the collection's chunks embedded again with the embedder its
+    re-embedding names (kept on the collection, `reembeds`), if `token` is still its own."""
 
     account_id: str
     collection_id: str
-    embedding: dict[str, Any] | None  # the endpoint settings, or None for the local model
+    token: str
 
 
 async def embed_passages(
@@ -98,6 +104,11 @@ class Indexer:
             self._queue.put_nowait(document)
         if not self._queue.empty():
             log.info("resuming the indexing of %d documents", self._queue.qsize())
+        reembeds = await asyncio.to_thread(self.store.unfinished_reembeds)
+        for account_id, collection_id, token in reembeds:
+            self._queue.put_nowait(Reembed(account_id, collection_id, token))
+        if reembeds:
+            log.info("resuming the re-embedding of %d collections", len(reembeds))
         self._worker = asyncio.create_task(self._run(), name="knowledge-indexer")
 
     async def close(self, timeout_s: float = 10.0) -> None:
@@ -157,15 +168,32 @@ class Indexer:
             texts = [embedding_text(c) for c in chunks]
             if progress is not None:
                 progress(0, len(texts))
-            embedder = self._embedders.for_collection(
-                collection.settings.get("embedding"), collection.name, indexing=True
-            )
-            batch = await embed_passages(embedder, texts, progress)
-            await asyncio.to_thread(
-                self.store.write_chunks, document.id, chunks, batch.vectors, batch.tokens
-            )
+            for _attempt in range(SWAP_ATTEMPTS):
+                batch = await self._embed_for(collection, texts, progress)
+                try:
+                    await asyncio.to_thread(
+                        functools.partial(
+                            self.store.write_chunks,
+                            document.id,
+                            chunks,
+                            batch.vectors,
+                            batch.tokens,
+                            embedding_version=collection.embedding_version,
+                        )
+                    )
+                    break
+                except EmbedderChanged:  # re-embedded meanwhile: embed it for the new embedder
+                    current = await asyncio.to_thread(
+                        self.store.get_collection, document.account_id, document.collection_id
+                    )
+                    if current is None:
+                        return
+                    collection = current
+            else:
+                raise AlicerceError("the collection's embedder kept changing; retry the document")
             self._metrics.documents_indexed.inc()
             self._metrics.chunks_indexed.inc(len(chunks))
+
         except (ExtractionError, AlicerceError) as exc:
             reason = exc.message if isinstance(exc, AlicerceError) else str(exc)
             await self._fail(document, reason)
@@ -183,6 +211,14 @@ class Indexer:
             f"with '{collection.embedding_model}'",
             {"collection_id": collection.id, "document_id": document.id},
         )
+
+    async def _embed_for(
+        self, collection: Collection, texts: list[str], progress: ChunkProgress | None
+    ) -> EmbeddingBatch:
+        embedder = self._embedders.for_collection(
+            collection.settings.get("embedding"), collection.name, indexing=True
+        )
+        return await embed_passages(embedder, texts, progress)
 
     def _chunks(self, document: Document, data: bytes) -> list[Chunk]:
         blocks = extract(
@@ -215,54 +251,103 @@ class Indexer:
     # -- re-embedding --------------------------------------------------------------------
 
     async def reembed(self, job: Reembed) -> bool:
-        """Embeds every chunk again and swaps the vectors and the collection's model at once;
-        a failure (the endpoint is down) changes nothing and is logged."""
+        """Embeds every chunk again and swaps the vectors and the collection's model at once
+        (`reembeds`); a failure (the endpoint is down) changes no vector and leaves the
+        re-embedding `failed` with the reason. True once swapped in."""
         started = time.perf_counter()
-        collection = await asyncio.to_thread(
-            self.store.get_collection, job.account_id, job.collection_id
-        )
-        if collection is None:
+        claimed = await asyncio.to_thread(self.store.claim_reembed, job.collection_id, job.token)
+        if claimed is None:  # superseded, done elsewhere, or the collection is gone
             return False
+        collection, token = claimed
+        target = collection.reembed.embedding if collection.reembed else None
         settings = {k: v for k, v in collection.settings.items() if k != "embedding"}
-        if job.embedding:
-            settings["embedding"] = job.embedding
-            model, dimensions = job.embedding["model"], int(job.embedding["dimensions"])
+        if target:
+            settings["embedding"] = target
+            model, dimensions = target["model"], int(target["dimensions"])
         else:
             model, dimensions = self._embedders.local.model, self._embedders.local.dimensions
         try:
-            batches = await asyncio.to_thread(
-                lambda: list(self.store.chunk_vectors(job.account_id, job.collection_id))
-            )
-            stored = [c for batch in batches for c in batch]
-            texts = [embedding_text(Chunk(c.text, c.heading_path, c.position, 0)) for c in stored]
-            embedder = self._embedders.for_collection(job.embedding, collection.name, indexing=True)
-            embedded = await embed_passages(embedder, texts)
-            done = await asyncio.to_thread(
-                self.store.replace_vectors,
-                job.account_id,
-                job.collection_id,
-                [c.id for c in stored],
-                embedded.vectors,
-                embedding_model=model,
-                dimensions=dimensions,
-                settings=settings,
-            )
+            embedder = self._embedders.for_collection(target, collection.name, indexing=True)
+            tokens = await self._swap(job, token, embedder, model, dimensions, settings)
         except AlicerceError as exc:
             log.warning("collection %s not re-embedded: %s", job.collection_id, exc.message)
+            await self._fail_reembed(job.collection_id, token, exc.message)
             return False
         except Exception:
             log.exception("collection %s not re-embedded", job.collection_id)
-            return False
-        if done:
-            self._bill(
-                job.account_id,
-                model,
-                embedded.tokens,
-                time.perf_counter() - started,
-                f"Re-embedding of collection '{collection.name}' with '{model}'",
-                {"collection_id": job.collection_id, "reembed": True},
+            await self._fail_reembed(
+                job.collection_id, token, "an internal error stopped the re-embedding"
             )
-        return done
+            return False
+        if tokens is None:
+            return False
+        self._bill(
+            job.account_id,
+            model,
+            tokens,
+            time.perf_counter() - started,
+            f"Re-embedding of collection '{collection.name}' with '{model}'",
+            {"collection_id": job.collection_id, "reembed": True},
+        )
+        return True
+
+    async def _swap(
+        self,
+        job: Reembed,
+        token: str,
+        embedder: Embedder,
+        model: str,
+        dimensions: int,
+        settings: dict[str, Any],
+    ) -> int | None:
+        """The tokens embedded once the new vectors are in; None if the job lost its
+        collection or its token. A document written meanwhile makes the swap `stale`: its
+        chunks are embedded too (the others are not embedded twice) and the swap tried again."""
+        vectors: dict[str, np.ndarray] = {}
+        tokens = 0
+        for _attempt in range(SWAP_ATTEMPTS):
+            found = await asyncio.to_thread(
+                self.store.chunks_to_embed, job.account_id, job.collection_id
+            )
+            if found is None:
+                return None
+            generation, chunks = found
+            missing = [c for c in chunks if c.id not in vectors]
+            texts = [embedding_text(Chunk(c.text, c.heading_path, c.position, 0)) for c in missing]
+            embedded = await embed_passages(embedder, texts)
+            tokens += embedded.tokens
+            vectors.update(zip((c.id for c in missing), embedded.vectors, strict=True))
+            ids = [c.id for c in chunks]
+            stacked = (
+                np.vstack([vectors[i] for i in ids])
+                if ids
+                else np.empty((0, dimensions), dtype=np.float32)
+            )
+            swap = await asyncio.to_thread(
+                functools.partial(
+                    self.store.replace_vectors,
+                    job.account_id,
+                    job.collection_id,
+                    ids,
+                    stacked,
+                    embedding_model=model,
+                    dimensions=dimensions,
+                    settings=settings,
+                    token=token,
+                    generation=generation,
+                )
+            )
+            if swap == "done":
+                return tokens
+            if swap == "superseded":
+                return None
+        raise AlicerceError("the collection's documents kept changing; retry the re-embedding")
+
+    async def _fail_reembed(self, collection_id: str, token: str, reason: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.fail_reembed, collection_id, token, reason)
+        except Exception:  # the database is gone: a restart resumes it (it stays running)
+            log.exception("could not mark the re-embedding of %s failed", collection_id)
 
     def _bill(
         self,

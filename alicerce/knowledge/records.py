@@ -24,6 +24,16 @@ class ChunkLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ReembedState:
+    """A collection's re-embedding not done yet: queued, running, or failed with `error`."""
+
+    id: str  # the job's token: a new request, or a claim, changes it
+    status: str  # queued | running | failed
+    embedding: dict[str, Any] | None  # the target endpoint's settings; None: the local model
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Collection:
     id: str
     account_id: str
@@ -35,6 +45,8 @@ class Collection:
     chunk_count: int
     created_at: datetime
     updated_at: datetime
+    embedding_version: int = 0
+    reembed: ReembedState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +90,16 @@ def collection_of(row: CollectionRow) -> Collection:
         chunk_count=row.chunk_count,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        embedding_version=row.embedding_version or 0,
+        reembed=reembed_of(row),
     )
+
+
+def reembed_of(row: CollectionRow) -> ReembedState | None:
+    if row.reembed_status is None or row.reembed_id is None:
+        return None
+    embedding = dict(row.reembed_embedding) if row.reembed_embedding else None
+    return ReembedState(row.reembed_id, row.reembed_status, embedding, row.reembed_error)
 
 
 def document_of(row: DocumentRow) -> Document:

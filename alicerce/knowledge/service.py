@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,10 +23,11 @@ from alicerce.cache import LRUCache
 from alicerce.catalog import Catalog
 from alicerce.embedders import EmbedderRegistry
 from alicerce.embeddings import Embedder
-from alicerce.errors import AlicerceError, InvalidRequest, NotFound, RequestTooLarge
+from alicerce.errors import AlicerceError, Conflict, InvalidRequest, NotFound, RequestTooLarge
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, unsupported_suffix
 from alicerce.knowledge.indexer import Indexer, Reembed
 from alicerce.knowledge.modes import MODES
+from alicerce.knowledge.records import ReembedState
 from alicerce.knowledge.search import Hit
 from alicerce.knowledge.specs import (
     CollectionCreate,
@@ -49,6 +50,27 @@ class SearchResult:
     query_tokens: int  # what embedding the query cost (0 for keyword-only searches)
 
 
+class CollectionUsers(Protocol):
+    """Who names a collection: the gateways (`GatewayService`, wired in `alicerce.services`).
+    Each user is `{"id", "name", "slug"}`; knowledge never reads the gateways' tables."""
+
+    def using_collection(self, account_id: str, collection_id: str) -> list[dict[str, str]]: ...
+
+    def detach_collection(self, account_id: str, collection_id: str) -> list[dict[str, str]]:
+        """Takes the collection out of every gateway naming it; those gateways."""
+        ...
+
+
+class _NoUsers:
+    """No gateway names any collection: a service without gateways (the benchmarks)."""
+
+    def using_collection(self, account_id: str, collection_id: str) -> list[dict[str, str]]:
+        return []
+
+    def detach_collection(self, account_id: str, collection_id: str) -> list[dict[str, str]]:
+        return []
+
+
 class KnowledgeService:
     def __init__(
         self,
@@ -56,6 +78,7 @@ class KnowledgeService:
         embedders: EmbedderRegistry,
         indexer: Indexer,
         *,
+        users: CollectionUsers = _NoUsers(),  # a stateless default
         cipher: CredentialCipher,
         catalog: Callable[[], Catalog],
         ledger: UsageLedger,
@@ -64,6 +87,7 @@ class KnowledgeService:
     ) -> None:
         self.store = store
         self.indexer = indexer  # the worker that indexes what this service stores
+        self._users = users
         self._embedders = embedders
         self._cipher = cipher
         self._catalog = catalog
@@ -131,9 +155,33 @@ class KnowledgeService:
             raise NotFound(f"No collection {collection_id!r}.")
         return updated
 
-    async def delete_collection(self, account_id: str, collection_id: str) -> None:
+    async def delete_collection(
+        self, account_id: str, collection_id: str, *, force: bool = False
+    ) -> list[dict[str, str]]:
+        """Deletes the collection, refused (409 `collection_in_use`, naming them) while
+        gateways use it, unless `force`: then it is taken out of those gateways first. Returns
+        the gateways it was taken out of: with `force`, and any gateway saved naming it while
+        it was being deleted (swept after the delete, so none is left naming a collection that
+        is gone)."""
+        collection = await self.get_collection(account_id, collection_id)
+        users = await asyncio.to_thread(self._users.using_collection, account_id, collection_id)
+        if users and not force:
+            named = ", ".join(f"{u['slug']} ({u['id']})" for u in users)
+            raise Conflict(
+                f"Collection {collection.name!r} is used by {len(users)} gateway(s): {named}. "
+                "Take it out of their knowledge.collections first, or delete it with "
+                "force=true to detach it from them.",
+                code="collection_in_use",
+                details={"gateways": users},
+            )
+        detached = await self._detach(account_id, collection_id) if users else []
         if not await asyncio.to_thread(self.store.delete_collection, account_id, collection_id):
             raise NotFound(f"No collection {collection_id!r}.")
+        late = await self._detach(account_id, collection_id)
+        return detached + [g for g in late if g not in detached]
+
+    async def _detach(self, account_id: str, collection_id: str) -> list[dict[str, str]]:
+        return await asyncio.to_thread(self._users.detach_collection, account_id, collection_id)
 
     # -- documents -----------------------------------------------------------------------
 
@@ -218,6 +266,18 @@ class KnowledgeService:
         await self.get_collection(account_id, collection_id)
         return await asyncio.to_thread(self.store.list_documents, account_id, collection_id)
 
+    async def retry_document(
+        self, account_id: str, collection_id: str, document_id: str
+    ) -> Document:
+        """A failed document queued again with the bytes it kept, its error cleared."""
+        if not self.indexer.accepting:
+            raise AlicerceError("The server is shutting down; retry the document later.")
+        document = await asyncio.to_thread(
+            self.store.retry_document, account_id, collection_id, document_id
+        )
+        self.indexer.enqueue(document)
+        return document
+
     async def delete_document(self, account_id: str, collection_id: str, document_id: str) -> None:
         deleted = await asyncio.to_thread(
             self.store.delete_document, account_id, collection_id, document_id
@@ -227,16 +287,26 @@ class KnowledgeService:
 
     # -- re-embedding --------------------------------------------------------------------
 
-    async def reembed(self, account_id: str, collection_id: str, payload: Any) -> Reembed:
+    async def reembed(self, account_id: str, collection_id: str, payload: Any) -> ReembedState:
         """Queues the collection's re-embedding with another embedder (`embedding`, or the
-        local model without one). Searches keep using the old vectors until the new ones
-        replace them all, in one transaction."""
+        local model without one), in place of any not done yet. Searches keep using the old
+        vectors until the new ones replace them all, in one transaction. Kept on the
+        collection: a restart resumes it, a failure is shown there (`reembed`)."""
         spec: ReembedRequest = parse(ReembedRequest, {} if payload is None else payload)
         await self.get_collection(account_id, collection_id)
         endpoint = self._endpoint_settings(spec.embedding) if spec.embedding else None
-        job = Reembed(account_id, collection_id, endpoint)
-        self.indexer.enqueue(job)
-        return job
+        state = await asyncio.to_thread(
+            self.store.request_reembed, account_id, collection_id, endpoint
+        )
+        self.indexer.enqueue(Reembed(account_id, collection_id, state.id))
+        return state
+
+    async def retry_reembed(self, account_id: str, collection_id: str) -> ReembedState:
+        """The failed re-embedding queued again, to the same embedder (409
+        `reembed_not_failed` when there is none)."""
+        state = await asyncio.to_thread(self.store.retry_reembed, account_id, collection_id)
+        self.indexer.enqueue(Reembed(account_id, collection_id, state.id))
+        return state
 
     # -- search --------------------------------------------------------------------------
 
@@ -259,6 +329,8 @@ class KnowledgeService:
         started = time.perf_counter()
         wanted = set(collection_ids)
         collections = [c for c in await self.list_collections(account_id) if c.id in wanted]
+        if not collections:  # all gone (deleted as a gateway was saved): no search, no charge
+            raise NotFound("None of the collections to search exists any more.")
         # Vectors are comparable only within one embedder: search each group with its own
         # query vector and merge by score, which the store keeps comparable across searches.
         groups: dict[str, list[Collection]] = {}

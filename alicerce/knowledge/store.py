@@ -8,7 +8,8 @@ The keyword and vector sides are written through two interfaces (`indexes`), wit
 implementation per backend chosen when the store is made (`backends`): FTS5 or BM25 in SQL for
 keywords, an in-process HNSW graph per collection (kept in step through
 `collections.generation`) or pgvector for vectors. Chunk rows are written by the base class,
-`chunk_rows.ChunkRows`; what the store hands out is in `records`.
+`chunk_rows.ChunkRows`, re-embeddings kept by `reembeds.ReembedRows`; what the store hands out
+is in `records`.
 
 Tenancy: every public method that a request reaches takes `account_id` and filters by it; the
 worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worker got from them.
@@ -17,11 +18,9 @@ worker-side methods (`load_source`, `mark_*`, `write_chunks`) take ids the worke
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,7 +30,6 @@ from alicerce.errors import Conflict, NotFound
 from alicerce.ids import new_id
 from alicerce.knowledge import keyword
 from alicerce.knowledge.backends import open_backend
-from alicerce.knowledge.chunk_rows import ChunkRows
 from alicerce.knowledge.records import (
     ChunkLike,
     Collection,
@@ -40,6 +38,7 @@ from alicerce.knowledge.records import (
     collection_of,
     document_of,
 )
+from alicerce.knowledge.reembeds import ReembedRows
 from alicerce.knowledge.search import ChunkSearch
 from alicerce.store import Database
 from alicerce.store.tables import (
@@ -54,7 +53,7 @@ __all__ = ["ChunkLike", "Collection", "Document", "KnowledgeStore", "StoredChunk
 UNFINISHED = ("queued", "indexing")
 
 
-class KnowledgeStore(ChunkRows):
+class KnowledgeStore(ReembedRows):
     """Sync methods; async callers use `asyncio.to_thread`."""
 
     def __init__(
@@ -175,6 +174,15 @@ class KnowledgeStore(ChunkRows):
         self.vectors.drop(collection_id)
         return True
 
+    def delete_account_collections(self, account_id: str) -> int:
+        """Every collection of the account, deleted as `delete_collection` does (before the
+        account itself: the database's cascade would leave their keyword rows and vector
+        graphs behind). How many there were."""
+        collections = self.list_collections(account_id)
+        for collection in collections:
+            self.delete_collection(account_id, collection.id)
+        return len(collections)
+
     # -- documents ---------------------------------------------------------------------------
 
     def add_document(
@@ -188,11 +196,22 @@ class KnowledgeStore(ChunkRows):
         source_url: str | None,
         metadata: dict[str, Any] | None,
     ) -> tuple[Document, bool]:
-        """A new `queued` document with its bytes, or (the existing one, False) when the
-        collection already holds the same content."""
+        """A new `queued` document with its bytes, True; when the collection already holds
+        the same content, the existing document and False, unless it had failed: then it is
+        queued again with these bytes and this upload's name and fields, True (a re-upload is
+        a retry)."""
         digest = hashlib.sha256(data).hexdigest()
+        fields = {
+            "name": name,
+            "media_type": media_type,
+            "source_url": source_url,
+            "doc_metadata": metadata or {},
+        }
         for _attempt in range(2):  # a concurrent twin may win the unique constraint once
             existing = self._by_hash(account_id, collection_id, digest)
+            if existing is not None and existing.status == "failed":
+                requeued = self._requeue(existing.id, data, fields)
+                return (requeued, True) if requeued is not None else (existing, False)
             if existing is not None:
                 return existing, False
             now = utcnow()
@@ -222,6 +241,54 @@ class KnowledgeStore(ChunkRows):
             except IntegrityError:
                 continue
         raise Conflict("The document could not be stored; try again.")  # pragma: no cover
+
+    def retry_document(self, account_id: str, collection_id: str, document_id: str) -> Document:
+        """The failed document queued again with the bytes it kept (404 if there is none,
+        409 `document_not_failed` unless it failed, 409 `document_source_missing` if it
+        failed before failed documents kept their bytes)."""
+        found = self.get_document(account_id, collection_id, document_id)
+        if found is None:
+            raise NotFound(f"No document {document_id!r} in this collection.")
+        if found.status != "failed":
+            raise Conflict(
+                f"Document {found.name!r} is {found.status}; only a failed document is retried.",
+                code="document_not_failed",
+            )
+        requeued = self._requeue(document_id, None, {})
+        if requeued is None:
+            raise Conflict(
+                f"The bytes of document {found.name!r} were not kept; upload it again.",
+                code="document_source_missing",
+            )
+        return requeued
+
+    def _requeue(
+        self, document_id: str, data: bytes | None, fields: dict[str, Any]
+    ) -> Document | None:
+        """A `failed` document back to `queued`, its error cleared, with `data` as its bytes
+        (None: those it kept); None when it is not failed any more (a twin request won) or
+        has no bytes to index."""
+        with self.db.session() as session:
+            if data is None and session.get(DocumentSourceRow, document_id) is None:
+                return None
+            result = session.execute(
+                sa.update(DocumentRow)
+                .where(DocumentRow.id == document_id, DocumentRow.status == "failed")
+                .values(
+                    status="queued", error=None, chunks=0, tokens=0, updated_at=utcnow(), **fields
+                )
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None
+            if data is not None:
+                source = session.get(DocumentSourceRow, document_id)
+                if source is None:
+                    session.add(DocumentSourceRow(document_id=document_id, data=data))
+                else:
+                    source.data = data
+            row = session.get(DocumentRow, document_id)
+            assert row is not None
+            return document_of(row)
 
     def _by_hash(self, account_id: str, collection_id: str, digest: str) -> Document | None:
         with self.db.session() as session:
@@ -303,7 +370,8 @@ class KnowledgeStore(ChunkRows):
             return bool(getattr(result, "rowcount", 0) == 1)
 
     def mark_failed(self, document_id: str, error: str) -> None:
-        """Failed, with the reason; any chunks it had are removed and its bytes dropped."""
+        """Failed, with the reason; any chunks it had are removed. Its bytes are kept, so it
+        can be retried (`retry_document`) until it is indexed or deleted."""
         change = None
         with self.db.session() as session:
             row = session.get(DocumentRow, document_id)
@@ -312,52 +380,4 @@ class KnowledgeStore(ChunkRows):
             change = self._remove_chunks(session, row)
             row.status, row.error, row.chunks, row.tokens = "failed", error, 0, 0
             row.updated_at = utcnow()
-            session.execute(
-                sa.delete(DocumentSourceRow).where(DocumentSourceRow.document_id == document_id)
-            )
         self._applied(change)
-
-    # -- re-embedding ------------------------------------------------------------------------
-
-    def chunk_vectors(
-        self, account_id: str, collection_id: str, *, batch: int = 256
-    ) -> Iterator[list[StoredChunk]]:
-        """The collection's chunks in batches, for embedding them again."""
-        with self.db.session() as session:
-            if self._owned(session, account_id, collection_id) is None:
-                return
-            rows = session.execute(
-                sa.select(ChunkRow.id, ChunkRow.text, ChunkRow.heading_path, ChunkRow.position)
-                .where(ChunkRow.collection_id == collection_id)
-                .order_by(ChunkRow.document_id, ChunkRow.position)
-            ).all()
-        for start in range(0, len(rows), batch):
-            yield [StoredChunk(*row) for row in rows[start : start + batch]]
-
-    def replace_vectors(
-        self,
-        account_id: str,
-        collection_id: str,
-        chunk_ids: Sequence[str],
-        vectors: np.ndarray,
-        *,
-        embedding_model: str,
-        dimensions: int,
-        settings: dict[str, Any] | None = None,
-    ) -> bool:
-        """Every chunk's new vector and the collection's new model, in one transaction."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(chunk_ids), dimensions):
-            raise ValueError(f"expected {len(chunk_ids)} x {dimensions} vectors")
-        with self.db.session() as session:
-            row = self._owned(session, account_id, collection_id)
-            if row is None:
-                return False
-            self._write_vectors(session, collection_id, chunk_ids, vectors)
-            row.embedding_model, row.dimensions = embedding_model, dimensions
-            if settings is not None:
-                row.settings = settings
-            row.updated_at = utcnow()
-            self._bump(session, collection_id, chunks=0, terms=0)
-        self.vectors.drop(collection_id)  # a graph is rebuilt from them on the next search
-        return True

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from alicerce.clock import rfc3339
-from alicerce.knowledge.records import Collection, Document
+from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
+from alicerce.knowledge.records import Collection, Document, ReembedState
 from alicerce.knowledge.specs import Fusion
 
 
@@ -29,8 +30,34 @@ def collection_view(collection: Collection) -> dict[str, Any]:
         "embedding": embedding,
         "chunks": collection.chunk_count,
         "fusion": collection.settings.get("fusion") or Fusion().model_dump(),
+        "reembed": _reembed_view(collection.reembed),
         "created_at": rfc3339(collection.created_at),
         "updated_at": rfc3339(collection.updated_at),
+    }
+
+
+def _target(embedding: dict[str, Any] | None) -> dict[str, Any]:
+    """The embedder a re-embedding moves to, as the API names it (never its key)."""
+    if not embedding:
+        return {"model": LOCAL_EMBEDDING_MODEL, "dimensions": LOCAL_DIMENSIONS}
+    return {"model": embedding["model"], "dimensions": int(embedding["dimensions"])}
+
+
+def _reembed_view(state: ReembedState | None) -> dict[str, Any] | None:
+    """A re-embedding not done yet (`queued`, `running`, or `failed` with its `error`);
+    None once done or when there was none."""
+    if state is None:
+        return None
+    return {"status": state.status, "embedding": _target(state.embedding), "error": state.error}
+
+
+def reembed_job_view(collection_id: str, state: ReembedState) -> dict[str, Any]:
+    """What `POST .../reembed` (and its retry) answer."""
+    return {
+        "object": "collection.reembed",
+        "collection_id": collection_id,
+        "status": state.status,
+        "embedding": _target(state.embedding),
     }
 
 

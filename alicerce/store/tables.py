@@ -159,6 +159,16 @@ class CollectionRow(Base):
     term_count: Mapped[int] = mapped_column(BigInteger, default=0)  # for BM25's average length
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Migration 0007. Moved at each swap of the vectors for another embedder: a document
+    # embedded before it is not written after it (`knowledge.reembeds`).
+    embedding_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The re-embedding asked for and not done yet, kept so a restart resumes it: its token
+    # (a new one at each claim), `queued` | `running` | `failed` (NULL: none), the target
+    # embedder (the endpoint's settings; NULL for the local model) and why it failed.
+    reembed_id: Mapped[str | None] = mapped_column(String(36))
+    reembed_status: Mapped[str | None] = mapped_column(String(16))
+    reembed_embedding: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    reembed_error: Mapped[str | None] = mapped_column(Text)
 
 
 class DocumentRow(Base):
