@@ -399,7 +399,10 @@ def test_a_dead_worker_is_a_warning_with_its_cause_and_is_replaced(
         assert len(workers) == 2, workers
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        line = output.wait_for(f"worker [{victim}] died", timeout=30)
+        # The supervisor notices within a second, unless it is waiting on the other worker's
+        # answer to its health check (a worker still importing the app under load answers
+        # late): then up to the health-check timeout (30 s) more.
+        line = output.wait_for(f"worker [{victim}] died", timeout=90)
         assert line is not None, "".join(output.lines)
         entry = json.loads(line)
         assert entry["level"] == "warning" and entry["logger"] == "alicerce.workers"
