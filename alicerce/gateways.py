@@ -78,7 +78,7 @@ class Knowledge(Strict):
     below_threshold: Literal["low_confidence", "drop"] = "low_confidence"
     # `always`: how much the conversation (the last `context_turns` user turns, searched
     # apart) weighs against the last turn in the ranking; 0 searches the last turn alone.
-    context_weight: float = Field(default=0.6, ge=0, le=1)
+    context_weight: float = Field(default=0.7, ge=0, le=1)
 
 
 class Function(Strict):

@@ -192,7 +192,7 @@ def test_the_defaults_are_low_confidence_and_a_conversation_aware_always(
         model="@mock/echo", knowledge={"collections": [collection], "strategy": "always"}
     )
     assert gateway["knowledge"]["below_threshold"] == "low_confidence"
-    assert gateway["knowledge"]["context_weight"] == 0.6
+    assert gateway["knowledge"]["context_weight"] == 0.7
 
 
 def test_concatenate_searches_with_the_earlier_user_turns(
@@ -373,9 +373,9 @@ def test_a_follow_up_finds_what_the_conversation_is_about(
     [search] = context["knowledge_searches"]
     assert search["query"] == FOLLOW_UP[-1]["content"]
     assert search["context_query"] == f"{FOLLOW_UP[0]['content']}\n{FOLLOW_UP[-1]['content']}"
-    assert search["context_weight"] == 0.6 and search["searches"] == 2
+    assert search["context_weight"] == 0.7 and search["searches"] == 2
     best = search["hits"][0]
-    fused = 0.4 * best["query_score"] + 0.6 * best["context_score"]
+    fused = 0.3 * best["query_score"] + 0.7 * best["context_score"]
     assert best["score"] == pytest.approx(fused, abs=1e-3)
     [searches] = [i for i in context["generated_usage"] if i["sku"] == "knowledge.search"]
     assert searches["quantity"] == 2  # two searches, each billed
