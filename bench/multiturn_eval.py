@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import sys
@@ -194,6 +195,15 @@ def render(results: list[Result], corpus: dict[str, Any]) -> str:
             f"| {result.name} | {cells} | {searches:.2f} | "
             f"{statistics.median(times):.0f} / {p90:.0f} ms |"
         )
+    best = max(results, key=lambda r: (r.tallies["all"].doc1, r.tallies["all"].doc5))
+    lines += [
+        "",
+        f"Most right documents first: **{best.name}**, {best.tallies['all'].doc1} of "
+        f"{best.tallies['all'].count} (follow-ups {best.tallies['follow-up'].doc1} of "
+        f"{best.tallies['follow-up'].count}, switches {best.tallies['switch'].doc1} of "
+        f"{best.tallies['switch'].count}). Load average {os.getloadavg()[0]:.1f} during the run "
+        "(2 cores, shared).",
+    ]
     return "\n".join(lines)
 
 
