@@ -74,6 +74,12 @@ class Knowledge(Strict):
     min_score: float = Field(default=0.2, ge=0)
     context_turns: int = Field(default=3, ge=1, le=50)
     mode: Mode = "hybrid"
+    # When no chunk passes `min_score`: the best few still go to the model, marked as
+    # low-confidence, or nothing does (the model is told nothing matched).
+    below_threshold: Literal["low_confidence", "drop"] = "low_confidence"
+    # `always`: how much the conversation (the last `context_turns` user turns, searched
+    # apart) weighs against the last turn in the ranking; 0 searches the last turn alone.
+    context_weight: float = Field(default=0.7, ge=0, le=1)
 
 
 class Function(Strict):

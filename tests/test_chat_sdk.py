@@ -45,6 +45,7 @@ def test_non_streaming_answer_has_the_contract_shape(account: Account) -> None:
         "generated_usage": [],
         "runned_functions": [],
         "knowledge": [],
+        "knowledge_searches": [],
     }
     sent = _echo(message.content)
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}

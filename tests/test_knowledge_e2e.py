@@ -19,6 +19,7 @@ from tests.conftest import ROOT_KEY, Account, Alicerce, Upstream, write_catalog
 from tests.servers import ServerThread
 
 PDF = Path(__file__).parent / "fixtures" / "knowledge" / "handbook.pdf"
+PARKING_URL = "https://intranet.example/parking"
 MARKDOWN = """# Parking
 
 ## Bicycles
@@ -62,6 +63,7 @@ def grounded(server: Alicerce, upstream: Upstream) -> tuple[Account, dict[str, A
             client.post(
                 f"/collections/{collection}/documents",
                 files={"file": ("parking.md", MARKDOWN.encode(), "text/markdown")},
+                data={"source_url": PARKING_URL, "metadata": '{"site": "Lisboa"}'},
             ),
         ]
         server.indexed()
@@ -87,6 +89,7 @@ QUESTIONS = [
     ("Quantos dias de férias por ano tem cada colaborador?", "handbook.pdf", "30 dias"),
     ("What is the code of the bicycle rack padlock?", "parking.md", "7781"),
 ]
+BICYCLES = "What is the code of the bicycle rack padlock?"
 
 
 @pytest.mark.parametrize(("question", "document", "fact"), QUESTIONS)
@@ -102,3 +105,31 @@ def test_the_answer_is_grounded_in_the_right_document(
     assert fact in system
     assert context["knowledge"][0]["document_name"] == document
     assert "knowledge.search" in [item["sku"] for item in context["generated_usage"]]
+    cited = context["knowledge"][0]
+    assert fact in cited["text"] and cited["headings"]  # the passage itself, and its section
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_citation_links_to_its_source_and_its_chunk(
+    grounded: tuple[Account, dict[str, Any]], stream: bool
+) -> None:
+    account, gateway = grounded
+    messages = [{"role": "user", "content": BICYCLES}]
+    _, context = account.answer(stream=stream, model=gateway["slug"], messages=messages)
+    cited = context["knowledge"][0]
+    assert cited["document_name"] == "parking.md" and "7781" in cited["text"]
+    assert cited["headings"] == ["Parking", "Bicycles"]
+    assert cited["source_url"] == PARKING_URL and cited["metadata"] == {"site": "Lisboa"}
+    path = (
+        f"/collections/{cited['collection_id']}/documents/{cited['document_id']}"
+        f"/chunks/{cited['chunk_id']}"
+    )
+    with account.http() as client:
+        response = client.get(path)
+    assert response.status_code == 200, response.text
+    chunk = response.json()
+    assert chunk["object"] == "chunk" and chunk["id"] == cited["chunk_id"]
+    assert chunk["text"] == cited["text"] and chunk["headings"] == cited["headings"]
+    assert chunk["position"] == cited["position"] and chunk["tokens"] > 0
+    assert chunk["document"]["id"] == cited["document_id"]
+    assert chunk["document"]["source_url"] == PARKING_URL

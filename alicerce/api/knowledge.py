@@ -32,7 +32,7 @@ from alicerce.knowledge.specs import (
     parse,
 )
 from alicerce.knowledge.store import Document
-from alicerce.knowledge.views import collection_view, document_view, reembed_job_view
+from alicerce.knowledge.views import chunk_view, collection_view, document_view, reembed_job_view
 
 router = APIRouter(tags=["knowledge"])
 SCHEMAS: list[type[BaseModel]] = [
@@ -61,6 +61,7 @@ def hit_view(hit: Hit) -> dict[str, Any]:
         "metadata": hit.metadata,
         "heading_path": hit.heading_path,
         "position": hit.position,
+        "source_url": hit.source_url,
     }
 
 
@@ -294,6 +295,20 @@ async def retry_document(
     with. 409 `document_not_failed` for a document that has not failed."""
     document = await knowledge.retry_document(_account(principal), collection_id, document_id)
     return json_response(document_view(document), status=202)
+
+
+@router.get("/collections/{collection_id}/documents/{document_id}/chunks/{chunk_id}")
+async def get_chunk(
+    collection_id: str,
+    document_id: str,
+    chunk_id: str,
+    knowledge: KnowledgeService = Depends(_knowledge),
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """One chunk, whole: the one a citation (`generation_context.knowledge`) or a search
+    result names, with its text, heading path, position and document."""
+    chunk = await knowledge.get_chunk(_account(principal), collection_id, document_id, chunk_id)
+    return json_response(chunk_view(chunk))
 
 
 @router.delete("/collections/{collection_id}/documents/{document_id}", status_code=204)

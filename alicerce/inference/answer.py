@@ -19,14 +19,18 @@ class GenerationContext:
 
     line_items: list[LineItem] = field(default_factory=list)
     runned_functions: list[dict[str, Any]] = field(default_factory=list)
-    knowledge: list[dict[str, Any]] = field(default_factory=list)
+    knowledge: list[dict[str, Any]] = field(default_factory=list)  # the passages given
+    knowledge_searches: list[dict[str, Any]] = field(default_factory=list)  # and how found
     currency: str = DEFAULT_CURRENCY  # of the line items' amounts
 
     @classmethod
     def of(cls, plan: Plan) -> GenerationContext:
         """What planning consumed (routing, searches) and found (knowledge), to add to."""
         return cls(
-            line_items=list(plan.line_items), knowledge=list(plan.knowledge), currency=plan.currency
+            line_items=list(plan.line_items),
+            knowledge=list(plan.knowledge),
+            knowledge_searches=list(plan.searches),
+            currency=plan.currency,
         )
 
     def absorb(self, results: list[ToolResult]) -> None:
@@ -35,6 +39,7 @@ class GenerationContext:
             self.runned_functions.append(result.to_runned())
             self.line_items.extend(result.charges)
             self.knowledge.extend(result.knowledge)
+            self.knowledge_searches.extend(result.searches)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +47,7 @@ class GenerationContext:
             "generated_usage": [item.to_json() for item in merged(self.line_items)],
             "runned_functions": self.runned_functions,
             "knowledge": self.knowledge,
+            "knowledge_searches": self.knowledge_searches,
         }
 
 

@@ -55,6 +55,7 @@ class ToolResult:
     duration_ms: float = 0.0
     charges: list[LineItem] = field(default_factory=list)  # e.g. a knowledge search
     knowledge: list[dict[str, Any]] = field(default_factory=list)  # chunks the model was given
+    searches: list[dict[str, Any]] = field(default_factory=list)  # `search_knowledge`'s report
 
     def to_runned(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ class Plan:
     # What planning itself consumed (routing, query rewriting, searches), billed with the answer.
     line_items: list[LineItem] = field(default_factory=list)
     knowledge: list[dict[str, Any]] = field(default_factory=list)  # chunks put in the context
+    searches: list[dict[str, Any]] = field(default_factory=list)  # what grounding searched
     toolbox: Toolbox | None = None  # server-side tools the model may call, run by the gateway
     currency: str = DEFAULT_CURRENCY  # the catalog's, of every price this request is billed at
 

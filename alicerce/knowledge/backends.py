@@ -38,7 +38,7 @@ _OWNED = (
 )
 _ROWS = (
     "SELECT c.key, c.id, c.collection_id, c.document_id, c.text, c.heading_path, "
-    "c.position, d.name, d.metadata AS doc_metadata FROM chunks c "
+    "c.position, d.name, d.metadata AS doc_metadata, d.source_url FROM chunks c "
 )
 
 

@@ -78,6 +78,18 @@ class StoredChunk:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentChunk:
+    """A chunk as the API shows it (the one a citation names), with its document."""
+
+    id: str
+    text: str
+    heading_path: list[str]
+    position: int
+    tokens: int
+    document: Document
+
+
 def collection_of(row: CollectionRow) -> Collection:
     return Collection(
         id=row.id,

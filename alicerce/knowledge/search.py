@@ -36,6 +36,7 @@ class Hit:
     metadata: dict[str, Any]
     heading_path: list[str] = field(default_factory=list)
     position: int = 0
+    source_url: str | None = None  # the document's
 
     def citation(self) -> dict[str, Any]:
         """Which chunk this is, and how relevant: what answers cite
@@ -191,6 +192,7 @@ class ChunkSearch:
                     metadata=dict(decode(row.doc_metadata) or {}),
                     heading_path=list(decode(row.heading_path) or []),
                     position=row.position,
+                    source_url=row.source_url,
                 )
             )
             if len(hits) == k:

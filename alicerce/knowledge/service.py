@@ -27,7 +27,7 @@ from alicerce.errors import AlicerceError, Conflict, InvalidRequest, NotFound, R
 from alicerce.knowledge.extract import SUPPORTED_SUFFIXES, unsupported_suffix
 from alicerce.knowledge.indexer import Indexer, Reembed
 from alicerce.knowledge.modes import MODES
-from alicerce.knowledge.records import ReembedState
+from alicerce.knowledge.records import DocumentChunk, ReembedState
 from alicerce.knowledge.search import Hit
 from alicerce.knowledge.specs import (
     CollectionCreate,
@@ -260,6 +260,16 @@ class KnowledgeService:
         )
         if found is None:
             raise NotFound(f"No document {document_id!r} in this collection.")
+        return found
+
+    async def get_chunk(
+        self, account_id: str, collection_id: str, document_id: str, chunk_id: str
+    ) -> DocumentChunk:
+        found = await asyncio.to_thread(
+            self.store.get_chunk, account_id, collection_id, document_id, chunk_id
+        )
+        if found is None:
+            raise NotFound(f"No chunk {chunk_id!r} in this document.")
         return found
 
     async def list_documents(self, account_id: str, collection_id: str) -> list[Document]:

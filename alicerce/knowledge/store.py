@@ -34,6 +34,7 @@ from alicerce.knowledge.records import (
     ChunkLike,
     Collection,
     Document,
+    DocumentChunk,
     StoredChunk,
     collection_of,
     document_of,
@@ -310,6 +311,26 @@ class KnowledgeStore(ReembedRows):
             if row is None or row.account_id != account_id or row.collection_id != collection_id:
                 return None
             return document_of(row)
+
+    def get_chunk(
+        self, account_id: str, collection_id: str, document_id: str, chunk_id: str
+    ) -> DocumentChunk | None:
+        """The chunk `chunk_id` of that document of that collection of the account, or None."""
+        with self.db.session() as session:
+            chunk = session.get(ChunkRow, chunk_id)
+            if chunk is None or chunk.document_id != document_id:
+                return None
+            row = session.get(DocumentRow, document_id)
+            if row is None or row.account_id != account_id or row.collection_id != collection_id:
+                return None
+            return DocumentChunk(
+                chunk.id,
+                chunk.text,
+                list(chunk.heading_path or []),
+                chunk.position,
+                chunk.tokens,
+                document_of(row),
+            )
 
     def list_documents(self, account_id: str, collection_id: str) -> list[Document]:
         with self.db.session() as session:

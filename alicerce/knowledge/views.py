@@ -7,7 +7,7 @@ from typing import Any
 
 from alicerce.clock import rfc3339
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL
-from alicerce.knowledge.records import Collection, Document, ReembedState
+from alicerce.knowledge.records import Collection, Document, DocumentChunk, ReembedState
 from alicerce.knowledge.specs import Fusion
 
 
@@ -78,4 +78,22 @@ def document_view(document: Document) -> dict[str, Any]:
         "metadata": document.metadata,
         "created_at": rfc3339(document.created_at),
         "updated_at": rfc3339(document.updated_at),
+    }
+
+
+def chunk_view(chunk: DocumentChunk) -> dict[str, Any]:
+    """One chunk, whole, as a citation names it (`headings`, as citations say), with its
+    document."""
+    document = chunk.document
+    return {
+        "id": chunk.id,
+        "object": "chunk",
+        "collection_id": document.collection_id,
+        "document_id": document.id,
+        "document_name": document.name,
+        "text": chunk.text,
+        "headings": chunk.heading_path,
+        "position": chunk.position,
+        "tokens": chunk.tokens,
+        "document": document_view(document),
     }
