@@ -263,7 +263,9 @@ def set_settings(bench: Bench, collection_id: str, settings: dict[str, Any]) -> 
 
     with bench.db.session() as session:
         session.execute(
-            sa.update(CollectionRow).where(CollectionRow.id == collection_id).values(settings=settings)
+            sa.update(CollectionRow)
+            .where(CollectionRow.id == collection_id)
+            .values(settings=settings)
         )
 
 

@@ -96,7 +96,7 @@ def _page(page: Path) -> str:
 
 
 def anchors(pages: list[Path]) -> dict[str, str]:
-    """"page#section number" -> the section's DocBook anchor id."""
+    """ "page#section number" -> the section's DocBook anchor id."""
     found: dict[str, str] = {}
     for page in pages:
         for anchor, number in _ANCHOR.findall(page.read_text(errors="replace")):
@@ -135,15 +135,26 @@ def query_sets(corpora: list[rev.Corpus], embedder: LocalE5Embedder) -> list[Que
             vectors[corpus.name],
         )
 
-    def across(source: rev.Corpus, target: rev.Corpus, pairs: dict[str, str], label: str) -> QuerySet:
+    def across(
+        source: rev.Corpus, target: rev.Corpus, pairs: dict[str, str], label: str
+    ) -> QuerySet:
         rows = [i for i, q in enumerate(source.queries) if source.queries[q] in pairs]
         questions = [list(source.queries)[i] for i in rows]
         answers = [pairs[source.queries[q]] for q in questions]
-        return QuerySet(label, "cross-lingual", target.name, questions, answers, vectors[source.name][rows])  # type: ignore[arg-type]
+        return QuerySet(
+            label, "cross-lingual", target.name, questions, answers, vectors[source.name][rows]
+        )  # type: ignore[arg-type]
 
     def off(source: rev.Corpus, target: rev.Corpus, label: str) -> QuerySet:
         questions = list(source.queries)
-        return QuerySet(label, "off-topic", target.name, questions, [None] * len(questions), vectors[source.name])
+        return QuerySet(
+            label,
+            "off-topic",
+            target.name,
+            questions,
+            [None] * len(questions),
+            vectors[source.name],
+        )
 
     en_to_pt, _ = cross_lingual(en, pt)
     pt_to_en = {p: e for e, p in en_to_pt.items()}
@@ -264,7 +275,9 @@ def fitted_on(mode: str, qset: QuerySet) -> bool:
     return qset.kind == "monolingual" or (qset.kind == "cross-lingual" and mode != "keyword")
 
 
-def fit_maps(raw: dict[tuple[str, str], Ranked], sets: list[QuerySet], leave_out: str = "") -> dict[str, Any]:
+def fit_maps(
+    raw: dict[tuple[str, str], Ranked], sets: list[QuerySet], leave_out: str = ""
+) -> dict[str, Any]:
     maps = {}
     for mode in MODES:
         relevant = {
@@ -319,7 +332,7 @@ def kept(ranked: Ranked, answers: list[str | None], min_score: float, score: Any
 
 
 def knowledge_service(bench: rev.Bench, embedder: LocalE5Embedder) -> Any:
-    """A `KnowledgeService` over the bench's store, as a server builds it (searches bill nothing)."""
+    """A `KnowledgeService` over the bench's store, built as a server builds it."""
     from alicerce.catalog import Catalog
     from alicerce.embedders import EmbedderRegistry
     from alicerce.knowledge.indexer import Indexer
@@ -337,7 +350,9 @@ def knowledge_service(bench: rev.Bench, embedder: LocalE5Embedder) -> Any:
     ledger = UsageLedger(RequestLog(bench.db, flush_interval_s=1, batch_size=1), limits, Metrics())
     http = HttpClients(allow_private=False, pool_size=1, connect_timeout_s=1, read_timeout_s=1)
     embedders = EmbedderRegistry(embedder, cipher=cipher, http=http, catalog=catalog)
-    indexer = Indexer(bench.store, embedders, catalog=catalog, ledger=ledger, max_document_bytes=1 << 24)
+    indexer = Indexer(
+        bench.store, embedders, catalog=catalog, ledger=ledger, max_document_bytes=1 << 24
+    )
     return KnowledgeService(
         bench.store,
         embedders,
@@ -396,7 +411,10 @@ def fixture_questions(path: Path) -> list[tuple[str, str | None]]:
 
 
 async def end_to_end(
-    bench: rev.Bench, embedder: LocalE5Embedder, sets: list[QuerySet], indexed: dict[str, rev.Indexed]
+    bench: rev.Bench,
+    embedder: LocalE5Embedder,
+    sets: list[QuerySet],
+    indexed: dict[str, rev.Indexed],
 ) -> dict[str, Any]:
     """`answered` for every set, and for the product manual and the demo's samples, each of
     those in a database of its own as a new user's would be (BM25 counts every collection of
@@ -407,7 +425,9 @@ async def end_to_end(
     for qset in sets:
         ix = indexed[qset.corpus]  # the eval's document names are the stored documents' names
         questions = list(zip(qset.questions, qset.answers, strict=True))
-        out[qset.name] = await answered(service, bench.account_id, ix.collection_id, questions, top_k)
+        out[qset.name] = await answered(
+            service, bench.account_id, ix.collection_id, questions, top_k
+        )
     manual = json.loads((MANUAL / "questions.json").read_text())
     for label, files, questions, k in (
         (
@@ -451,105 +471,122 @@ def _map_row(mode: str, score_map: Any) -> str:
     return f"| {mode} | {knots} |"
 
 
-def render(results: dict[str, Any], sets: list[QuerySet], maps: dict[str, Any], before: dict[str, Any] | None) -> str:
+INTRO = """\
+`bench/score_calibration.py`; reproduce with `apt-get install debian-faq debian-faq-pt \
+python3.11-doc`, then `uv run --frozen python bench/score_calibration.py --write`. The retrieval \
+eval's three FAQs and four sets made from them, each question against one collection, through \
+the real pipeline and `KnowledgeStore.search` (SQLite, the collections in one database as on a \
+server):
+
+- **monolingual**: each FAQ's questions against its own collection (one answering section each);
+- **cross-lingual**: the Portuguese Debian FAQ is a translation of the English one, so a \
+question's answer in the other language is the section with the same page and section number \
+({pairs} pairs of {en} English and {pt} Portuguese sections; the sections' DocBook anchor ids \
+agree for {anchors_agree});
+- **off-topic**: the Python FAQ's questions against the Debian FAQ, the Portuguese Debian \
+questions against the Python collection: nothing there answers them.
+
+*Relevant* is the answering document's best chunk, *irrelevant* a chunk of another document.
+
+**Cosines** (multilingual-e5-small, query against passage, straight from the vectors: the best \
+chunk of the answer, and every chunk of the other documents):
+"""
+MAPS = """
+**The maps** (`alicerce/knowledge/scoring.py`), raw value → score, linear between the knots and \
+flat outside. In each mode 0.2 sits at the lowest of the fitted sets' 5th percentiles of \
+relevant top-5 hits (so it keeps at least 95% of each set's), 0.5 at their pooled median, 0.8 at \
+their pooled 90th percentile; the end segments go on with their own slopes to 0 and 1. Vector \
+and hybrid are fitted on the three monolingual and the two cross-lingual sets, keyword on the \
+monolingual ones only (word matching does not cross languages: its cross-lingual hits are chance \
+matches of names and commands). Hybrid's raw value is fusion's relevance, `0.5 (cos - 0.82) / \
+0.10 + 0.5 bm25_fraction`, what the store ranks by.
+
+| mode | knots |
+| --- | --- |
+"""
+HELD_OUT = """
+**Held out**: each fitted set left out of the fit in turn: the share of its relevant top-5 hits \
+that the maps fitted on the other sets score {min_score:g} or more (in brackets: fitted on all). \
+The cross-lingual sets share their documents, and their questions in the other language, with \
+the monolingual Debian sets, so leaving one of those out is not a fully independent test; the \
+Python FAQ shares nothing with the others.
+
+| held-out set | vector | keyword | hybrid |
+| --- | --- | --- | --- |
+"""
+KEPT = """
+**At the default `min_score` {min_score:g}** (a gateway's, `alicerce/gateways.py`), the top 5 of \
+each question: relevant hits kept, irrelevant hits let through. Before: the scores of \
+`{commit}` (the e5 cosine rescaled from [0.82, 0.92] and clipped, the raw BM25 fraction, their \
+mean for hybrid).
+
+| set | mode | before: relevant kept | others passed | after: relevant kept | others passed |
+| --- | --- | --- | --- | --- | --- |
+"""
+END_TO_END = """
+**End to end**: each question through `KnowledgeService.search` with a gateway's default \
+knowledge settings (strategy `always`: top_k {top_k}, mode `{mode}`, min_score {min_score:g}). \
+*Ranked*: the answering document is in the top {top_k}; *reaches the model*: it also passes \
+`min_score`. The product manual is `tests/fixtures/knowledge/manual/` (Markdown, HTML, text, \
+DOCX and the handbook PDF; questions in English and Portuguese), the demo's samples are \
+`alicerce/samples/` with the demo gateway's top_k 3 and the questions of \
+`tests/fixtures/knowledge/demo_questions.json`, each in a fresh database as a new user's. For the \
+off-topic sets the last two columns count the questions given *any* passage.
+
+| questions | N | ranked | reaches the model, before | after |
+| --- | --- | --- | --- | --- |
+"""
+
+
+def render(
+    results: dict[str, Any],
+    sets: list[QuerySet],
+    maps: dict[str, Any],
+    before: dict[str, Any] | None,
+) -> str:
     min_score = results["min_score"]
-    pairs = results["pairs"]
-    out = [
-        "`bench/score_calibration.py` (reproduce: `apt-get install debian-faq debian-faq-pt",
-        "python3.11-doc`, then `uv run --frozen python bench/score_calibration.py --write`). The",
-        "retrieval eval's three FAQs and four sets made from them, each question against one",
-        "collection, through the real pipeline and `KnowledgeStore.search` (SQLite, every collection",
-        "in one database as on a server):",
-        "",
-        "- **monolingual**: each FAQ's questions against its own collection (one answering section each);",
-        f"- **cross-lingual**: the Portuguese Debian FAQ is a translation of the English one: a question's",
-        f"  answer in the other language is the section with the same page and section number ({pairs['pairs']}",
-        f"  pairs of {pairs['en']} English and {pairs['pt']} Portuguese sections; the DocBook anchor ids agree for",
-        f"  {pairs['anchors_agree']});",
-        "- **off-topic**: the Python FAQ's questions against the Debian FAQ, the Portuguese Debian questions",
-        "  against the Python collection: nothing there answers them (every hit is irrelevant).",
-        "",
-        "*Relevant* is the answering document's best chunk, *irrelevant* any chunk of another document.",
-        "",
-        "**Cosines** (multilingual-e5-small, query vs passage, from the vectors: relevant = the best",
-        "chunk of the answer, irrelevant = every other chunk):",
-        "",
-        *_header("set"),
-    ]
+    out = [INTRO.format(**results["pairs"]), *_header("set")]
     for q in sets:
         for kind in ("relevant", "irrelevant"):
             values = results["cosines"][q.name][kind]
             if len(values):
                 out.append(f"| {q.name}, {kind} | {len(values)} | {_cells(values)} |")
-    for mode, label in (
-        ("vector", "the cosine"),
-        ("keyword", "the BM25 fraction of `keyword`"),
-        ("hybrid", "fusion's relevance, `0.5 (cos - 0.82) / 0.10 + 0.5 bm25_fraction`"),
-    ):
-        out += ["", f"**Raw {mode} scores of the top-5 hits** ({label}):", "", *_header("set")]
+    for mode in MODES:
+        out += ["", f"**Raw {mode} scores of the top-5 hits** (the store's):", "", *_header("set")]
         for q in sets:
             relevant, irrelevant = results["raw"][q.name][mode]
             if relevant:
                 out.append(f"| {q.name}, relevant | {len(relevant)} | {_cells(relevant)} |")
             out.append(f"| {q.name}, irrelevant | {len(irrelevant)} | {_cells(irrelevant)} |")
-    out += [
-        "",
-        "**The maps** (`alicerce/knowledge/scoring.py`), raw value → score, linear between the knots",
-        "and flat outside. In each mode 0.2 sits at the lowest of the fitted sets' 5th percentiles of",
-        "relevant top-5 hits (so it keeps at least 95% of every set's), 0.5 at their pooled median,",
-        "0.8 at their pooled 90th percentile; the end segments carry on with their slopes to 0 and 1.",
-        "Vector and hybrid are fitted on the three monolingual and the two cross-lingual sets;",
-        "keyword on the monolingual ones only (word matching does not cross languages: its",
-        "cross-lingual hits are chance matches of names and commands).",
-        "",
-        "| mode | knots |",
-        "| --- | --- |",
-        *[_map_row(mode, maps[mode]) for mode in MODES],
-        "",
-        f"**Held out**: each fitted set left out of the fit in turn, the share of its relevant top-5",
-        f"hits that the map fitted on the others scores {min_score:g} or more (all sets fitted, for comparison):",
-        "",
-        "| held-out set | " + " | ".join(MODES) + " |",
-        "| --- " * (len(MODES) + 1) + "|",
-    ]
+    out += [MAPS.rstrip("\n"), *[_map_row(mode, maps[mode]) for mode in MODES]]
+    out.append(HELD_OUT.format(min_score=min_score).rstrip("\n"))
     for name, row in results["held_out"].items():
-        cells = [
-            f"{row[m][0]:.1%} ({row[m][1]:.1%})" if m in row else "not fitted" for m in MODES
-        ]
+        cells = [f"{row[m][0]:.1%} ({row[m][1]:.1%})" if m in row else "not fitted" for m in MODES]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    out += [
-        "",
-        f"**At the default `min_score` {min_score:g}** (a gateway's, `alicerce/gateways.py`), top 5 of each",
-        "question: relevant hits kept, irrelevant hits let through; before (the scores of",
-        f"`{before['commit'] if before else '?'}`: e5 cosine rescaled from [0.82, 0.92] and clipped, raw BM25",
-        "fraction, their mean) and after:",
-        "",
-        "| set | mode | before: relevant kept | before: irrelevant through | after: relevant kept | after: irrelevant through |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    commit = before["commit"] if before else "?"
+    out.append(KEPT.format(min_score=min_score, commit=commit).rstrip("\n"))
     for q in sets:
         for mode in MODES:
             now = Kept(**results["kept"][q.name][mode])
             then = Kept(**before["kept"][q.name][mode]).row() if before else "— | —"
             out.append(f"| {q.name} | {mode} | {then} | {now.row()} |")
-    out += [
-        "",
-        "**End to end**: each question through `KnowledgeService.search` with a gateway's default",
-        f"knowledge settings (strategy `always`: top_k {results['top_k']}, mode `{results['mode']}`,",
-        f"min_score {min_score:g}); *ranked* = the answering document is in the top {results['top_k']},",
-        "*reaches the model* = it also passes `min_score`. The product manual is",
-        "`tests/fixtures/knowledge/manual/` (Markdown, HTML, text, DOCX and the handbook PDF, questions",
-        "in English and Portuguese); the demo's samples are searched with the demo gateway's top_k 3.",
-        "For off-topic sets the last columns count questions given *any* passage.",
-        "",
-        "| questions | N | ranked | reaches the model, before | after |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    out.append(END_TO_END.format(**results).rstrip("\n"))
     for name, row in results["e2e"].items():
         old = before["e2e"].get(name) if before else None
         key = "any" if name.startswith(("Python questions", "Debian questions")) else "used"
         then = f"{old[key]}" if old else "—"
         out.append(f"| {name} | {row['questions']} | {row['ranked']} | {then} | {row[key]} |")
+    answerable = [q.name for q in sets if q.kind != "off-topic"]
+    total = sum(results["e2e"][n]["questions"] for n in answerable)
+    ranked = sum(results["e2e"][n]["ranked"] for n in answerable)
+    after = sum(results["e2e"][n]["used"] for n in answerable)
+    then = sum(before["e2e"][n]["used"] for n in answerable) if before else "?"
+    out += [
+        "",
+        f"Of the {total} eval questions that have an answer (monolingual and cross-lingual), search"
+        f" ranks it in the top {results['top_k']} for {ranked}; it reached the model for {then}"
+        f" of them before, and reaches it for {after} now.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -615,7 +652,11 @@ def main() -> None:
 
     from alicerce.knowledge import scoring
 
-    shipped_maps = {"vector": scoring.E5_VECTOR, "keyword": scoring.KEYWORD, "hybrid": scoring.E5_HYBRID}
+    shipped_maps = {
+        "vector": scoring.E5_VECTOR,
+        "keyword": scoring.KEYWORD,
+        "hybrid": scoring.E5_HYBRID,
+    }
     results: dict[str, Any] = {"min_score": defaults.min_score, "top_k": defaults.top_k}
     results["mode"] = defaults.mode
     results["pairs"] = cross_lingual(corpora[0], corpora[1])[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ def test_shipped_maps_are_monotone_and_within_0_and_1(mode: str) -> None:
     raw = np.linspace(-3.0, 3.0, 6001)
     scores = [score_map(float(x)) for x in raw]
     assert all(0.0 <= s <= 1.0 for s in scores)
-    assert all(b >= a for a, b in zip(scores, scores[1:], strict=False))
+    assert all(b >= a for a, b in pairwise(scores))
     assert scores[0] == 0.0 and scores[-1] == 1.0
 
 

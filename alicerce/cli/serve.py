@@ -139,7 +139,7 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
             "    -H 'Content-Type: application/json' \\\n"
             '    -d \'{"model": "demo", "messages": [{"role": "user", "content": '
             f'"{DEMO_QUESTIONS[0]}"}}]}}\'\n\n'
-            f"  Or ask in Portuguese: \"{DEMO_QUESTIONS[1]}\"\n"
+            f'  Or ask in Portuguese: "{DEMO_QUESTIONS[1]}"\n'
         )
     except AlicerceError as exc:
         fail(exc)
