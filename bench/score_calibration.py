@@ -533,8 +533,8 @@ DOCX and the handbook PDF; questions in English and Portuguese), the demo's samp
 `tests/fixtures/knowledge/demo_questions.json`, each in a fresh database as a new user's. For the \
 off-topic sets the last two columns count the questions given *any* passage.
 
-| questions | N | ranked | reaches the model, before | after |
-| --- | --- | --- | --- | --- |
+| questions | N | ranked, before | after | reaches the model, before | after |
+| --- | --- | --- | --- | --- | --- |
 """
 
 
@@ -574,8 +574,9 @@ def render(
     for name, row in results["e2e"].items():
         old = before["e2e"].get(name) if before else None
         key = "any" if name.startswith(("Python questions", "Debian questions")) else "used"
-        then = f"{old[key]}" if old else "—"
-        out.append(f"| {name} | {row['questions']} | {row['ranked']} | {then} | {row[key]} |")
+        then = f"{old['ranked']} | {old[key]}" if old else "— | —"
+        cells = f"{row['questions']} | {then.split(' | ')[0]} | {row['ranked']}"
+        out.append(f"| {name} | {cells} | {then.split(' | ')[1]} | {row[key]} |")
     answerable = [q.name for q in sets if q.kind != "off-topic"]
     total = sum(results["e2e"][n]["questions"] for n in answerable)
     ranked = sum(results["e2e"][n]["ranked"] for n in answerable)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from alicerce.embeddings import LOCAL_EMBEDDING_MODEL
@@ -51,11 +52,11 @@ class ScoreMap:
     def __post_init__(self) -> None:
         if len(self.xs) != len(self.ys) or len(self.xs) < 2:
             raise ValueError("a score map needs two knots or more, as many xs as ys")
-        if any(b <= a for a, b in zip(self.xs, self.xs[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(self.xs)):
             raise ValueError("a score map's xs must increase")
-        if any(b < a for a, b in zip(self.ys, self.ys[1:], strict=False)):
+        if any(b < a for a, b in pairwise(self.ys)):
             raise ValueError("a score map's ys must not decrease")
-        if not (0.0 <= self.ys[0] and self.ys[-1] <= 1.0):
+        if self.ys[0] < 0.0 or self.ys[-1] > 1.0:
             raise ValueError("a score map's ys must lie in [0, 1]")
 
     @classmethod
