@@ -1,24 +1,25 @@
 """What a chunk's `score` means: where it stands among passages that really answer questions.
 
 Raw similarities say little by themselves: multilingual-e5-small puts a question and its answer
-at cosine 0.80-0.95 and unrelated passages at 0.75-0.90, and a BM25 fraction of 0.15 can be a
-good match. So each mode's raw value goes through a monotone piecewise-linear map fitted on
-real questions (`bench/score_calibration.py`: the Debian FAQ in English and Portuguese, the
-Python FAQ, and Portuguese questions against the English FAQ and back; BENCHMARKS.md, "Score
-calibration"). In every mode the map puts the same marks at the same places of the distribution
-of *relevant* top-5 hits:
+at cosine 0.79-0.95 (the low end cross-lingual) and other passages at 0.73-0.89, and a BM25
+fraction of 0.15 can be a good match. So each mode's raw value goes through a monotone
+piecewise-linear map fitted on real questions (`bench/score_calibration.py`: the Debian FAQ in
+English and Portuguese, the Python FAQ, and Portuguese questions against the English FAQ and
+back; BENCHMARKS.md, "Score calibration"). In every mode the map puts the same marks at the same
+places of the distribution of *relevant* top-5 hits:
 
 | score | where |
 | --- | --- |
-| 0.2 | the weakest answers: at least 95% of every eval set's answers score this or more |
+| 0.2 | the weakest answers: at least 95% of each fitted eval set's answers score this or more |
 | 0.5 | a typical answer: half of the answers score more |
 | 0.8 | a strong answer: a tenth of the answers score more |
 | 0 and 1 | the first and last segments carried on with their own slopes, then clipped |
 
-So `min_score` 0.2 (a gateway's default) keeps about 19 answers in 20 whatever the mode, and a
-user who raises it to 0.5 knows they drop about half of them. It is a statement about answers,
-not a probability: e5 gives unrelated passages on the same subject cosines close to the answer's,
-so many of them score above 0.2 too (the let-through counts are in BENCHMARKS.md).
+So `min_score` 0.2 (a gateway's default, the SPEC's) keeps about 19 answers in 20 whatever the
+mode, and a user who raises it to 0.5 knows they drop about half of them. It is a statement
+about answers, not a probability: e5 gives unrelated passages on the same subject cosines close
+to the answer's, so many of them score above 0.2 too (the let-through counts are in
+BENCHMARKS.md).
 
 - vector: the map of the cosine (`E5_VECTOR`). Other embedders are not calibrated: their score is
   the cosine clipped to [0, 1], or the collection's `settings["vector_score"] = {"low", "high"}`
