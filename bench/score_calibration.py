@@ -24,8 +24,9 @@ What it measures, every number of BENCHMARKS.md's "Score calibration":
     uv run --frozen python bench/score_calibration.py [--write]
     uv run --frozen python bench/score_calibration.py --before CHECKOUT  # 4 and 5 on old code
 
-`--before` measures 4 and 5 with the `alicerce` package of another checkout (e.g. `git worktree
-add /tmp/before main`) and keeps them in bench/results/ for the before/after columns.
+`--before` measures 4 and 5 with the `alicerce` package of another checkout and keeps them in
+bench/results/ for the before/after columns: a `git worktree add DIR COMMIT`, or `git archive
+COMMIT alicerce | tar -x -C DIR` with the commit written in DIR/COMMIT.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Two questions with different answers:
 - *order*: `convex` (default) ranks by the relevance below; `rrf` by weighted reciprocal rank
   fusion, `w / (k + rank_vector) + (1 - w) / (k + rank_keyword)`. Convex is the default because
-  it measured better: mean nDCG@10 0.716 against RRF's 0.666 and vector-only 0.697 on three
-  FAQs (`bench/retrieval_eval.py`); RRF throws away how far apart the scores are.
+  it measured better: mean nDCG@10 0.716 against RRF's 0.665 and vector-only 0.693 on three
+  FAQs (`bench/retrieval_eval.py`, SQLite); RRF throws away how far apart the scores are.
 - *relevance*: `w * vector + (1 - w) * keyword`, the vector feature being the cosine rescaled
   from the embedder's band and the keyword one the BM25 fraction (see `scoring`, which maps this
   relevance to the hybrid score). Under `rrf` a chunk's relevance is capped by the one before it,
