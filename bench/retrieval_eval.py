@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # a caller may have put another checkout's package first
+    sys.path.insert(0, str(ROOT))
 
 from alicerce.e5.engine import ENGINE_VERSION  # noqa: E402
 from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL, LocalE5Embedder  # noqa: E402
@@ -179,16 +180,22 @@ def _runs(fusions: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
     return runs
 
 
-def evaluate(database_url: str | None, fusions: list[str], only: str | None = None) -> list[Row]:
-    import sqlalchemy as sa
+@dataclass
+class Bench:
+    """A throwaway store with one account, for the retrieval benches."""
 
+    db: Any
+    store: Any
+    account_id: str
+
+
+def open_store(database_url: str | None) -> Bench:
     from alicerce.clock import utcnow
     from alicerce.ids import new_id
     from alicerce.knowledge.store import KnowledgeStore
     from alicerce.store import Database
-    from alicerce.store.tables import AccountRow, CollectionRow
+    from alicerce.store.tables import AccountRow
 
-    embedder = LocalE5Embedder()
     workdir = Path(tempfile.mkdtemp(prefix="alicerce-retrieval-"))
     db = Database(database_url or f"sqlite:///{workdir / 'eval.db'}")
     db.migrate()
@@ -199,64 +206,107 @@ def evaluate(database_url: str | None, fusions: list[str], only: str | None = No
         session.add(
             AccountRow(id=account_id, name=f"eval-{account_id}", created_at=now, updated_at=now)
         )
+    return Bench(db, store, account_id)
+
+
+@dataclass
+class Indexed:
+    collection_id: str
+    names: dict[str, str]  # document id -> document name
+    chunks: int
+    chunk_documents: list[str]  # each chunk's document name, in the order of `vectors`
+    vectors: np.ndarray  # the chunks' passage vectors
+
+
+def index_corpus(bench: Bench, corpus: Corpus, embedder: LocalE5Embedder) -> Indexed:
+    """The corpus through the real pipeline into a collection of its own (vectors cached)."""
+    store, account_id = bench.store, bench.account_id
+    collection = store.create_collection(
+        account_id,
+        name=corpus.name,
+        description="retrieval evaluation",
+        embedding_model=LOCAL_EMBEDDING_MODEL,
+        dimensions=LOCAL_DIMENSIONS,
+        settings={},
+    )
+    per_document: list[tuple[str, list[Chunk]]] = []
+    for name, body in corpus.documents.items():
+        blocks = [Block("text", paragraph) for paragraph in body.split("\n\n")]
+        per_document.append((name, chunk(blocks, count_tokens=embedder.count_tokens)))
+    texts = [embedding_text(c) for _, chunks in per_document for c in chunks]
+    vectors = _cached_vectors(embedder, texts, "passage")
+    offset = 0
+    names: dict[str, str] = {}
+    for name, chunks in per_document:
+        document, _ = store.add_document(
+            account_id,
+            collection.id,
+            name=name,
+            data=corpus.documents[name].encode(),
+            media_type="text/plain",
+            source_url=None,
+            metadata={},
+        )
+        names[document.id] = name
+        store.claim(document)
+        part = vectors[offset : offset + len(chunks)]
+        store.write_chunks(document.id, chunks, part, sum(c.tokens for c in chunks))
+        offset += len(chunks)
+    owners = [name for name, chunks in per_document for _ in chunks]
+    return Indexed(collection.id, names, len(texts), owners, vectors)
+
+
+def set_settings(bench: Bench, collection_id: str, settings: dict[str, Any]) -> None:
+    import sqlalchemy as sa
+
+    from alicerce.store.tables import CollectionRow
+
+    with bench.db.session() as session:
+        session.execute(
+            sa.update(CollectionRow)
+            .where(CollectionRow.id == collection_id)
+            .values(settings=settings)
+        )
+
+
+def documents_ranked(hits: list[Any], names: dict[str, str]) -> list[str]:
+    """Hits folded to documents, best chunk first."""
+    ranking: list[str] = []
+    for hit in hits:
+        if names[hit.document_id] not in ranking:
+            ranking.append(names[hit.document_id])
+    return ranking
+
+
+def evaluate(database_url: str | None, fusions: list[str], only: str | None = None) -> list[Row]:
+    embedder = LocalE5Embedder()
+    bench = open_store(database_url)
+    store, account_id = bench.store, bench.account_id
     rows = []
     for corpus in load_corpora():
         if only and only.lower() not in corpus.name.lower():
             continue
         print(f"{corpus.name}: {len(corpus.documents)} documents, {len(corpus.queries)} queries")
-        collection = store.create_collection(
-            account_id,
-            name=corpus.name,
-            description="retrieval evaluation",
-            embedding_model=LOCAL_EMBEDDING_MODEL,
-            dimensions=LOCAL_DIMENSIONS,
-            settings={},
-        )
-        per_document: list[tuple[str, list[Chunk]]] = []
-        for name, body in corpus.documents.items():
-            blocks = [Block("text", paragraph) for paragraph in body.split("\n\n")]
-            per_document.append((name, chunk(blocks, count_tokens=embedder.count_tokens)))
-        texts = [embedding_text(c) for _, chunks in per_document for c in chunks]
-        vectors = _cached_vectors(embedder, texts, "passage")
-        offset = 0
-        names: dict[str, str] = {}
-        for name, chunks in per_document:
-            document, _ = store.add_document(
-                account_id,
-                collection.id,
-                name=name,
-                data=corpus.documents[name].encode(),
-                media_type="text/plain",
-                source_url=None,
-                metadata={},
-            )
-            names[document.id] = name
-            store.claim(document)
-            part = vectors[offset : offset + len(chunks)]
-            store.write_chunks(document.id, chunks, part, sum(c.tokens for c in chunks))
-            offset += len(chunks)
+        indexed = index_corpus(bench, corpus, embedder)
         questions = list(corpus.queries)
         query_vectors = _cached_vectors(embedder, questions, "query")
         scores: dict[str, tuple[float, float]] = {}
         latency: dict[str, float] = {}
         for label, mode, settings in _runs(fusions):
-            with db.session() as session:
-                session.execute(
-                    sa.update(CollectionRow)
-                    .where(CollectionRow.id == collection.id)
-                    .values(settings=settings)
-                )
+            set_settings(bench, indexed.collection_id, settings)
             recalls, ndcgs, took = [], [], []
             for question, vector in zip(questions, query_vectors, strict=True):
                 started = time.perf_counter()
                 hits = store.search(
-                    account_id, [collection.id], query=question, vector=vector, top_k=30, mode=mode
+                    account_id,
+                    [indexed.collection_id],
+                    query=question,
+                    vector=vector,
+                    top_k=30,
+                    mode=mode,
                 )
                 took.append(time.perf_counter() - started)
-                ranking: list[str] = []
-                for hit in hits:
-                    if names[hit.document_id] not in ranking:
-                        ranking.append(names[hit.document_id])
+                ranking = documents_ranked(hits, indexed.names)
                 relevant = corpus.queries[question]
                 recalls.append(recall_at(ranking, relevant, 5))
                 ndcgs.append(ndcg_at(ranking, relevant, 10))
@@ -268,13 +318,13 @@ def evaluate(database_url: str | None, fusions: list[str], only: str | None = No
                 corpus.name,
                 corpus.language,
                 len(corpus.documents),
-                len(texts),
+                indexed.chunks,
                 len(questions),
                 scores,
                 latency,
             )
         )
-    db.dispose()
+    bench.db.dispose()
     return rows
 
 

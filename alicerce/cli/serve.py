@@ -26,6 +26,9 @@ DEMO_COLLECTION = "alicerce-docs"
 DEMO_INSTRUCTIONS = (
     "You are Alicerce's demo assistant. Answer briefly and helpfully, in the user's language."
 )
+# What the demo suggests asking, in both languages; the samples answer each one above the
+# default `min_score` (tests/test_score_calibration.py).
+DEMO_QUESTIONS = ("What is an AI gateway?", "O que é um gateway de IA?")
 
 
 @click.command(help="Create (or upgrade) the database and print a new root key, shown once.")
@@ -142,7 +145,9 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
             f"  API key:  {key['key']}\n\n"
             f"  curl {where}/api/v1/chat/completions -H 'Authorization: Bearer {key['key']}' \\\n"
             "    -H 'Content-Type: application/json' \\\n"
-            '    -d \'{"model": "demo", "messages": [{"role": "user", "content": "Hi!"}]}\'\n'
+            '    -d \'{"model": "demo", "messages": [{"role": "user", "content": '
+            f'"{DEMO_QUESTIONS[0]}"}}]}}\'\n\n'
+            f'  Or ask in Portuguese: "{DEMO_QUESTIONS[1]}"\n'
         )
     except AlicerceError as exc:
         fail(exc)

@@ -3,16 +3,18 @@
 Two questions with different answers:
 - *order*: `convex` (default) ranks by the relevance below; `rrf` by weighted reciprocal rank
   fusion, `w / (k + rank_vector) + (1 - w) / (k + rank_keyword)`. Convex is the default because
-  it measured better: mean nDCG@10 0.716 against RRF's 0.666 and vector-only 0.697 on three
-  FAQs (`bench/retrieval_eval.py`); RRF throws away how far apart the scores are.
-- *score* (what `min_score` filters): the relevance `w * vector_score + (1 - w) * keyword_score`,
-  both parts already in [0, 1] and comparable across queries (see `scoring`). Under `rrf` the score
-  is capped by the one before it, so scores never rise down the list: a chunk ranked below
-  another never claims to be more relevant, and callers may merge result lists by score.
+  it measured better: mean nDCG@10 0.716 against RRF's 0.665 and vector-only 0.693 on three
+  FAQs (`bench/retrieval_eval.py`, SQLite); RRF throws away how far apart the scores are.
+- *relevance*: `w * vector + (1 - w) * keyword`, the vector feature being the cosine rescaled
+  from the embedder's band and the keyword one the BM25 fraction (see `scoring`, which maps this
+  relevance to the hybrid score). Under `rrf` a chunk's relevance is capped by the one before it,
+  so scores never rise down the list: a chunk ranked below another never claims to be more
+  relevant, and callers may merge result lists by score.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,7 +48,7 @@ def fuse_rankings(
     keyword_ranking: list[int],
     settings: FusionSettings,
 ) -> list[tuple[int, float]]:
-    """(key, score) best first. `*_scores` cover every candidate (0 where a side found nothing);
+    """(key, relevance) best first. `*_scores` cover every candidate (0 where a side found nothing);
     `*_ranking` are each side's own candidate lists, best first, for the ranks."""
     w = settings.vector_weight
     candidates = set(vector_ranking) | set(keyword_ranking)
@@ -64,7 +66,7 @@ def fuse_rankings(
         fused[key] += (1 - w) / (k + rank)
     order = sorted(candidates, key=lambda key: (-fused[key], -relevance[key], key))
     ranked: list[tuple[int, float]] = []
-    ceiling = 1.0
+    ceiling = math.inf
     for key in order:
         ceiling = min(ceiling, relevance[key])
         ranked.append((key, ceiling))

@@ -19,7 +19,7 @@ from alicerce.knowledge.chunking import with_headings
 from alicerce.knowledge.fusion import FusionSettings, fuse_rankings
 from alicerce.knowledge.indexes import Searched
 from alicerce.knowledge.modes import Mode
-from alicerce.knowledge.scoring import VectorCalibration
+from alicerce.knowledge.scoring import Calibration
 from alicerce.store import Database
 
 MIN_CANDIDATES = 30  # each side hands fusion at least this many, or 4 x top_k
@@ -58,6 +58,9 @@ class ChunkSearch:
         self.keywords = backend.keywords
         self.vectors = backend.vectors
         self._sql = backend.sql
+        # Which score maps a collection's searches use; the calibration bench swaps in the raw
+        # ones to measure what the maps are fitted on.
+        self.calibration = Calibration.for_collection
 
     def search(
         self,
@@ -129,17 +132,17 @@ class ChunkSearch:
         plan: keyword.KeywordPlan | None,
     ) -> list[Hit]:
         first = owned[0]
-        calibration = VectorCalibration.for_collection(first.embedding_model, first.settings)
+        calibration = self.calibration(first.embedding_model, first.settings or {})
         fusion = FusionSettings.from_settings(first.settings or {})
         ids = [row.id for row in owned]
         vector_ranking = sorted(cosines, key=lambda key: -cosines[key])
         keyword_ranking = sorted(keyword_scores, key=lambda key: -keyword_scores[key])
 
         if mode == "vector":
-            ranked = [(key, calibration.score(cosines[key])) for key in vector_ranking]
+            ranked = [(key, calibration.vector(cosines[key])) for key in vector_ranking]
             return self._hits(ranked, self._rows(connection, ids, ranked[: 2 * top_k]), top_k)
         if mode == "keyword":
-            ranked = [(key, keyword_scores[key]) for key in keyword_ranking]
+            ranked = [(key, calibration.keyword(keyword_scores[key])) for key in keyword_ranking]
             return self._hits(ranked, self._rows(connection, ids, ranked[: 2 * top_k]), top_k)
         # Hybrid: each side's score for the chunks only the other side found (the graph
         # holds every vector; BM25 is computed here from the chunk's text, same formula).
@@ -151,10 +154,11 @@ class ChunkSearch:
             if key not in keyword_scores and key in rows:
                 indexed = with_headings(decode(rows[key].heading_path) or [], rows[key].text)
                 keyword_scores[key] = plan.score(indexed) if plan else 0.0
-        vector_scores = {key: calibration.score(c) for key, c in cosines.items()}
-        ranked = fuse_rankings(
-            vector_scores, keyword_scores, vector_ranking, keyword_ranking, fusion
+        vector_features = {key: calibration.fusion_vector(c) for key, c in cosines.items()}
+        fused = fuse_rankings(
+            vector_features, keyword_scores, vector_ranking, keyword_ranking, fusion
         )
+        ranked = [(key, calibration.hybrid(relevance)) for key, relevance in fused]
         return self._hits(ranked, rows, top_k)
 
     def _rows(
