@@ -22,7 +22,7 @@ from alicerce.store import Database
 from alicerce.store.database import MIGRATIONS
 from alicerce.store.tables import LineItemRow, RequestLogRow
 from alicerce.usage import UsageService
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import fresh_postgres_database
 
 
 class HeldWrites(RequestLog):
@@ -205,14 +205,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    name = "alicerce_test_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_migration_0006_gives_earlier_line_items_their_requests_model(empty_url: str) -> None:
