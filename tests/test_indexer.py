@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from alicerce.keys import AccountCreate
 from alicerce.knowledge.indexer import PASSAGE_SLICE, Reembed
@@ -23,8 +21,7 @@ from alicerce.knowledge.store import Collection, Document
 from alicerce.services import Services
 from alicerce.store.tables import ChunkRow
 from tests import conftest
-from tests.servers import ServerThread
-from tests.test_knowledge_api import HASH_DIMENSIONS, MANUAL_PT, RELEASE_NOTES, _hash_embeddings
+from tests.test_knowledge_api import HASH_DIMENSIONS, MANUAL_PT, RELEASE_NOTES, HashEmbedder
 
 
 async def _stored(services: Services, account: str) -> tuple[str, Collection, Document]:
@@ -183,31 +180,21 @@ def test_indexing_tells_its_progress_slice_by_slice(tmp_path: Path) -> None:
 # -- re-embeddings: resumed, and never a mix of two embedders ---------------------------------
 
 
-class GatedEmbedder:
+class GatedEmbedder(HashEmbedder):
     """The hash embeddings server of `test_knowledge_api`, whose first request, once armed,
     waits for the test's word: what another worker does meanwhile is then known."""
 
     def __init__(self) -> None:
         self.hit, self.release = threading.Event(), threading.Event()
         self.armed = False
-        self.server = ServerThread(
-            Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])])
-        )
+        super().__init__()
 
     async def _embeddings(self, request: Request) -> Response:
         if self.armed:
             self.armed = False
             self.hit.set()
             await asyncio.to_thread(self.release.wait, 60)
-        return await _hash_embeddings(request)
-
-    def endpoint(self) -> dict[str, Any]:
-        return {
-            "base_url": self.server.url + "/v1",
-            "api_key": "sk-emb",
-            "model": "hash-64",
-            "dimensions": HASH_DIMENSIONS,
-        }
+        return await super()._embeddings(request)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alicerce.api import create_app
@@ -400,6 +400,22 @@ def hash_embedder() -> Iterator[str]:
 
 def _endpoint(url: str, key: str = "sk-emb") -> dict[str, Any]:
     return {"base_url": url, "api_key": key, "model": "hash-64", "dimensions": HASH_DIMENSIONS}
+
+
+class HashEmbedder:
+    """The hash embeddings server on a thread of its own, for tests that change how it answers
+    (they override `_embeddings`); `endpoint()` is a collection's `embedding` for it."""
+
+    def __init__(self) -> None:
+        self.server = ServerThread(
+            Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])])
+        )
+
+    async def _embeddings(self, request: Request) -> Response:
+        return await _hash_embeddings(request)
+
+    def endpoint(self) -> dict[str, Any]:
+        return _endpoint(self.server.url + "/v1")
 
 
 def test_a_collection_can_use_an_embeddings_endpoint(account: Account, hash_embedder: str) -> None:

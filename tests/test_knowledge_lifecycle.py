@@ -14,10 +14,8 @@ import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from alicerce.clock import utcnow
 from alicerce.embeddings import LocalE5Embedder
@@ -38,8 +36,8 @@ from tests.knowledge_helpers import (
     search,
     term_counts,
 )
-from tests.servers import ServerProcess, ServerThread
-from tests.test_knowledge_api import HASH_DIMENSIONS, MANUAL_PT, RELEASE_NOTES, _hash_embeddings
+from tests.servers import ServerProcess
+from tests.test_knowledge_api import HASH_DIMENSIONS, MANUAL_PT, RELEASE_NOTES, HashEmbedder
 
 PRICING = "Pricing of the Acme Turbo plan: the Turbo plan costs 42 euros per month."
 
@@ -186,27 +184,17 @@ def test_an_account_deleted_with_its_collections_leaves_no_keyword_rows(
 # -- documents that failed -------------------------------------------------------------------
 
 
-class SwitchableEmbedder:
+class SwitchableEmbedder(HashEmbedder):
     """The hash embeddings server of `test_knowledge_api`, which can be turned off (503)."""
 
     def __init__(self) -> None:
         self.down = False
-        self.server = ServerThread(
-            Starlette(routes=[Route("/v1/embeddings", self._embeddings, methods=["POST"])])
-        )
+        super().__init__()
 
     async def _embeddings(self, request: Request) -> Response:
         if self.down:
             return JSONResponse({"error": {"message": "down for maintenance"}}, status_code=503)
-        return await _hash_embeddings(request)
-
-    def endpoint(self) -> dict[str, Any]:
-        return {
-            "base_url": self.server.url + "/v1",
-            "api_key": "sk-emb",
-            "model": "hash-64",
-            "dimensions": HASH_DIMENSIONS,
-        }
+        return await super()._embeddings(request)
 
 
 @pytest.fixture
