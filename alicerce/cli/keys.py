@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +22,9 @@ from alicerce.cli.output import (
     yes_option,
 )
 
+if TYPE_CHECKING:
+    from alicerce.services import Services
+
 _COLUMNS = ("id", "name", "role", "prefix", "gateways", "rpm", "tpm", "monthly_budget")
 _CLEARABLE = ("gateways", "rpm", "tpm", "monthly_budget", "expires_at")
 
@@ -28,6 +32,14 @@ _CLEARABLE = ("gateways", "rpm", "tpm", "monthly_budget", "expires_at")
 @click.group(help="Manage an account's API keys.")
 def keys() -> None:
     pass
+
+
+def _reader(services: Services, account_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """How this account's keys read to people (`_human`), with what that needs read now, while
+    the services are open."""
+    slugs = {g["id"]: g["slug"] for g in services.gateways.list(account_id)}
+    currency = currency_of(services.catalog)
+    return lambda key: _human(key, slugs, currency)
 
 
 def _human(key: dict[str, Any], slugs: dict[str, str], currency: str | None) -> dict[str, Any]:
@@ -47,9 +59,8 @@ def keys_list(account_arg: str | None, account: str | None, as_json: bool) -> No
     with opened() as services:
         owner = refs.account(services, refs.either(account_arg, account))
         found = services.keys.list_keys(owner["id"])
-        slugs = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
-        currency = currency_of(services.catalog)
-    shown = [_human(k, slugs, currency) for k in found]
+        human = _reader(services, owner["id"])
+    shown = [human(k) for k in found]
     rows = [
         [
             *(k[c] for c in _COLUMNS),
@@ -71,9 +82,8 @@ def keys_show(key: str, account: str | None, as_json: bool) -> None:
     with opened() as services:
         owner = refs.account(services, account)
         found = refs.key(services, owner, key)
-        slugs = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
-        currency = currency_of(services.catalog)
-    emit(found, as_json, lambda: fields(_human(found, slugs, currency)))
+        human = _reader(services, owner["id"])
+    emit(found, as_json, lambda: fields(human(found)))
 
 
 @keys.command("create", help="Create a key for ACCOUNT (an id or a name); prints the secret once.")
@@ -189,6 +199,5 @@ def keys_update(
         owner = refs.account(services, account)
         found = refs.key(services, owner, key)
         changed = services.keys.update(owner["id"], found["id"], patch)
-        slugs = {g["id"]: g["slug"] for g in services.gateways.list(owner["id"])}
-        currency = currency_of(services.catalog)
-    emit(changed, as_json, lambda: fields(_human(changed, slugs, currency)))
+        human = _reader(services, owner["id"])
+    emit(changed, as_json, lambda: fields(human(changed)))
