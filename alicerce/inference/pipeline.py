@@ -248,8 +248,7 @@ class Pipeline:
             return await self._prepare_direct(call, chat)
         call.gateway_id, call.gateway = gateway.id, gateway.slug
         spec = gateway.spec
-        plan = plan_chat(spec, chat)
-        plan.currency = self._catalog().currency
+        plan = plan_chat(spec, chat, self._catalog().currency)
         searches = spec.knowledge.strategy == "tool"
         if spec.functions or searches:
             more = (
@@ -276,8 +275,7 @@ class Pipeline:
         principal = call.principal
         direct = self._catalog().get(chat.model)
         if principal.gateways is None and direct is not None and direct.kind == "chat":
-            plan = plan_chat(direct_spec(chat.model), chat)
-            plan.currency = self._catalog().currency
+            plan = plan_chat(direct_spec(chat.model), chat, self._catalog().currency)
             ratelimit = await self._admit(principal, plan)
             targets = [self._upstreams.for_model(chat.model)]
             return Prepared(plan, targets, Served(call.request_id, ratelimit=ratelimit))

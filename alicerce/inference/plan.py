@@ -51,7 +51,7 @@ def build_messages(instructions: str, messages: list[dict[str, Any]]) -> list[di
     return head + messages[rest_start:]
 
 
-def plan_chat(spec: GatewaySpec, request: ChatRequest) -> Plan:
+def plan_chat(spec: GatewaySpec, request: ChatRequest, currency: str = DEFAULT_CURRENCY) -> Plan:
     messages = build_messages(spec.instructions, [m.to_dict() for m in request.messages])
     body: dict[str, Any] = {"messages": messages}
 
@@ -79,4 +79,4 @@ def plan_chat(spec: GatewaySpec, request: ChatRequest) -> Plan:
     if params.prefill:
         messages.append({"role": "assistant", "content": params.prefill})
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return Plan(body=body, prefill=params.prefill, include_usage=include_usage)
+    return Plan(body=body, prefill=params.prefill, include_usage=include_usage, currency=currency)
