@@ -173,7 +173,7 @@ class AlicerceSetup:
 
 def _alicerce_cli(setup_env: dict[str, str], workdir: Path, *args: str, stdin: str = "") -> Any:
     result = subprocess.run(
-        [sys.executable, "-m", "alicerce", *args],
+        [sys.executable, "-m", "alicerce", *args, "--json"],  # the API's JSON, for scripts
         env=setup_env,
         cwd=workdir,
         input=stdin,
