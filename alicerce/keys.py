@@ -283,6 +283,20 @@ class KeyService:
         with self._db.session() as session:
             return account_view(self._account_row(session, account_id))
 
+    def whoami(self, principal: Principal) -> dict[str, Any]:
+        """What the calling key is: its role, its account and itself (the console's login)."""
+        if principal.role == "root":
+            return {"object": "principal", "role": "root", "key": None, "account": None}
+        with self._db.session() as session:
+            key = session.get(ApiKeyRow, principal.key_id)
+            account = session.get(AccountRow, principal.account_id)
+            return {
+                "object": "principal",
+                "role": principal.role,
+                "key": {"id": key.id, "name": key.name} if key is not None else None,
+                "account": {"id": account.id, "name": account.name} if account else None,
+            }
+
     def find_account(self, ref: str) -> dict[str, Any] | None:
         """The account with id or name `ref` (for people at a shell, who know the name)."""
         with self._db.session() as session:

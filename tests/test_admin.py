@@ -282,3 +282,42 @@ def test_models_list_shows_gateways_and_catalog(account: Account) -> None:
     with account.http() as client:
         encoded = client.get("/models/%40local%2Fsmollm2-135m")
     assert encoded.status_code == 200 and encoded.json()["id"] == "@local/smollm2-135m"
+
+
+def test_me_tells_each_key_what_it_is(alicerce: Alicerce, account: Account) -> None:
+    with alicerce.http(alicerce.root_key) as client:
+        assert client.get("/me").json() == {
+            "object": "principal",
+            "role": "root",
+            "key": None,
+            "account": None,
+        }
+    with account.http() as client:
+        me = client.get("/me").json()
+        accounts = client.get("/keys").json()["data"]
+    assert me["role"] == "admin" and me["account"]["id"] == account.id
+    assert me["key"]["id"] in {k["id"] for k in accounts}
+    inference = account.create_key(name="app", role="inference")
+    with account.http(inference) as client:
+        assert client.get("/me").json()["role"] == "inference"
+    with alicerce.http("alc_nope") as client:
+        assert client.get("/me").status_code == 401
+
+
+def test_the_root_key_acts_for_the_account_its_header_names(
+    alicerce: Alicerce, account: Account, other_account: Account
+) -> None:
+    account.create_gateway(name="only-here")
+    with alicerce.http(alicerce.root_key) as client:
+        refused = client.get("/gateways")
+        assert refused.status_code == 403
+        assert "X-Alicerce-Account" in refused.json()["error"]["message"]
+        mine = client.get("/gateways", headers={"x-alicerce-account": account.id}).json()
+        theirs = client.get("/gateways", headers={"x-alicerce-account": other_account.id})
+        unknown = client.get("/gateways", headers={"x-alicerce-account": "acct_missing"})
+    assert [g["name"] for g in mine["data"]] == ["only-here"]
+    assert theirs.json()["data"] == []
+    assert unknown.status_code == 404
+    with account.http() as client:  # an admin key cannot reach another account with it
+        other = client.get("/gateways", headers={"x-alicerce-account": other_account.id})
+    assert [g["name"] for g in other.json()["data"]] == ["only-here"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -493,11 +494,15 @@ def test_demo_grounds_its_gateway_in_the_samples(cli_env: Path) -> None:
         done = runner.invoke(main, ["demo", "--no-serve"])
         assert done.exit_code == 0, done.output
         assert "grounded in the sample documents" in done.output
+        console = re.search(r"Console: (\S+)\n.*admin key[^:]*: (alc_\S+)", done.output)
+        assert console and console[1].endswith("/console/"), done.output
+        admin_key = console[2]
 
     async def check() -> tuple[list[str], Any, list[str]]:
         services = Services.build(Settings())
         try:
             [account] = services.keys.list_accounts()
+            assert services.keys.authenticate(admin_key).role == "admin"
             gateway = services.gateways.resolve(account["id"], "demo")
             assert gateway is not None
             [collection] = await services.knowledge.list_collections(account["id"])

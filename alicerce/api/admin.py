@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
-from alicerce.api.auth import require_admin, require_root, services_of
+from alicerce.api.auth import authenticate, require_admin, require_root, services_of
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
 from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, Principal
@@ -21,6 +21,18 @@ router = APIRouter()
 
 def _services(request: Request) -> Services:
     return services_of(request)
+
+
+# -- the caller (any key) ----------------------------------------------------------------
+
+
+@router.get("/me", tags=["keys"])
+def whoami(
+    services: Services = Depends(_services), principal: Principal = Depends(authenticate)
+) -> Response:
+    """The calling key: its `role` (`root`, `admin`, `inference`), its `account` and itself
+    (`key`), so that a client (the console) knows what it may do before it tries."""
+    return json_response(services.keys.whoami(principal))
 
 
 # -- accounts (root key) -----------------------------------------------------------------

@@ -11,7 +11,7 @@ import msgspec
 from fastapi import FastAPI
 
 from alicerce import __version__
-from alicerce.api import admin, embeddings, inference, knowledge, ops, responses, usage
+from alicerce.api import admin, console, embeddings, inference, knowledge, ops, responses, usage
 from alicerce.api.docs import describe_security_and_errors, offline_app
 from alicerce.api.errors import install_error_handlers
 from alicerce.api.fastpath import FastPath, Handler
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(responses.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
         app.include_router(knowledge.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
     app.include_router(ops.router)
+    app.include_router(console.router)
+    app.mount("/console", console.ConsoleFiles(), name="console")
     _document_hand_validated_bodies(app)
     handlers: dict[str, Handler] = {
         "chat/completions": inference.chat_completions,

@@ -31,12 +31,26 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+ACCOUNT_HEADER = "x-alicerce-account"
+
+
 async def require_admin(request: Request) -> Principal:
+    """An account's admin key; or the root key acting for the account that the
+    `X-Alicerce-Account` header names (the operator sees every account, the console too)."""
     principal = await authenticate(request)
+    if principal.role == "root" and (account_id := request.headers.get(ACCOUNT_HEADER)):
+        keys = services_of(request).keys
+        await run_in_threadpool(keys.get_account, account_id)  # 404 for an unknown account
+        return Principal(principal.key_id, account_id, "admin", None)
     if principal.role != "admin" or principal.account_id is None:
         raise PermissionDenied(
             "This endpoint needs an admin key of an account."
-            + (" The root key manages accounts only." if principal.role == "root" else "")
+            + (
+                " The root key manages accounts; it acts for one with the X-Alicerce-Account"
+                " header."
+                if principal.role == "root"
+                else ""
+            )
         )
     return principal
 

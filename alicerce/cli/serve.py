@@ -105,7 +105,10 @@ def _demo_knowledge(services: Services, account_id: str) -> dict[str, Any] | Non
     return {"collections": [collection.id], "strategy": "always", "top_k": 3}
 
 
-@click.command(help="Set up a `demo` gateway on the local model, print a key for it, and serve.")
+@click.command(
+    help="Set up a `demo` gateway on the local model, print a key for it and the console's"
+    " address with an admin key to log in with, and serve."
+)
 @click.option("--host", help="Interface to bind.")
 @click.option("--port", type=int, help="Port.")
 @click.option("--no-serve", is_flag=True, help="Only set up; do not start the server.")
@@ -134,6 +137,8 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
         elif knowledge and gateway.spec.knowledge.strategy == "none":
             services.gateways.update(account_id, "demo", {"knowledge": knowledge})
         key = services.keys.create_key(account_id, KeyCreate(name="demo", role="inference"))
+        # the console needs a key that may manage the account; the demo key only calls models
+        admin = services.keys.create_key(account_id, KeyCreate(name="console", role="admin"))
         click.echo("Loading the local model…", err=True)
         asyncio.run(services.local.warm_up())
         settings = services.settings
@@ -147,7 +152,9 @@ def demo(host: str | None, port: int | None, no_serve: bool) -> None:
             "    -H 'Content-Type: application/json' \\\n"
             '    -d \'{"model": "demo", "messages": [{"role": "user", "content": '
             f'"{DEMO_QUESTIONS[0]}"}}]}}\'\n\n'
-            f'  Or ask in Portuguese: "{DEMO_QUESTIONS[1]}"\n'
+            f'  Or ask in Portuguese: "{DEMO_QUESTIONS[1]}"\n\n'
+            f"Console: {where}/console/\n"
+            f"  log in with this admin key (it manages the demo account): {admin['key']}\n"
         )
     except AlicerceError as exc:
         fail(exc)
