@@ -125,8 +125,10 @@ def console_server(
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in this thread while it lives, where other tests call asyncio.run."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()

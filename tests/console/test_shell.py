@@ -82,7 +82,7 @@ def test_the_root_key_manages_accounts_and_acts_for_one(
     admin_key = secret.inner_text()
     assert admin_key.startswith("alc_")
     page.get_by_role("button", name="Done").click()
-    assert page.locator("[data-secret]").count() == 0  # shown once: gone when closed
+    page.locator("[data-secret]").wait_for(state="detached")  # shown once: gone when closed
     row = page.locator("tr", has_text=hostile)
     row.wait_for()  # the name is shown as text...
     assert page.locator("main img").count() == 0  # ...never parsed as markup
