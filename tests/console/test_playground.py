@@ -319,6 +319,7 @@ def test_a_failed_answer_says_why_and_stays_out_of_the_history(
         console_account, name="refuses", endpoint={"base_url": upstream.url, "model": "fail-400"}
     )  # the upstream refuses every request
     echo = make_gateway(console_account, name="echo", model="@mock/echo")
+    rescued = make_gateway(console_account, model="@mock/broken", fallbacks=["@mock/plain"])
     page = console.log_in(console_account.admin_key, f"playground/{refusing['id']}")
     ask(page, "will this work?")
     failed = finished(page, "A", 0, "failed")
@@ -329,3 +330,8 @@ def test_a_failed_answer_says_why_and_stays_out_of_the_history(
     answer = finished(page, "A", 1).locator(".pg-assistant .pg-bubble").inner_text()
     assert "and now?" in answer and "will this work?" not in answer
     assert turn(page, "A", 1).locator(".pg-who").last.inner_text() == "echo"
+
+    page.get_by_label("Gateway").select_option(rescued["id"])
+    ask(page, "who answers?")
+    routing = open_section(finished(page, "A", 2), "routing").inner_text()
+    assert "@mock/plain" in routing and "a fallback: @mock/broken failed" in routing

@@ -10,8 +10,9 @@
 import { get } from "../api.js";
 import { copyButton, h, ms, number, replace, table, uid } from "../dom.js";
 
-/** The sections under a finished (or stopped) answer; `setServer(record)` adds the request
- * log's own timing once it is written. */
+/** The sections under a finished (or stopped) answer. `setServer(record)` adds what the
+ * request log's record says once it is written (null: not found): the server's timing, and for
+ * a stopped answer, which never got its usage chunk, its tokens and line items. */
 export function answerDetails(answer) {
   const context = answer.context || {};
   const timing = timingSection(answer);
@@ -274,7 +275,8 @@ function routingSection(answer) {
   } else {
     headline = `not routed · ${served.model === "endpoint" ? "own endpoint" : served.model || gateway.model || "—"}`;
     rows.push(["Routing", "None: the gateway names its model (only @auto routes)."]);
-    rows.push(["Model served", h("code", {}, served.model === "endpoint" ? "the gateway's own endpoint" : served.model || "—")]);
+    const fallback = gateway.model && served.model && served.model !== gateway.model;
+    rows.push(["Model served", [h("code", {}, served.model === "endpoint" ? "the gateway's own endpoint" : served.model || "—"), fallback ? [" ", h("span", { class: "badge pending" }, `a fallback: ${gateway.model} failed`)] : null]]);
     if (gateway.fallbacks && gateway.fallbacks.length) rows.push(["Fallbacks", gateway.fallbacks.map((model, i) => [i ? " · " : "", h("code", {}, model)])]);
   }
   if (answer.upstreamModel) rows.push(["Upstream answered as", h("code", {}, answer.upstreamModel)]);
