@@ -86,24 +86,40 @@ export const patch = (path, body, options = {}) => api("PATCH", path, { ...optio
 export const del = (path, options = {}) => api("DELETE", path, options);
 
 /**
- * A streamed chat completion: `onChunk(chunk)` for every `data:` event as it arrives.
- * Resolves when the stream ends; an error event or status throws `ApiError`; `signal` stops
- * it (the server then stops the upstream too).
+ * A streamed chat completion. `onOpen({requestId, headers})` once the answer's headers are in
+ * (before the first chunk: `x-request-id`, `x-alicerce-model`, `x-alicerce-routed-complexity`...);
+ * `onChunk(chunk)` for every `data:` event as it arrives. Resolves to `{requestId, headers}`
+ * at `[DONE]`. An error answer, an error event, or a stream cut before `[DONE]` throws
+ * `ApiError`; `signal` stops it (an `AbortError`; the server then stops the upstream too).
  */
-export async function streamChat(body, { onChunk, signal }) {
-  const response = await fetch(`${BASE}/chat/completions`, {
-    method: "POST",
-    headers: headers({ "content-type": "application/json", accept: "text/event-stream" }),
-    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
-    signal,
-  });
+export async function streamChat(body, { onChunk, onOpen = () => {}, signal } = {}) {
+  let response;
+  try {
+    response = await fetch(`${BASE}/chat/completions`, {
+      method: "POST",
+      headers: headers({ "content-type": "application/json", accept: "text/event-stream" }),
+      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+      signal,
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, { error: { message: "The server cannot be reached." } });
+  }
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  const opened = { requestId: response.headers.get("x-request-id"), headers: response.headers };
+  onOpen(opened);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
+    let read;
+    try {
+      read = await reader.read();
+    } catch (err) {
+      if (err.name === "AbortError" || (signal && signal.aborted)) throw err;
+      throw new ApiError(0, { error: { message: "The connection broke off during the answer." } });
+    }
+    if (read.done) break;
+    buffer += read.value;
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const event = buffer.slice(0, end);
@@ -111,13 +127,17 @@ export async function streamChat(body, { onChunk, signal }) {
       for (const line of event.split("\n")) {
         if (!line.startsWith("data:")) continue;
         const data = line.slice(5).trim();
-        if (data === "[DONE]") return;
+        if (data === "[DONE]") {
+          reader.cancel().catch(() => {});
+          return opened;
+        }
         const chunk = JSON.parse(data);
-        if (chunk.error) throw new ApiError(chunk.error.status || 500, chunk);
+        if (chunk.error) throw new ApiError(chunk.error.status || 502, chunk);
         onChunk(chunk);
       }
     }
   }
+  throw new ApiError(0, { error: { message: "The answer ended before it was complete." } });
 }
 
 /**
