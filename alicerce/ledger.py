@@ -25,7 +25,7 @@ from alicerce.clock import utcnow
 from alicerce.errors import AlicerceError
 from alicerce.ids import new_id
 from alicerce.keys import Principal
-from alicerce.limits import Limiter
+from alicerce.limits import Limiter, Reservation
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog, RequestRecord
 
@@ -96,6 +96,7 @@ class Call:
     gateway: str | None = None  # the gateway's slug, for logs and metrics
     target: Target | None = None  # the upstream that served it (or was to)
     attempts: list[FailedAttempt] | None = None  # upstream tries that failed, in order
+    reserved: Reservation | None = None  # of the key's budget at admission, settled at record
 
 
 class UsageLedger:
@@ -117,6 +118,13 @@ class UsageLedger:
         """A new call by `principal`, in flight until it is recorded."""
         self.metrics.calls_open += 1
         return Call(new_id(), principal, None, endpoint, started, None)
+
+    def release(self, call: Call) -> None:
+        """A call that ends unrecorded (cancelled before it was answered) gives back what it
+        reserved of its key's budget."""
+        if call.reserved is not None and not call.recorded:
+            self._limiter.settle(call.principal, 0, Decimal(0), call.reserved)
+            call.reserved = None
 
     def listen(self, listener: Callable[[str], None]) -> None:
         """Has `listener` called with each record's id as it is queued, on the event loop: for
@@ -178,7 +186,8 @@ class UsageLedger:
                 attempts=[attempt.to_record() for attempt in attempts] if attempts else None,
             )
         )
-        self._limiter.settle(call.principal, usage.total_tokens, amount)
+        self._limiter.settle(call.principal, usage.total_tokens, amount, call.reserved)
+        call.reserved = None
         target = call.target
         metrics = self.metrics
         metrics.calls_open -= 1

@@ -3,7 +3,12 @@
 - `rpm`: no more than `rpm` requests in any 60-second window (an exact sliding log).
 - `tpm`: tokens in the last minute, estimated from this minute's and the previous minute's
   totals weighted by overlap (the usual sliding-window counter), plus this request's prompt.
-- `monthly_budget`: what the key has spent this calendar month (UTC), from the usage ledger.
+- `monthly_budget`: what the key has spent this calendar month (UTC), from the usage ledger,
+  plus what the requests in flight have reserved. Admission reserves a request's worst-case
+  cost (`inference/reservation.py`) in the same atomic step that checks the budget, and the
+  ledger settles it to the real cost when the request ends; so concurrent requests cannot all
+  pass a check made before any of them is charged. A request is admitted while anything of the
+  budget is left, so the budget is overrun by at most the last admitted request's own cost.
 
 In one process the counters live in memory. With `ALICERCE_REDIS_URL` they live in Redis, so
 every worker and replica shares them; Redis's own clock is used, so servers' clocks may differ.
@@ -103,9 +108,22 @@ class LimitBackend(Protocol):
 
     async def add_tokens(self, key_id: str, tokens: int) -> None: ...
 
-    async def spent(self, key_id: str, month: str, initial: Callable[[], Decimal]) -> Decimal: ...
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        amount: Decimal,
+        budget: Decimal,
+        initial: Callable[[], Decimal],
+    ) -> Decimal | None:
+        """In one atomic step: if what the key has committed this month (spent and reserved;
+        `initial()`, the ledger's total, when the month is new here) is below `budget`, adds
+        `amount` to it and returns what it was; else None (refused, nothing added)."""
+        ...
 
-    async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None: ...
+    async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
+        """Adds `amount` (negative when a reservation is released) to what the key committed."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -153,10 +171,22 @@ class MemoryBackend:
         for old in [k for k in self._tokens if k[1] < minute - 1]:
             del self._tokens[old]
 
-    async def spent(self, key_id: str, month: str, initial: Callable[[], Decimal]) -> Decimal:
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        amount: Decimal,
+        budget: Decimal,
+        initial: Callable[[], Decimal],
+    ) -> Decimal | None:
         if (key_id, month) not in self._spent:
-            self._spent[(key_id, month)] = await asyncio.to_thread(initial)
-        return self._spent[(key_id, month)]
+            loaded = await asyncio.to_thread(initial)
+            self._spent.setdefault((key_id, month), loaded)  # another task may have loaded it
+        committed = self._spent[(key_id, month)]  # from here to the update: no await, atomic
+        if committed >= budget:
+            return None
+        self._spent[(key_id, month)] = committed + amount
+        return committed
 
     async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
         if (key_id, month) in self._spent:  # otherwise the first read loads it from the ledger
@@ -216,6 +246,20 @@ return 1
 """
 
 
+# `MemoryBackend.reserve` on Redis. KEYS: the key's committed amount this month; ARGV: the
+# budget, the amount to reserve, the counter's lifetime. A missing counter answers 'missing'
+# (the caller loads it from the ledger, with SET NX, and asks again). Every use extends its life,
+# so it is rebuilt from the ledger only after a quiet spell, when no request can be in flight.
+_RESERVE = """
+local committed = redis.call('GET', KEYS[1])
+if not committed then return 'missing' end
+if tonumber(committed) >= tonumber(ARGV[1]) then return {'refused', committed} end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+return {'admitted', committed}
+"""
+_SPENT_TTL_S = 3600  # a counter unused this long is rebuilt from the ledger
+
 _REFUSALS: dict[bytes, Refusal | None] = {b"": None, b"tokens": "tokens", b"requests": "requests"}
 
 
@@ -227,6 +271,7 @@ class RedisBackend:
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._add_tokens = self._redis.register_script(_ADD_TOKENS)
+        self._reserve = self._redis.register_script(_RESERVE)
         self._sequence = 0
 
     async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
@@ -249,15 +294,23 @@ class RedisBackend:
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens])
 
-    async def spent(self, key_id: str, month: str, initial: Callable[[], Decimal]) -> Decimal:
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        amount: Decimal,
+        budget: Decimal,
+        initial: Callable[[], Decimal],
+    ) -> Decimal | None:
         name = f"{self._prefix}:spent:{key_id}:{month}"
-        value = await self._redis.get(name)
-        if value is None:  # first use this month anywhere: start from the ledger
-            await self._redis.set(
-                name, str(await asyncio.to_thread(initial)), nx=True, ex=40 * 86400
-            )
-            value = await self._redis.get(name)
-        return Decimal(value.decode() if isinstance(value, bytes) else str(value))
+        args: list[str | int] = [str(budget), str(amount), _SPENT_TTL_S]
+        answer = await self._reserve(keys=[name], args=args)
+        if answer == b"missing":  # first use in a while anywhere: start from the ledger
+            loaded = await asyncio.to_thread(initial)
+            await self._redis.set(name, str(loaded), nx=True, ex=_SPENT_TTL_S)
+            answer = await self._reserve(keys=[name], args=args)
+        outcome, committed = answer
+        return Decimal(committed.decode()) if outcome == b"admitted" else None
 
     async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
         name = f"{self._prefix}:spent:{key_id}:{month}"
@@ -266,6 +319,21 @@ class RedisBackend:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+class Reservation(NamedTuple):
+    """What an admitted request reserved of its key's budget, until it is settled."""
+
+    month: str
+    amount: Decimal
+
+
+class Admission(NamedTuple):
+    headers: dict[str, str] | None  # where the key stands (`x-ratelimit-*`), with rpm or tpm
+    reserved: Reservation | None  # with a monthly budget
+
+
+_FREE = Admission(None, None)
 
 
 class Limiter:
@@ -282,25 +350,37 @@ class Limiter:
             or principal.monthly_budget is not None
         )
 
-    async def admit(self, principal: Principal, prompt_tokens: int) -> dict[str, str] | None:
-        """Raises the contract's 429 when the key is over a limit; counts the request. Where
-        the key stands in its minute when it has `rpm` or `tpm` (its answer's headers)."""
+    async def admit(
+        self, principal: Principal, prompt_tokens: int, cost: Decimal = Decimal(0)
+    ) -> Admission:
+        """Raises the contract's 429 when the key is over a limit; counts the request, and
+        reserves `cost` (the request's worst case) against a monthly budget. The reservation
+        must be settled (`settle`) however the request ends."""
         if not self.applies(principal):
-            return None
+            return _FREE
         key = principal.key_id
+        reserved = None
         if principal.monthly_budget is not None:
             start = month_start()
-            spent = await self._backend.spent(
-                key, start.strftime("%Y-%m"), lambda: self._spent_since(key, start)
+            month = start.strftime("%Y-%m")
+            committed = await self._backend.reserve(
+                key, month, cost, principal.monthly_budget, lambda: self._spent_since(key, start)
             )
-            if spent >= principal.monthly_budget:
+            if committed is None:
                 raise QuotaExceeded(
                     f"This key has used its monthly budget of {principal.monthly_budget}.",
                 )
+            reserved = Reservation(month, cost)
         if principal.rpm is None and principal.tpm is None:
-            return None
-        counted = await self._backend.take(key, principal.rpm, principal.tpm, prompt_tokens)
+            return Admission(None, reserved)
+        try:
+            counted = await self._backend.take(key, principal.rpm, principal.tpm, prompt_tokens)
+        except BaseException:
+            self.settle(principal, 0, Decimal(0), reserved)
+            raise
         headers = rate_headers(principal, counted, prompt_tokens)
+        if counted.refused is not None:
+            self.settle(principal, 0, Decimal(0), reserved)  # refused: it costs nothing
         if counted.refused == "tokens":
             raise RateLimited(
                 f"Rate limit reached: {principal.tpm} tokens per minute for this key.",
@@ -315,21 +395,39 @@ class Limiter:
                 code="requests_per_minute_exceeded",
                 headers=headers,
             )
-        return headers
+        return Admission(headers, reserved)
 
-    def settle(self, principal: Principal, tokens: int, amount: Decimal) -> None:
-        """Counts what a finished request used (in the background: never delays it)."""
-        if not self.applies(principal) or (not tokens and not amount):
+    def settle(
+        self,
+        principal: Principal,
+        tokens: int,
+        amount: Decimal,
+        reserved: Reservation | None = None,
+    ) -> None:
+        """Counts what a finished request used, and releases what it reserved (in the
+        background: never delays it)."""
+        if not self.applies(principal) or (not tokens and not amount and reserved is None):
             return
-        task = asyncio.get_running_loop().create_task(self._settle(principal, tokens, amount))
+        task = asyncio.get_running_loop().create_task(
+            self._settle(principal, tokens, amount, reserved)
+        )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _settle(self, principal: Principal, tokens: int, amount: Decimal) -> None:
+    async def _settle(
+        self, principal: Principal, tokens: int, amount: Decimal, reserved: Reservation | None
+    ) -> None:
         if principal.tpm is not None and tokens:
             await self._backend.add_tokens(principal.key_id, tokens)
-        if principal.monthly_budget is not None and amount:
-            await self._backend.add_spent(principal.key_id, month_start().strftime("%Y-%m"), amount)
+        if principal.monthly_budget is None:
+            return
+        month = month_start().strftime("%Y-%m")
+        if reserved is not None and reserved.month != month:  # reserved last month
+            await self._backend.add_spent(principal.key_id, reserved.month, -reserved.amount)
+            reserved = None
+        change = amount - (reserved.amount if reserved is not None else 0)
+        if change:
+            await self._backend.add_spent(principal.key_id, month, change)
 
     async def close(self) -> None:
         if self._pending:

@@ -251,6 +251,13 @@ dimensions = 8
 price_in = 0.02
 
 [[models]]
+id = "@mock/pause"
+provider = "mock"
+upstream_model = "pause"
+price_in = 1000
+price_out = 1000
+
+[[models]]
 id = "@mock/router"
 provider = "mock"
 upstream_model = "router"

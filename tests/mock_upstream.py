@@ -1,7 +1,8 @@
 """A mock OpenAI-compatible upstream: a real HTTP server on loopback, steered by `model`.
 
 Models: `echo` answers with the request it received; `cached` reports cached prompt tokens;
-`nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `garbage` answers non-JSON;
+`nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `pause` waits `PAUSE_SECONDS`;
+`garbage` answers non-JSON;
 `fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
 `stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
 `router` rates complexity (1 for EASY, 5 for HARD, nonsense otherwise);
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 SLOW_SECONDS = 3.0
+PAUSE_SECONDS = 0.8  # `pause`: a model that takes a while, within the tests' read timeout
 
 
 class MockUpstream:
@@ -122,6 +124,8 @@ class MockUpstream:
             return self.failure(int(model.split("-", 1)[1]))
         if model == "slow":
             await asyncio.sleep(SLOW_SECONDS)
+        if model == "pause":
+            await asyncio.sleep(PAUSE_SECONDS)
         if model == "garbage":
             return PlainTextResponse("<html>definitely not json</html>")
         if model == "agent" and self.fails_after_tools(body):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,13 @@ import openai
 import pytest
 
 from alicerce.limits import WINDOW_S, Counted, LimitBackend, MemoryBackend, RedisBackend, duration
-from tests.conftest import Account, Upstream, create_database, write_catalog
+from tests.conftest import (
+    Account,
+    Upstream,
+    create_database,
+    fresh_postgres_database,
+    write_catalog,
+)
 from tests.servers import ServerProcess
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -338,3 +346,155 @@ def test_two_backends_on_one_redis_share_the_window() -> None:
         (None, 3),
         ("requests", 3),
     ]
+
+
+# -- budgets under concurrency: reserved at admission, settled when the request ends ------
+
+
+def _concurrent_asks(
+    base_urls: list[str], key: str, gateway: str, marker: str, n: int = 40
+) -> list[int]:
+    """`n` requests at once (spread over `base_urls`): their statuses."""
+
+    async def ask(i: int) -> int:
+        client = openai.AsyncOpenAI(
+            base_url=base_urls[i % len(base_urls)] + "/api/v1", api_key=key, max_retries=0
+        )
+        try:
+            await client.chat.completions.create(
+                model=gateway,
+                messages=[{"role": "user", "content": f"{marker} how much is this?"}],
+                max_tokens=16,
+            )
+            return 200
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        finally:
+            await client.close()
+
+    async def all_of_them() -> list[int]:
+        return list(await asyncio.gather(*(ask(i) for i in range(n))))
+
+    return asyncio.run(all_of_them())
+
+
+def _spent(client: httpx.Client, key_id: str) -> float:
+    return float(client.get("/usage", params={"key": key_id}).json()["amount"])
+
+
+def test_a_budget_holds_under_concurrent_slow_requests(
+    account: Account, upstream: Upstream
+) -> None:
+    """40 requests at once to a model that takes 0.8 s, at a budget worth 2.5 of them: the
+    budget is overrun by at most one request's cost, and the refused ones call no model."""
+    gateway = account.create_gateway(model="@mock/pause")
+    marker = "budget-" + uuid.uuid4().hex[:8]
+    _, context = account.answer(
+        stream=False,
+        model=gateway["id"],
+        messages=[{"role": "user", "content": f"{marker} how much is this?"}],
+        max_tokens=16,
+    )
+    one = sum(float(item["amount"]) for item in context["generated_usage"])
+    assert one > 0
+    budget = round(one * 2.5, 8)
+    with account.http() as client:
+        created = client.post("/keys", json={"name": "b", "monthly_budget": budget}).json()
+    calls = len(upstream.mock.received)
+    statuses = _concurrent_asks([account.alicerce.url], created["key"], gateway["id"], marker)
+    served = statuses.count(200)
+    assert served >= 1 and statuses.count(429) == 40 - served, statuses
+    assert len(upstream.mock.received) - calls == served  # a refused request calls no model
+    account.alicerce.flushed()
+    with account.http() as client:
+        spent = _spent(client, created["id"])
+    assert spent == pytest.approx(served * one)
+    assert spent <= budget + one * 1.0001, (spent, budget, one)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_budget_holds_across_two_replicas_on_postgres_and_redis(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    root_key = "alc_budget_root_" + uuid.uuid4().hex
+    with contextlib.ExitStack() as stack:
+        env = {
+            "ALICERCE_DATABASE_URL": stack.enter_context(fresh_postgres_database()),
+            "ALICERCE_CREATE_DATABASE": "true",
+            "ALICERCE_SECRET_KEY": "shared",
+            "ALICERCE_ROOT_KEY": root_key,
+            "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
+            "ALICERCE_REDIS_URL": REDIS_URL,
+            "ALICERCE_CONFIG": str(write_catalog(tmp_path, upstream)),
+        }
+        first = ServerProcess(env).wait_ready(60)
+        stack.callback(first.stop)
+        second = ServerProcess(env).wait_ready(60)
+        stack.callback(second.stop)
+        root = {"authorization": f"Bearer {root_key}"}
+        account = httpx.post(first.url + "/api/v1/accounts", json={"name": "a"}, headers=root)
+        admin = httpx.Client(
+            base_url=first.url + "/api/v1",
+            headers={"authorization": f"Bearer {account.json()['admin_key']}"},
+            timeout=30,
+        )
+        stack.callback(admin.close)
+        gateway = admin.post("/gateways", json={"name": "g", "model": "@mock/pause"}).json()
+        marker = "budget-" + uuid.uuid4().hex[:8]
+        answer = admin.post(
+            "/chat/completions",
+            json={
+                "model": gateway["id"],
+                "messages": [{"role": "user", "content": f"{marker} how much is this?"}],
+                "max_tokens": 16,
+            },
+        ).json()
+        one = sum(float(i["amount"]) for i in answer["generation_context"]["generated_usage"])
+        budget = round(one * 2.5, 8)
+        created = admin.post("/keys", json={"name": "b", "monthly_budget": budget}).json()
+        statuses = _concurrent_asks([first.url, second.url], created["key"], gateway["id"], marker)
+        served = statuses.count(200)
+        assert served >= 1 and statuses.count(429) == 40 - served, statuses
+        deadline = time.monotonic() + 10
+        while (spent := _spent(admin, created["id"])) < served * one * 0.9999:
+            assert time.monotonic() < deadline, (spent, served, one)
+            time.sleep(0.1)  # each replica flushes its request log on its own
+        assert spent == pytest.approx(served * one)
+        assert spent <= budget + one * 1.0001, (spent, budget, one)
+
+
+def test_a_backend_reserves_against_a_budget_in_one_step(
+    make_backend: Callable[[], LimitBackend],
+) -> None:
+    from decimal import Decimal
+
+    async def scenario() -> list[Decimal | None]:
+        backend = make_backend()
+        loads: list[int] = []
+
+        def ledger() -> Decimal:  # what the key spent before this process counted it
+            loads.append(1)
+            return Decimal("0.5")
+
+        try:
+            budget = Decimal("1")
+            first = await backend.reserve("k", "2026-12", Decimal("0.4"), budget, ledger)
+            second = await backend.reserve("k", "2026-12", Decimal("0.4"), budget, ledger)
+            refused = await backend.reserve("k", "2026-12", Decimal("0.4"), budget, ledger)
+            await backend.add_spent("k", "2026-12", Decimal("-0.35"))  # settled below reserved
+            again = await backend.reserve("k", "2026-12", Decimal("0.1"), budget, ledger)
+            other = await backend.reserve("k", "2027-01", Decimal("0.1"), budget, ledger)
+            assert len(loads) == 2  # once per month, not per request
+            return [first, second, refused, again, other]
+        finally:
+            await backend.close()
+
+    first, second, refused, again, other = asyncio.run(scenario())
+    assert first == Decimal("0.5")
+    assert second == Decimal("0.9")  # below the budget: admitted, and may overrun it
+    assert refused is None  # 1.3 committed: nothing left
+    assert again is not None and abs(again - Decimal("0.95")) < Decimal("1e-9")
+    assert other == Decimal("0.5")

@@ -158,7 +158,12 @@ class EmbeddingsService:
                 f"'dimensions' must be {embedder.dimensions} or left out.",
                 param="dimensions",
             )
-        ratelimit = await self._limiter.admit(call.principal, estimate_tokens(texts))
+        tokens = estimate_tokens(texts)
+        priced = self._catalog().get(request.model)
+        cost = tokens * priced.price_in if priced is not None else Decimal(0)
+        admission = await self._limiter.admit(call.principal, tokens, cost)
+        call.reserved = admission.reserved
+        ratelimit = admission.headers
         kind: Kind = "query" if request.input_type == "query" else "passage"
         batch = await embedder.embed(texts, kind=kind)
         items = embedding_line_items(self._catalog(), request.model, batch.tokens)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +45,7 @@ from alicerce.inference.grounding import Grounder
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.relay import StreamItem
 from alicerce.inference.request import ChatRequest, parse_chat_request
+from alicerce.inference.reservation import models_of, worst_case_cost
 from alicerce.inference.responses import (
     ResponseEvents,
     parse_responses_request,
@@ -133,6 +135,7 @@ class _Unanswered:
         if isinstance(exc, AlicerceError):
             exc.request_id = self.call.request_id  # the error names the request
         if not isinstance(exc, Exception) or self.call.recorded:
+            self.ledger.release(self.call)  # cancelled unanswered: its reservation goes back
             return  # answered (a later tool round failed: the service recorded it), or cancelled
         if isinstance(exc, AlicerceError):
             error = exc
@@ -256,7 +259,7 @@ class Pipeline:
             )
             plan.toolbox = self._tools.for_gateway(gateway.id, spec, spec.functions, *more)
             plan.body["tools"] = merge_tools(plan.body.get("tools"), plan.toolbox)
-        served = Served(call.request_id, ratelimit=await self._admit(principal, plan))
+        served = Served(call.request_id, ratelimit=await self._admit(call, plan, spec))
         chosen = None
         if spec.model == AUTO_MODEL and spec.routing is not None:
             routed = await self._router.route(spec.routing, plan.body["messages"])
@@ -275,8 +278,9 @@ class Pipeline:
         principal = call.principal
         direct = self._catalog().get(chat.model)
         if principal.gateways is None and direct is not None and direct.kind == "chat":
-            plan = plan_chat(direct_spec(chat.model), chat, self._catalog().currency)
-            ratelimit = await self._admit(principal, plan)
+            spec = direct_spec(chat.model)
+            plan = plan_chat(spec, chat, self._catalog().currency)
+            ratelimit = await self._admit(call, plan, spec)
             targets = [self._upstreams.for_model(chat.model)]
             return Prepared(plan, targets, Served(call.request_id, ratelimit=ratelimit))
         raise NotFound(
@@ -286,9 +290,27 @@ class Pipeline:
             code="model_not_found",
         )
 
-    async def _admit(self, principal: Principal, plan: Plan) -> dict[str, str] | None:
-        """Enforces the key's limits (429) before any model is called; where the key stands
-        (its `x-ratelimit-*` headers) when it has `rpm` or `tpm`."""
-        if self._limiter.applies(principal):
-            return await self._limiter.admit(principal, prompt_estimate(plan.body))
-        return None
+    async def _admit(self, call: Call, plan: Plan, spec: GatewaySpec) -> dict[str, str] | None:
+        """Enforces the key's limits (429) before any model is called, reserving the request's
+        worst-case cost against a monthly budget (settled when it is recorded); where the key
+        stands (its `x-ratelimit-*` headers) when it has `rpm` or `tpm`."""
+        principal = call.principal
+        if not self._limiter.applies(principal):
+            return None
+        prompt = prompt_estimate(plan.body)
+        cost = Decimal(0)
+        if principal.monthly_budget is not None:
+            catalog = self._catalog()
+            knowledge = spec.knowledge
+            cost = worst_case_cost(
+                plan.body,
+                prompt,
+                models_of(spec, catalog),
+                catalog=catalog,
+                knowledge_chunks=knowledge.top_k if knowledge.strategy != "none" else 0,
+                tool_rounds=plan.toolbox is not None,
+                side_calls=1 if knowledge.strategy == "rewrite" else 0,
+            )
+        admission = await self._limiter.admit(principal, prompt, cost)
+        call.reserved = admission.reserved
+        return admission.headers
