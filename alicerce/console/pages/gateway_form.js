@@ -4,8 +4,9 @@
 // A new gateway is POSTed whole; an edit is PATCHed as a JSON merge patch of what changed.
 
 import { get, patch, post } from "../api.js";
-import { append, h, replace, toast, uid } from "../dom.js";
+import { h, replace, toast, uid } from "../dom.js";
 import { Form, busy, input, numberOrNull, select } from "../forms.js";
+import { checkGroup, clearOnInput, jsonArea, mergePatch, numberInput, readJson, showApiError } from "./form_parts.js";
 
 const OVERRIDABLE = ["temperature", "top_p", "max_tokens", "stop", "presence_penalty", "frequency_penalty", "seed"];
 const DEFAULT_OVERRIDABLE = ["temperature", "top_p", "max_tokens", "stop", "seed"];
@@ -16,7 +17,6 @@ const STRATEGIES = [
   ["rewrite", "Rewrite: a model writes the search query"],
   ["tool", "Tool: the model searches when it wants to"],
 ];
-const SCHEMA_EXAMPLE = '{\n  "type": "object",\n  "properties": {\n    "order": {"type": "string"}\n  },\n  "required": ["order"]\n}';
 
 // -- the catalog ------------------------------------------------------------------------------
 
@@ -45,88 +45,6 @@ function modelOptions(catalog, current) {
 }
 
 // -- pieces of the form ---------------------------------------------------------------------
-
-/** The field of `form` an error's `param` names, or its closest enclosing one (as `Form`). */
-function fieldFor(form, param) {
-  const parts = String(param || "").split(/[.[\]]+/).filter(Boolean);
-  for (let n = parts.length; n > 0; n -= 1) {
-    const found = form.fields.get(parts.slice(0, n).join("."));
-    if (found) return found;
-  }
-  return null;
-}
-
-/**
- * Shows an API error on `form`; beside a field, without the `param: ` the API starts its
- * message with (the field says which it is). Errors of a field go when it is changed.
- */
-export function showApiError(form, err) {
-  if (err && err.param && typeof err.message === "string" && fieldFor(form, err.param)) {
-    const prefix = `${err.param}: `;
-    const text = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-    return form.showError({ param: err.param, message: text.charAt(0).toUpperCase() + text.slice(1) });
-  }
-  return form.showError(err);
-}
-
-/** Clears a field's error once the user changes it. */
-export function clearOnInput(form, element) {
-  const clear = (event) => {
-    for (const { control, error, wrapper } of form.fields.values()) {
-      if (error.textContent && wrapper.contains(event.target)) {
-        replace(error);
-        control.removeAttribute("aria-invalid");
-      }
-    }
-  };
-  element.addEventListener("input", clear);
-  element.addEventListener("change", clear);
-}
-
-/**
- * A group of checkboxes known to `form` by `param` (so an error on it, or on `param.N`, is
- * shown under the group). Returns `{element, values()}`.
- */
-export function checkGroup(form, param, legend, options, checked = [], { hint = null, empty = null } = {}) {
-  const boxes = options.map(([value, label]) => {
-    const id = uid("check");
-    const box = h("input", { type: "checkbox", id, value, checked: checked.includes(value) });
-    return { box, item: h("label", { class: "check", for: id }, box, h("span", {}, label)) };
-  });
-  const error = h("div", { class: "field-error", id: uid("group-error"), role: "alert" });
-  const element = h(
-    "fieldset",
-    { class: "choices", "data-param": param, "aria-describedby": error.id },
-    h("legend", {}, legend),
-    hint && h("div", { class: "hint" }, hint),
-    boxes.length ? h("div", { class: "choice-list" }, boxes.map((b) => b.item)) : empty,
-    error,
-  );
-  form.fields.set(param, { control: boxes.length ? boxes[0].box : element, error, wrapper: element });
-  return { element, values: () => boxes.filter((b) => b.box.checked).map((b) => b.box.value) };
-}
-
-/** A textarea of JSON; `read()` is its value (null when empty) or throws an error naming `param`. */
-function jsonArea(value, attrs = {}) {
-  const area = h("textarea", { spellcheck: "false", ...attrs });
-  area.value = value === null || value === undefined ? "" : JSON.stringify(value, null, 2);
-  return area;
-}
-
-function readJson(area, param, { object = true } = {}) {
-  const text = area.value.trim();
-  if (!text) return null;
-  let value;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw { param, message: `Not valid JSON: ${err.message}` };
-  }
-  if (object && (value === null || typeof value !== "object" || Array.isArray(value))) {
-    throw { param, message: "This must be a JSON object: {…}." };
-  }
-  return value;
-}
 
 /**
  * An ordered list of catalog models (`fallbacks`, `routing.tiers`), each a select known to
@@ -253,91 +171,69 @@ function functionEditor(form, fn, onRemove) {
   };
 }
 
-// -- the merge patch --------------------------------------------------------------------------
-
-function isObject(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
-function same(a, b) {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-}
-
-/** RFC 7396: what turns `before` into `after` (objects key by key; lists and values whole). */
-export function mergePatch(before, after) {
-  const out = {};
-  for (const [key, value] of Object.entries(after)) {
-    const old = before ? before[key] : undefined;
-    if (isObject(value) && isObject(old)) {
-      const inner = mergePatch(old, value);
-      if (Object.keys(inner).length) out[key] = inner;
-    } else if (!same(old, value)) {
-      out[key] = value;
-    }
-  }
-  return out;
-}
-
 // -- the form ---------------------------------------------------------------------------------
 
-function numberInput(value, attrs = {}) {
-  return h("input", { type: "number", step: "any", inputmode: "decimal", value: value ?? "", ...attrs });
+// -- the sections: each is `{element, read()}`, `read` giving its part of the definition ----
+
+function section(legend, ...children) {
+  return h("fieldset", {}, h("legend", {}, legend), children);
 }
 
-function upstreamKind(gateway) {
-  if (!gateway) return "catalog";
-  if (gateway.endpoint) return "endpoint";
-  return gateway.model === "@auto" ? "auto" : "catalog";
-}
-
-/** The page for a new gateway (`gateway` null) or for editing one. */
-export async function gatewayFormPage(ctx, gateway) {
-  const [catalog, collections] = await Promise.all([
-    loadCatalog(ctx.signal),
-    get("/collections", undefined, { signal: ctx.signal }).then((a) => a.data),
-  ]);
-  const g = gateway || {};
-  const params = g.parameters || {};
-  const knowledge = g.knowledge || {};
-  const form = new Form();
-
-  // Basics
+function basicsSection(form, g) {
   const name = input({ value: g.name || "", maxlength: 100, autocomplete: "off", spellcheck: "false", required: true });
   const instructions = h("textarea", { rows: 6, class: "prose", placeholder: "You are the support assistant for Acme. Answer briefly." });
   instructions.value = g.instructions || "";
+  return {
+    element: section(
+      "Basics",
+      form.field("name", "Name", name, { hint: "What clients send as model. Letters, digits, . _ and -, starting with a letter or digit." }),
+      form.field("instructions", "Instructions", instructions, { hint: "The system message every conversation opens with." }),
+    ),
+    read: () => ({ name: name.value.trim(), instructions: instructions.value }),
+  };
+}
 
-  // Model
-  let kind = upstreamKind(gateway);
+function upstreamKind(g) {
+  if (g.endpoint) return "endpoint";
+  return g.model === "@auto" ? "auto" : "catalog";
+}
+
+/** Where answers come from: a catalog model (with its prices), an own endpoint, or `@auto`. */
+function modelSection(form, g, catalog) {
+  let kind = upstreamKind(g);
   const firstChat = catalog.chat[0] ? catalog.chat[0].id : "";
-  const modelSelect = select(modelOptions(catalog, kind === "catalog" ? g.model : null), kind === "catalog" && g.model ? g.model : firstChat);
+  const model = select(modelOptions(catalog, kind === "catalog" ? g.model : null), kind === "catalog" && g.model ? g.model : firstChat);
   const priceNote = h("span");
   const showPrice = () => {
-    const model = catalog.byId.get(modelSelect.value);
-    if (!model) return replace(priceNote, "This model is no longer in the catalog: choose another.");
+    const chosen = catalog.byId.get(model.value);
+    if (!chosen) return replace(priceNote, "This model is no longer in the catalog: choose another.");
     const parts = [];
-    if (!Number(model.price_in) && !Number(model.price_out)) parts.push("Free: its tokens are recorded at price 0");
+    if (!Number(chosen.price_in) && !Number(chosen.price_out)) parts.push("Free: its tokens are recorded at price 0");
     else {
-      parts.push(`Per 1M tokens: input ${price(model.price_in)}, cached input ${price(model.price_cached_in)}, output ${price(model.price_out)} ${catalog.currency}`);
+      parts.push(`Per 1M tokens: input ${price(chosen.price_in)}, cached input ${price(chosen.price_cached_in)}, output ${price(chosen.price_out)} ${catalog.currency}`);
     }
-    if (model.context_length) parts.push(`${model.context_length.toLocaleString()} tokens of context`);
+    if (chosen.context_length) parts.push(`${chosen.context_length.toLocaleString()} tokens of context`);
     replace(priceNote, `${parts.join(" · ")}.`);
   };
-  modelSelect.addEventListener("change", showPrice);
+  model.addEventListener("change", showPrice);
   showPrice();
+
   const endpoint = g.endpoint || {};
   const baseUrl = input({ type: "url", value: endpoint.base_url || "", placeholder: "https://api.openai.com/v1", spellcheck: "false" });
   const apiKey = h("input", { type: "password", autocomplete: "new-password", spellcheck: "false", placeholder: endpoint.api_key_set ? "•••••••• (stored)" : "" });
   const endpointModel = input({ value: endpoint.model || "", placeholder: "gpt-5-mini", spellcheck: "false" });
-  const endpointHeaders = jsonArea(endpoint.headers, { rows: 2, placeholder: '{"OpenAI-Organization": "org-…"}' });
+  const headers = jsonArea(endpoint.headers, { rows: 2, placeholder: '{"OpenAI-Organization": "org-…"}' });
+
   const routing = g.routing || {};
   const router = select(modelOptions(catalog, routing.router), routing.router || firstChat);
+  const tiers = modelList(form, "routing.tiers", "Tier", catalog, routing.tiers || [firstChat], {
+    addLabel: "Add a tier",
+    minimum: 1,
+    hint: "Cheapest first: simple conversations go to the first tier, complex ones to the last.",
+  });
 
   const panels = {
-    catalog: h(
-      "div",
-      { class: "upstream-panel" },
-      form.field("model", "Catalog model", modelSelect, { hint: priceNote }),
-    ),
+    catalog: h("div", { class: "upstream-panel" }, form.field("model", "Catalog model", model, { hint: priceNote })),
     endpoint: h(
       "div",
       { class: "upstream-panel" },
@@ -350,21 +246,19 @@ export async function gatewayFormPage(ctx, gateway) {
       form.field("endpoint.api_key", "API key", apiKey, {
         hint: endpoint.api_key_set ? "A key is stored (encrypted). Leave this empty to keep it." : "Optional. Stored encrypted, never shown again.",
       }),
-      form.field("endpoint.headers", "Headers (JSON, optional)", endpointHeaders),
+      form.field("endpoint.headers", "Headers (JSON, optional)", headers),
       h("p", { class: "hint" }, "Tokens of your own endpoint are not billed; only knowledge searches and indexing are."),
     ),
-    auto: h("div", { class: "upstream-panel" }),
+    auto: h(
+      "div",
+      { class: "upstream-panel" },
+      form.field("routing.router", "Router model", router, { hint: "Reads the conversation and rates its complexity from 1 to 5." }),
+      h("fieldset", { class: "nested" }, h("legend", {}, "Tiers"), tiers.element),
+    ),
   };
-  append(panels.auto, [
-    form.field("routing.router", "Router model", router, { hint: "Reads the conversation and rates its complexity from 1 to 5." }),
-  ]);
-  const tiers = modelList(form, "routing.tiers", "Tier", catalog, routing.tiers || [firstChat], {
-    addLabel: "Add a tier",
-    minimum: 1,
-    hint: "Cheapest first: simple conversations go to the first tier, complex ones to the last.",
-  });
-  panels.auto.append(h("fieldset", { class: "nested" }, h("legend", {}, "Tiers"), tiers.element));
-
+  const showPanels = () => {
+    for (const [value, panel] of Object.entries(panels)) panel.hidden = value !== kind;
+  };
   const radioName = uid("upstream");
   const choices = [
     ["catalog", "From the catalog", "A model of this server's catalog, at its prices."],
@@ -379,165 +273,56 @@ export async function gatewayFormPage(ctx, gateway) {
     });
     return h("label", { class: "mode-choice", for: id }, radio, h("span", {}, h("strong", {}, label), h("span", { class: "hint" }, text)));
   });
-  const showPanels = () => {
-    for (const [value, panel] of Object.entries(panels)) panel.hidden = value !== kind;
-  };
   showPanels();
 
-  // Parameters
-  const p = {
-    temperature: numberInput(params.temperature, { min: 0, max: 2, placeholder: "upstream default" }),
-    top_p: numberInput(params.top_p, { min: 0, max: 1, placeholder: "upstream default" }),
-    max_tokens: numberInput(params.max_tokens, { min: 1, step: 1, inputmode: "numeric", placeholder: "upstream default" }),
-    presence_penalty: numberInput(params.presence_penalty, { min: -2, max: 2, placeholder: "0" }),
-    frequency_penalty: numberInput(params.frequency_penalty, { min: -2, max: 2, placeholder: "0" }),
-    seed: numberInput(params.seed, { step: 1, inputmode: "numeric", placeholder: "none" }),
-  };
-  const stop = h("textarea", { rows: 2, spellcheck: "false" });
-  stop.value = params.stop === null || params.stop === undefined ? "" : [params.stop].flat().join("\n");
-  const prefill = h("textarea", { rows: 2, class: "prose", placeholder: "e.g. Sure! " });
-  prefill.value = params.prefill || "";
-  const overridable = checkGroup(
-    form,
-    "overridable",
-    "A request may override",
-    OVERRIDABLE.map((n) => [n, n]),
-    g.overridable || DEFAULT_OVERRIDABLE,
-    { hint: "For these parameters a request's own value replaces the gateway's; for the others it is ignored." },
-  );
-
-  // Knowledge
-  const collectionGroup = checkGroup(
-    form,
-    "knowledge.collections",
-    "Collections",
-    collections.map((c) => [c.id, c.name]),
-    knowledge.collections || [],
-    {
-      empty: h("p", { class: "hint" }, "This account has no collections yet. ", h("a", { href: "#/knowledge" }, "Create one on the Knowledge page"), " to ground answers in your documents."),
-    },
-  );
-  const strategy = select(STRATEGIES, knowledge.strategy || "none");
-  const topK = numberInput(knowledge.top_k ?? 5, { min: 1, max: 50, step: 1, inputmode: "numeric" });
-  const minScore = numberInput(knowledge.min_score ?? 0.2, { min: 0, max: 1, step: 0.05 });
-  const mode = select([["hybrid", "Hybrid (vector and keyword)"], ["vector", "Vector"], ["keyword", "Keyword"]], knowledge.mode || "hybrid");
-  const contextTurns = numberInput(knowledge.context_turns ?? 3, { min: 1, max: 50, step: 1, inputmode: "numeric" });
-  const belowThreshold = select(
-    [["low_confidence", "Send the best few, marked low-confidence"], ["drop", "Send nothing"]],
-    knowledge.below_threshold || "low_confidence",
-  );
-  const contextWeight = numberInput(knowledge.context_weight ?? 0.7, { min: 0, max: 1, step: 0.1 });
-
-  // Functions
-  const functionList = h("ol", { class: "functions" });
-  let editors = [];
-  const renderFunctions = () => {
-    for (const key of [...form.fields.keys()]) if (key.startsWith("functions.")) form.fields.delete(key);
-    replace(functionList, editors.map((e, i) => e.render(i)));
-    functionList.hidden = editors.length === 0;
-  };
-  const newEditor = (fn) => {
-    const editor = functionEditor(form, fn, () => {
-      editors = editors.filter((e) => e !== editor);
-      renderFunctions();
-      addFunction.focus();
-    });
-    return editor;
-  };
-  const addFunction = h("button", { type: "button", class: "small" }, "Add a function");
-  addFunction.addEventListener("click", () => {
-    editors.push(newEditor({}));
-    renderFunctions();
-    functionList.lastElementChild.querySelector("input").focus();
-  });
-  editors = (g.functions || []).map(newEditor);
-  renderFunctions();
-  const functionsError = h("div", { class: "field-error", id: uid("functions-error"), role: "alert" });
-  const functionsBox = h("div", { "data-param": "functions" }, functionList, functionsError, addFunction);
-  form.fields.set("functions", { control: addFunction, error: functionsError, wrapper: functionsBox });
-
-  // Fallbacks
-  const fallbacks = modelList(form, "fallbacks", "Fallback", catalog, g.fallbacks || [], {
-    addLabel: "Add a fallback",
-    hint: "Tried in order when the upstream fails before its first byte.",
-  });
-
-  function collect() {
-    const stops = stop.value.split("\n").map((s) => s.trim()).filter(Boolean);
-    const knowledgeValue = {
-      collections: collectionGroup.values(),
-      strategy: strategy.value,
-      mode: mode.value,
-      below_threshold: belowThreshold.value,
-    };
-    for (const [key, control] of [["top_k", topK], ["min_score", minScore], ["context_turns", contextTurns], ["context_weight", contextWeight]]) {
-      const value = numberOrNull(control);
-      if (value !== null) knowledgeValue[key] = value;
-    }
-    const body = {
-      name: name.value.trim(),
-      instructions: instructions.value,
-      model: kind === "catalog" ? modelSelect.value : kind === "auto" ? "@auto" : null,
-      endpoint: null,
-      parameters: {
-        ...Object.fromEntries(Object.entries(p).map(([key, control]) => [key, numberOrNull(control)])),
-        stop: stops.length === 0 ? null : stops.length === 1 ? stops[0] : stops,
-        prefill: prefill.value === "" ? null : prefill.value,
-      },
-      overridable: overridable.values(),
-      knowledge: knowledgeValue,
-      functions: editors.map((e, i) => e.read(i)),
-      fallbacks: fallbacks.values(),
-      routing: kind === "auto" ? { router: router.value, tiers: tiers.values() } : null,
-    };
-    if (kind === "endpoint") {
-      body.endpoint = { base_url: baseUrl.value.trim(), model: endpointModel.value.trim(), headers: readJson(endpointHeaders, "endpoint.headers") };
-      if (apiKey.value) body.endpoint.api_key = apiKey.value;
-    }
-    return body;
-  }
-
-  const save = h("button", { type: "submit", class: "primary" }, gateway ? "Save changes" : "Create gateway");
-  const cancel = h("a", { class: "button", href: gateway ? `#/gateways/${encodeURIComponent(gateway.id)}` : "#/gateways" }, "Cancel");
-  const element = h(
-    "form",
-    { class: "gateway-form", novalidate: true, "aria-labelledby": "gateway-form-title" },
-    h(
-      "div",
-      { class: "page-head" },
-      h("div", {}, h("p", { class: "crumbs" }, h("a", { href: "#/gateways" }, "Gateways"), gateway && [" / ", h("a", { href: `#/gateways/${encodeURIComponent(gateway.id)}` }, gateway.name)]), h("h1", { id: "gateway-form-title" }, gateway ? `Edit ${gateway.name}` : "New gateway")),
-    ),
-    form.general,
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Basics"),
-      form.field("name", "Name", name, { hint: "What clients send as model. Letters, digits, . _ and -, starting with a letter or digit." }),
-      form.field("instructions", "Instructions", instructions, { hint: "The system message every conversation opens with." }),
-    ),
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Model"),
+  return {
+    element: section(
+      "Model",
       h("fieldset", { class: "mode-choices" }, h("legend", { class: "sub-legend" }, "Where answers come from"), choices),
       panels.catalog,
       panels.endpoint,
       panels.auto,
     ),
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Parameters"),
+    read() {
+      const value = {
+        model: kind === "catalog" ? model.value : kind === "auto" ? "@auto" : null,
+        endpoint: null,
+        routing: kind === "auto" ? { router: router.value, tiers: tiers.values() } : null,
+      };
+      if (kind === "endpoint") {
+        value.endpoint = { base_url: baseUrl.value.trim(), model: endpointModel.value.trim(), headers: readJson(headers, "endpoint.headers") };
+        if (apiKey.value) value.endpoint.api_key = apiKey.value; // none typed: the stored one stays
+      }
+      return value;
+    },
+  };
+}
+
+function parametersSection(form, g) {
+  const params = g.parameters || {};
+  const numbers = {
+    temperature: ["Temperature", "0 to 2", numberInput(params.temperature, { min: 0, max: 2, placeholder: "upstream default" })],
+    top_p: ["Top p", "0 to 1", numberInput(params.top_p, { min: 0, max: 1, placeholder: "upstream default" })],
+    max_tokens: ["Max tokens", "1 or more", numberInput(params.max_tokens, { min: 1, step: 1, inputmode: "numeric", placeholder: "upstream default" })],
+    presence_penalty: ["Presence penalty", "−2 to 2", numberInput(params.presence_penalty, { min: -2, max: 2, placeholder: "0" })],
+    frequency_penalty: ["Frequency penalty", "−2 to 2", numberInput(params.frequency_penalty, { min: -2, max: 2, placeholder: "0" })],
+    seed: ["Seed", "An integer", numberInput(params.seed, { step: 1, inputmode: "numeric", placeholder: "none" })],
+  };
+  const stop = h("textarea", { rows: 2, spellcheck: "false" });
+  stop.value = params.stop === null || params.stop === undefined ? "" : [params.stop].flat().join("\n");
+  const prefill = h("textarea", { rows: 2, class: "prose", placeholder: "e.g. Sure! " });
+  prefill.value = params.prefill || "";
+  const overridable = checkGroup(form, "overridable", "A request may override", OVERRIDABLE.map((n) => [n, n]), g.overridable || DEFAULT_OVERRIDABLE, {
+    hint: "For these parameters a request's own value replaces the gateway's; for the others it is ignored.",
+  });
+  return {
+    element: section(
+      "Parameters",
       h("p", { class: "hint" }, "Empty means not sent: the upstream's default applies."),
       h(
         "div",
         { class: "form-grid" },
-        form.field("parameters.temperature", "Temperature", p.temperature, { hint: "0 to 2" }),
-        form.field("parameters.top_p", "Top p", p.top_p, { hint: "0 to 1" }),
-        form.field("parameters.max_tokens", "Max tokens", p.max_tokens, { hint: "1 or more" }),
-        form.field("parameters.presence_penalty", "Presence penalty", p.presence_penalty, { hint: "−2 to 2" }),
-        form.field("parameters.frequency_penalty", "Frequency penalty", p.frequency_penalty, { hint: "−2 to 2" }),
-        form.field("parameters.seed", "Seed", p.seed, { hint: "An integer" }),
+        Object.entries(numbers).map(([key, [label, hint, control]]) => form.field(`parameters.${key}`, label, control, { hint })),
       ),
       h(
         "div",
@@ -547,35 +332,151 @@ export async function gatewayFormPage(ctx, gateway) {
       ),
       overridable.element,
     ),
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Knowledge"),
-      collectionGroup.element,
+    read() {
+      const stops = stop.value.split("\n").map((s) => s.trim()).filter(Boolean);
+      return {
+        parameters: {
+          ...Object.fromEntries(Object.entries(numbers).map(([key, [, , control]]) => [key, numberOrNull(control)])),
+          stop: stops.length === 0 ? null : stops.length === 1 ? stops[0] : stops,
+          prefill: prefill.value === "" ? null : prefill.value,
+        },
+        overridable: overridable.values(),
+      };
+    },
+  };
+}
+
+const KNOWLEDGE_DEFAULTS = { mode: "hybrid", context_turns: 3, below_threshold: "low_confidence", context_weight: 0.7 };
+
+function knowledgeSection(form, g, collections) {
+  const knowledge = g.knowledge || {};
+  const chosen = checkGroup(form, "knowledge.collections", "Collections", collections.map((c) => [c.id, c.name]), knowledge.collections || [], {
+    empty: h("p", { class: "hint" }, "This account has no collections yet. ", h("a", { href: "#/knowledge" }, "Create one on the Knowledge page"), " to ground answers in your documents."),
+  });
+  const strategy = select(STRATEGIES, knowledge.strategy || "none");
+  const mode = select([["hybrid", "Hybrid (vector and keyword)"], ["vector", "Vector"], ["keyword", "Keyword"]], knowledge.mode || "hybrid");
+  const belowThreshold = select([["low_confidence", "Send the best few, marked low-confidence"], ["drop", "Send nothing"]], knowledge.below_threshold || "low_confidence");
+  const numbers = {
+    top_k: numberInput(knowledge.top_k ?? 5, { min: 1, max: 50, step: 1, inputmode: "numeric" }),
+    min_score: numberInput(knowledge.min_score ?? 0.2, { min: 0, max: 1, step: 0.05 }),
+    context_turns: numberInput(knowledge.context_turns ?? 3, { min: 1, max: 50, step: 1, inputmode: "numeric" }),
+    context_weight: numberInput(knowledge.context_weight ?? 0.7, { min: 0, max: 1, step: 0.1 }),
+  };
+  const tuned = Object.entries(KNOWLEDGE_DEFAULTS).some(([key, value]) => knowledge[key] !== undefined && knowledge[key] !== value);
+  return {
+    element: section(
+      "Knowledge",
+      chosen.element,
       h(
         "div",
         { class: "form-grid" },
         form.field("knowledge.strategy", "Strategy", strategy, { hint: "How the collections ground the answers." }),
-        form.field("knowledge.top_k", "Top k", topK, { hint: "Passages given to the model, 1 to 50." }),
-        form.field("knowledge.min_score", "Minimum score", minScore, { hint: "0.2 keeps nearly every right answer." }),
+        form.field("knowledge.top_k", "Top k", numbers.top_k, { hint: "Passages given to the model, 1 to 50." }),
+        form.field("knowledge.min_score", "Minimum score", numbers.min_score, { hint: "0.2 keeps nearly every right answer." }),
       ),
       h(
         "details",
-        { class: "more", open: ["mode", "context_turns", "below_threshold", "context_weight"].some((k) => knowledge[k] !== undefined && !isDefault(k, knowledge[k])) || null },
+        { class: "more", open: tuned },
         h("summary", {}, "More knowledge settings"),
         h(
           "div",
           { class: "form-grid" },
           form.field("knowledge.mode", "Search mode", mode),
-          form.field("knowledge.context_turns", "Context turns", contextTurns, { hint: "User turns that concatenate and rewrite read." }),
+          form.field("knowledge.context_turns", "Context turns", numbers.context_turns, { hint: "User turns that concatenate and rewrite read." }),
           form.field("knowledge.below_threshold", "When nothing passes the minimum", belowThreshold),
-          form.field("knowledge.context_weight", "Context weight", contextWeight, { hint: "Always: how much earlier turns weigh, 0 to 1." }),
+          form.field("knowledge.context_weight", "Context weight", numbers.context_weight, { hint: "Always: how much earlier turns weigh, 0 to 1." }),
         ),
       ),
     ),
-    h("fieldset", {}, h("legend", {}, "Functions"), h("p", { class: "hint" }, "Server-side functions: when the model calls one, the gateway runs it and feeds the answer back."), functionsBox),
-    h("fieldset", {}, h("legend", {}, "Fallbacks"), fallbacks.element),
-    h("div", { class: "actions form-actions" }, cancel, save),
+    read() {
+      const value = { collections: chosen.values(), strategy: strategy.value, mode: mode.value, below_threshold: belowThreshold.value };
+      for (const [key, control] of Object.entries(numbers)) {
+        const number = numberOrNull(control);
+        if (number !== null) value[key] = number; // empty: the default
+      }
+      return { knowledge: value };
+    },
+  };
+}
+
+/** The functions, re-numbered (`functions.N.*`) whenever one is added or removed. */
+function functionsSection(form, g) {
+  const list = h("ol", { class: "functions" });
+  const add = h("button", { type: "button", class: "small" }, "Add a function");
+  let editors = [];
+  const render = () => {
+    for (const key of [...form.fields.keys()]) if (key.startsWith("functions.")) form.fields.delete(key);
+    replace(list, editors.map((e, i) => e.render(i)));
+    list.hidden = editors.length === 0;
+  };
+  const editor = (fn) => {
+    const made = functionEditor(form, fn, () => {
+      editors = editors.filter((e) => e !== made);
+      render();
+      add.focus();
+    });
+    return made;
+  };
+  add.addEventListener("click", () => {
+    editors.push(editor({}));
+    render();
+    list.lastElementChild.querySelector("input").focus();
+  });
+  editors = (g.functions || []).map(editor);
+  render();
+  const error = h("div", { class: "field-error", id: uid("functions-error"), role: "alert" });
+  const box = h("div", { "data-param": "functions" }, list, error, add);
+  form.fields.set("functions", { control: add, error, wrapper: box });
+  return {
+    element: section("Functions", h("p", { class: "hint" }, "Server-side functions: when the model calls one, the gateway runs it and feeds the answer back."), box),
+    read: () => ({ functions: editors.map((e, i) => e.read(i)) }),
+  };
+}
+
+function fallbacksSection(form, g, catalog) {
+  const fallbacks = modelList(form, "fallbacks", "Fallback", catalog, g.fallbacks || [], {
+    addLabel: "Add a fallback",
+    hint: "Tried in order when the upstream fails before its first byte.",
+  });
+  return { element: section("Fallbacks", fallbacks.element), read: () => ({ fallbacks: fallbacks.values() }) };
+}
+
+// -- the page ---------------------------------------------------------------------------------
+
+/** The page for a new gateway (`gateway` null) or for editing one. */
+export async function gatewayFormPage(ctx, gateway) {
+  const [catalog, collections] = await Promise.all([
+    loadCatalog(ctx.signal),
+    get("/collections", undefined, { signal: ctx.signal }).then((a) => a.data),
+  ]);
+  const g = gateway || {};
+  const form = new Form();
+  const sections = [
+    basicsSection(form, g),
+    modelSection(form, g, catalog),
+    parametersSection(form, g),
+    knowledgeSection(form, g, collections),
+    functionsSection(form, g),
+    fallbacksSection(form, g, catalog),
+  ];
+  const here = gateway ? `#/gateways/${encodeURIComponent(gateway.id)}` : "#/gateways";
+  const save = h("button", { type: "submit", class: "primary" }, gateway ? "Save changes" : "Create gateway");
+  const element = h(
+    "form",
+    { class: "gateway-form", novalidate: true, "aria-labelledby": "gateway-form-title" },
+    h(
+      "div",
+      { class: "page-head" },
+      h(
+        "div",
+        {},
+        h("p", { class: "crumbs" }, h("a", { href: "#/gateways" }, "Gateways"), gateway && [" / ", h("a", { href: here }, gateway.name)]),
+        h("h1", { id: "gateway-form-title" }, gateway ? `Edit ${gateway.name}` : "New gateway"),
+      ),
+    ),
+    form.general,
+    sections.map((s) => s.element),
+    h("div", { class: "actions form-actions" }, h("a", { class: "button", href: here }, "Cancel"), save),
   );
 
   element.addEventListener("submit", (event) => {
@@ -584,9 +485,9 @@ export async function gatewayFormPage(ctx, gateway) {
       form.clear();
       let body;
       try {
-        body = collect();
+        body = Object.assign({}, ...sections.map((s) => s.read()));
       } catch (err) {
-        return showApiError(form, err);
+        return showApiError(form, err); // JSON that does not parse, beside its textarea
       }
       try {
         let saved;
@@ -611,9 +512,4 @@ export async function gatewayFormPage(ctx, gateway) {
   });
   clearOnInput(form, element);
   return element;
-}
-
-const KNOWLEDGE_DEFAULTS = { mode: "hybrid", context_turns: 3, below_threshold: "low_confidence", context_weight: 0.7 };
-function isDefault(key, value) {
-  return KNOWLEDGE_DEFAULTS[key] === value;
 }

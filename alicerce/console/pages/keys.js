@@ -3,7 +3,7 @@
 import { del, get, patch, post } from "../api.js";
 import { badge, confirmAction, dialog, emptyState, h, money, number, replace, showSecret, table, toast, when } from "../dom.js";
 import { Form, busy, input, numberOrNull, select } from "../forms.js";
-import { checkGroup, clearOnInput, mergePatch, showApiError } from "./gateway_form.js";
+import { checkGroup, clearOnInput, mergePatch, showApiError } from "./form_parts.js";
 
 export default {
   title: "Keys",
