@@ -241,3 +241,43 @@ class Catalog:
 
     def models(self) -> list[CatalogModel]:
         return list(self._models.values())
+
+
+def describe_models(catalog: Catalog) -> list[dict[str, Any]]:
+    """What the catalog offers, for people choosing a model (`alicerce models`, the console's
+    `GET /api/v1/catalog`): each model with its kind and its prices per million tokens, as
+    the catalog file gives them, in `catalog.currency`; and the local embedding model of
+    `/embeddings` when the file does not list it."""
+    entries = [
+        {
+            "id": m.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "alicerce" if m.id == LOCAL_CHAT_MODEL else m.provider.name,
+            "kind": m.kind,
+            "upstream_model": m.upstream_model,
+            "price_in": Money(m.price_in * PER_MILLION),
+            "price_out": Money(m.price_out * PER_MILLION),
+            "price_cached_in": Money(m.price_cached_in * PER_MILLION),
+            "context_length": m.context_length,
+            "dimensions": m.dimensions,
+        }
+        for m in catalog.models()
+    ]
+    if LOCAL_EMBEDDING_MODEL not in catalog:
+        entries.append(
+            {
+                "id": LOCAL_EMBEDDING_MODEL,
+                "object": "model",
+                "created": 0,
+                "owned_by": "alicerce",
+                "kind": "embedding",
+                "upstream_model": "multilingual-e5-small",
+                "price_in": Money(0),
+                "price_out": Money(0),
+                "price_cached_in": Money(0),
+                "context_length": None,
+                "dimensions": LOCAL_DIMENSIONS,
+            }
+        )
+    return entries

@@ -132,23 +132,32 @@ class GatewaySpec(Strict):
 
     @model_validator(mode="after")
     def _one_upstream(self) -> GatewaySpec:
+        """The checks across fields. Each names the field to change in `param` (raised as
+        `InvalidRequest`, which pydantic lets through), so a form can show it beside it."""
         if (self.model is None) == (self.endpoint is None):
-            raise ValueError("set exactly one of 'model' and 'endpoint'")
+            raise _across("model", "set exactly one of 'model' and 'endpoint'")
         if self.model == AUTO_MODEL and self.routing is None:
-            raise ValueError("'routing' is required with model '@auto'")
+            raise _across("routing", "'routing' is required with model '@auto'")
         if self.routing is not None and self.model != AUTO_MODEL:
-            raise ValueError("'routing' is only for model '@auto'")
+            raise _across("routing", "'routing' is only for model '@auto'")
         if self.knowledge.strategy != "none" and not self.knowledge.collections:
-            raise ValueError("knowledge.strategy needs at least one collection")
-        names = [f.name for f in self.functions]
-        if self.knowledge.strategy == "tool":
-            names.append("search_knowledge")
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(
-                f"function names must be unique ('search_knowledge' is knowledge's): {repeated}"
+            raise _across(
+                "knowledge.collections", "knowledge.strategy needs at least one collection"
             )
+        names = [f.name for f in self.functions]
+        for i, name in enumerate(names):
+            if name in names[:i] or (
+                name == "search_knowledge" and self.knowledge.strategy == "tool"
+            ):
+                raise _across(
+                    f"functions.{i}.name",
+                    f"function names must be unique ('search_knowledge' is knowledge's): {name!r}",
+                )
         return self
+
+
+def _across(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(f"{param}: {message}", param=param)
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,14 +162,14 @@ def test_gateway_has_every_field_and_hides_the_upstream_key(account: Account) ->
     ("spec", "param"),
     [
         ({"name": "bad name!", "model": "@local/smollm2-135m"}, "name"),
-        ({"name": "g"}, None),  # neither model nor endpoint
+        ({"name": "g"}, "model"),  # neither model nor endpoint
         (
             {
                 "name": "g",
                 "model": "@local/smollm2-135m",
                 "endpoint": {"base_url": "http://x", "model": "m"},
             },
-            None,
+            "model",
         ),
         ({"name": "g", "model": "@nobody/nothing"}, "model"),
         (
@@ -184,21 +184,51 @@ def test_gateway_has_every_field_and_hides_the_upstream_key(account: Account) ->
             {"name": "g", "model": "@local/smollm2-135m", "overridable": ["instructions"]},
             "overridable",
         ),
-        ({"name": "g", "model": "@auto"}, None),
+        ({"name": "g", "model": "@auto"}, "routing"),
+        (
+            {
+                "name": "g",
+                "model": "@local/smollm2-135m",
+                "routing": {"router": "r", "tiers": ["t"]},
+            },
+            "routing",
+        ),
         ({"name": "g", "model": "@local/smollm2-135m", "fallbacks": ["@x/y"]}, "fallbacks.0"),
         ({"name": "g", "endpoint": {"base_url": "ftp://x", "model": "m"}}, "endpoint.base_url"),
-        ({"name": "g", "model": "@local/smollm2-135m", "knowledge": {"strategy": "always"}}, None),
+        (
+            {"name": "g", "model": "@local/smollm2-135m", "knowledge": {"strategy": "always"}},
+            "knowledge.collections",
+        ),
+        (
+            {
+                "name": "g",
+                "model": "@local/smollm2-135m",
+                "functions": [
+                    {"name": "f", "url": "http://x"},
+                    {"name": "f", "url": "http://y"},
+                ],
+            },
+            "functions.1.name",
+        ),
+        (
+            {
+                "name": "g",
+                "model": "@local/smollm2-135m",
+                "functions": [{"name": "f", "url": "http://x", "parameters": {"type": 5}}],
+            },
+            "functions.0.parameters",
+        ),
         ({"name": "g", "model": "@local/smollm2-135m", "surprise": 1}, "surprise"),
     ],
 )
-def test_gateway_validation(account: Account, spec: dict, param: str | None) -> None:
+def test_gateway_validation(account: Account, spec: dict, param: str) -> None:
+    """Every refusal names the field to change, so that a form can show it beside it."""
     with account.http() as client:
         response = client.post("/gateways", json=spec)
         assert response.status_code == 400, response.text
         error = response.json()["error"]
         assert error["type"] == "invalid_request_error"
-        if param is not None:
-            assert error["param"] == param
+        assert error["param"] == param
         assert client.get("/gateways").json()["data"] == []  # nothing was written
 
 
@@ -282,6 +312,31 @@ def test_models_list_shows_gateways_and_catalog(account: Account) -> None:
     with account.http() as client:
         encoded = client.get("/models/%40local%2Fsmollm2-135m")
     assert encoded.status_code == 200 and encoded.json()["id"] == "@local/smollm2-135m"
+
+
+def test_the_catalog_lists_each_model_with_its_kind_and_prices(
+    alicerce: Alicerce, account: Account
+) -> None:
+    with account.http() as client:
+        answer = client.get("/catalog").json()
+    assert answer["object"] == "list" and answer["currency"] == "USD"
+    models = {m["id"]: m for m in answer["data"]}
+    assert models["@mock/priced"] == {
+        "id": "@mock/priced", "object": "model", "created": 0, "owned_by": "mock",
+        "kind": "chat", "price_in": 2.5, "price_out": 10, "price_cached_in": 1.25,
+        "context_length": None, "dimensions": None,
+    }  # fmt: skip
+    assert models["@mock/plain"]["price_cached_in"] == 0.15  # the file's price_in by default
+    assert (models["@mock/embed"]["kind"], models["@mock/embed"]["dimensions"]) == ("embedding", 8)
+    assert models["@local/smollm2-135m"]["kind"] == "chat"
+    assert models["@local/multilingual-e5-small"]["kind"] == "embedding"
+    # the console's root key acting for the account sees it too; other keys do not
+    with alicerce.http(alicerce.root_key) as client:
+        acting = client.get("/catalog", headers={"x-alicerce-account": account.id})
+        assert acting.status_code == 200 and acting.json() == answer
+        assert client.get("/catalog").status_code == 403
+    with account.http(account.create_key(role="inference")) as client:
+        assert client.get("/catalog").status_code == 403
 
 
 def test_me_tells_each_key_what_it_is(alicerce: Alicerce, account: Account) -> None:

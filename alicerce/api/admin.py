@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from alicerce.api.auth import authenticate, require_admin, require_root, services_of
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
+from alicerce.catalog import describe_models
 from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, Principal
 from alicerce.services import Services
 
@@ -125,6 +126,24 @@ def delete_key(
     assert principal.account_id is not None
     services.keys.delete_key(principal.account_id, key_id)
     return Response(status_code=204)
+
+
+# -- the catalog (admin key) -------------------------------------------------------------
+
+
+@router.get("/catalog", tags=["gateways"])
+def list_catalog(
+    services: Services = Depends(_services), _: Principal = Depends(require_admin)
+) -> Response:
+    """The operator's catalog as a gateway's author chooses from it: each model's `kind`
+    (`chat` or `embedding`), its prices per million tokens and the catalog's `currency`
+    (`GET /models` is OpenAI's list, without either)."""
+    catalog = services.catalog
+    data = [
+        {k: v for k, v in entry.items() if k != "upstream_model"}  # the operator's business
+        for entry in describe_models(catalog)
+    ]
+    return json_response({"object": "list", "currency": catalog.currency, "data": data})
 
 
 # -- gateways (admin key) ----------------------------------------------------------------

@@ -4,18 +4,11 @@ account spent."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import click
 
-from alicerce.catalog import (
-    LOCAL_CHAT_MODEL,
-    LOCAL_DIMENSIONS,
-    LOCAL_EMBEDDING_MODEL,
-    PER_MILLION,
-    Catalog,
-)
+from alicerce.catalog import describe_models
 from alicerce.cli import refs
 from alicerce.cli.context import load_catalog, load_settings, opened
 from alicerce.cli.output import (
@@ -31,49 +24,6 @@ from alicerce.cli.output import (
 GROUPINGS = ("day", "sku", "gateway", "key", "model")
 
 
-def _per_million(price: Decimal) -> Decimal:
-    return price * PER_MILLION
-
-
-def model_entries(catalog: Catalog) -> list[dict[str, Any]]:
-    """What `GET /api/v1/models` lists for a key with no gateway list (the catalog, and the
-    local embedding model for `/embeddings`), with what the catalog says of each; prices per
-    million tokens, as the catalog file gives them."""
-    entries = [
-        {
-            "id": m.id,
-            "object": "model",
-            "created": 0,
-            "owned_by": "alicerce" if m.id == LOCAL_CHAT_MODEL else m.provider.name,
-            "kind": m.kind,
-            "upstream_model": m.upstream_model,
-            "price_in": _per_million(m.price_in),
-            "price_out": _per_million(m.price_out),
-            "price_cached_in": _per_million(m.price_cached_in),
-            "context_length": m.context_length,
-            "dimensions": m.dimensions,
-        }
-        for m in catalog.models()
-    ]
-    if LOCAL_EMBEDDING_MODEL not in catalog:  # as the API lists it, for `/embeddings` only
-        entries.append(
-            {
-                "id": LOCAL_EMBEDDING_MODEL,
-                "object": "model",
-                "created": 0,
-                "owned_by": "alicerce",
-                "kind": "embedding",
-                "upstream_model": "multilingual-e5-small",
-                "price_in": Decimal(0),
-                "price_out": Decimal(0),
-                "price_cached_in": Decimal(0),
-                "context_length": None,
-                "dimensions": LOCAL_DIMENSIONS,
-            }
-        )
-    return entries
-
-
 def _context(entry: dict[str, Any]) -> str:
     if entry["kind"] == "embedding":
         return f"{entry['dimensions']} dims" if entry["dimensions"] else ""
@@ -86,7 +36,7 @@ def models(as_json: bool) -> None:
     """List the models accounts may use: the catalog (ALICERCE_CONFIG) with prices per
     million tokens, and the local embedding model of `/embeddings`."""
     catalog = load_catalog(load_settings())
-    entries = model_entries(catalog)
+    entries = describe_models(catalog)
     currency = currency_of(catalog)
     rows = [
         [e["id"], e["kind"], e["owned_by"], e["upstream_model"]]
