@@ -185,8 +185,8 @@ def _ref(row: GatewayRow) -> GatewayRef:
 OwnedCollections = Callable[[str, list[str]], set[str]]
 """`(account_id, collection_ids)` -> those of the ids that are collections of the account.
 
-Knowledge answers it (wired in `alicerce.services`): gateways name collections but never read
-knowledge's tables."""
+Knowledge answers it (`knowledge.names`, wired in `alicerce.admin`): gateways name collections
+but never read knowledge's tables."""
 
 
 class GatewayService:
