@@ -255,12 +255,14 @@ def test_the_command_loads_no_heavy_module_before_a_command_needs_it() -> None:
 
 
 # What only serving and knowledge need: the models, vector indexes, document readers, the
-# upstream HTTP stack, the web app.
-KNOWLEDGE_AND_INFERENCE = (
+# upstream HTTP stack, the web app; and what only some commands need: JSON Schema (a gateway's
+# functions), the PostgreSQL dialect (on SQLite).
+NOT_FOR_ADMIN = (
     "numpy", "aiohttp", "onnx", "onnxruntime", "usearch", "llama_cpp", "pypdf", "docx", "lxml",
     "fastapi", "uvicorn", "alicerce.services", "alicerce.knowledge.store", "alicerce.inference",
+    "jsonschema", "sqlalchemy.dialects.postgresql",
 )  # fmt: skip
-# A command run as the console script runs it, then what of `KNOWLEDGE_AND_INFERENCE` it loaded.
+# A command run as the console script runs it, then what of `NOT_FOR_ADMIN` it loaded.
 ADMIN_PROBE = f"""
 import sys
 from alicerce.cli import main
@@ -269,7 +271,7 @@ try:
 except SystemExit as exc:
     if exc.code:
         raise
-print("loaded:", ",".join(m for m in {KNOWLEDGE_AND_INFERENCE!r} if m in sys.modules))
+print("loaded:", ",".join(m for m in {NOT_FOR_ADMIN!r} if m in sys.modules))
 """
 
 
