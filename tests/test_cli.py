@@ -262,15 +262,17 @@ NOT_FOR_ADMIN = (
     "fastapi", "uvicorn", "alicerce.services", "alicerce.knowledge.store", "alicerce.inference",
     "jsonschema", "sqlalchemy.dialects.postgresql",
 )  # fmt: skip
-# A command run as the console script runs it, then what of `NOT_FOR_ADMIN` it loaded.
+# A command run as the console script runs it, then what of `NOT_FOR_ADMIN` it loaded, and
+# whether the garbage collector, paused while the command imported, is on again.
 ADMIN_PROBE = f"""
-import sys
-from alicerce.cli import main
+import gc, sys
+from alicerce.__main__ import run
 try:
-    main()
+    run()
 except SystemExit as exc:
     if exc.code:
         raise
+print("collector on:", gc.isenabled())
 print("loaded:", ",".join(m for m in {NOT_FOR_ADMIN!r} if m in sys.modules))
 """
 
@@ -302,7 +304,10 @@ def test_the_admin_commands_load_no_knowledge_or_inference_stack(env: dict[str, 
             env=os.environ | env,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines()[-1] == "loaded: ", (command, done.stdout)
+        assert done.stdout.splitlines()[-2:] == ["collector on: True", "loaded: "], (
+            command,
+            done.stdout,
+        )
     assert [a["name"] for a in cli.json("accounts", "list")["data"]] == ["acme"]
 
 

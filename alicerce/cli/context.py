@@ -9,6 +9,7 @@ asks for it, so `accounts list` does not load numpy, usearch or the HTTP stack e
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,11 +58,22 @@ def load_catalog(settings: Settings) -> Catalog:
         raise click.ClickException(str(exc)) from None
 
 
+def imported() -> None:
+    """A command has imported its modules: what they made is set aside for good (`gc.freeze`),
+    and the collector that `alicerce.__main__.run` paused is on again for what the command does
+    next (`serve` runs for days, `ingest` for minutes). Nothing when the collector was not
+    paused (tests call `main`)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def build_services(*, create_database: bool = False) -> Services:
     """All the parts, on a checked database; only `init` and `demo` may create one."""
     from alicerce.services import Services
     from alicerce.store.url import DatabaseProblem
 
+    imported()
     try:  # a bad catalog or database is one line per problem here, not a traceback
         return Services.build(load_settings(), create_database=create_database)
     except (CatalogError, DatabaseProblem) as exc:
@@ -83,6 +95,7 @@ class Parts:
         from alicerce.admin import AdminParts, open_database
         from alicerce.store.url import DatabaseProblem
 
+        imported()
         settings = load_settings()
         catalog = load_catalog(settings)
         try:
