@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -93,6 +92,8 @@ class Function(Strict):
     @field_validator("parameters")
     @classmethod
     def _a_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema  # here: the commands that only read gateways start without it
+
         try:
             jsonschema.validators.validator_for(value).check_schema(value)
         except jsonschema.SchemaError as exc:
@@ -194,8 +195,8 @@ def _ref(row: GatewayRow) -> GatewayRef:
 OwnedCollections = Callable[[str, list[str]], set[str]]
 """`(account_id, collection_ids)` -> those of the ids that are collections of the account.
 
-Knowledge answers it (wired in `alicerce.services`): gateways name collections but never read
-knowledge's tables."""
+Knowledge answers it (`knowledge.names`, wired in `alicerce.admin`): gateways name collections
+but never read knowledge's tables."""
 
 
 class GatewayService:

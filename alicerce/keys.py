@@ -181,7 +181,7 @@ class KeyService:
     ) -> None:
         """`gateway_id` turns the gateway references of a new key into ids; `forget_gateways`
         empties the gateways' cache, which still holds a deleted account's (both from
-        `GatewayService`, wired in `alicerce.services`); `drop_collections` deletes an
+        `GatewayService`, wired in `alicerce.admin`); `drop_collections` deletes an
         account's knowledge collections before the account (the database's cascade would
         leave their keyword rows and vector graphs behind). `clock` is what expiries are
         compared with (Unix seconds)."""

@@ -1,5 +1,8 @@
 """The application's parts, wired once from the settings (in the app's lifespan or a CLI
-command) and handed to whoever needs them. No module-level state anywhere else."""
+command) and handed to whoever needs them. No module-level state anywhere else.
+
+Accounts, keys, gateways and usage are wired in `alicerce.admin` (the CLI's admin commands
+open those alone); `Services.around` builds the inference and knowledge stack around them."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
+from alicerce.admin import AdminParts, open_database
 from alicerce.catalog import Catalog, CatalogError
 from alicerce.embedders import EmbedderRegistry
 from alicerce.embeddings import LocalE5Embedder
@@ -28,11 +32,8 @@ from alicerce.ledger import UsageLedger
 from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
 from alicerce.metrics import Metrics
 from alicerce.request_log import RequestLog
-from alicerce.security import CredentialCipher
 from alicerce.settings import Settings
 from alicerce.store import Database
-from alicerce.store.readiness import prepare_database
-from alicerce.store.url import DatabaseProblem
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.http import HttpClients
 from alicerce.upstreams.local import LocalUpstream
@@ -87,14 +88,29 @@ class Services:
         it start from nothing."""
         catalog_mtime = _mtime(settings.config) if settings.config else None
         catalog = Catalog.load(settings.config)
-        db = Database(settings.database_url)
-        if migrate:
-            try:
-                prepare_database(db, create=create_database or settings.create_database)
-            except DatabaseProblem:
-                db.dispose()
-                raise
-        cipher = CredentialCipher.load_or_create(settings.secret_key, settings.secret_key_path())
+        db = open_database(settings, migrate=migrate, create=create_database)
+        services: Services
+        admin = AdminParts.build(
+            settings,
+            db,
+            catalog=lambda: services.catalog,
+            knowledge=lambda: services.knowledge.store,
+        )
+        services = cls.around(admin, settings, catalog, catalog_mtime=catalog_mtime)
+        return services
+
+    @classmethod
+    def around(
+        cls,
+        admin: AdminParts,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        catalog_mtime: int | None = None,
+    ) -> Services:
+        """The inference and knowledge stack built around `admin`'s parts (the CLI's admin
+        commands have only those; a command that needs knowledge builds the rest with this)."""
+        db, cipher, gateways = admin.db, admin.cipher, admin.gateways
         services: Services
 
         def current_catalog() -> Catalog:
@@ -120,15 +136,10 @@ class Services:
         )
         metrics = Metrics(max_gateways=settings.metrics_max_gateways)
         embedder = LocalE5Embedder()  # loads on first use
-        usage = UsageService(
-            db,
-            currency=lambda: services.catalog.currency,
-            gateway_id=lambda account_id, ref: services.gateways.id_of(account_id, ref),
-        )
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )
-        limiter = Limiter(backend, usage.spent)
+        limiter = Limiter(backend, admin.usage.spent)
         tokens = TokenCounter(settings.local_model_path)
         ledger = UsageLedger(request_log, limiter, metrics, log_requests=settings.log_requests)
         embedders = EmbedderRegistry(
@@ -150,16 +161,6 @@ class Services:
             chunk_tokens=settings.knowledge_chunk_tokens,
             overlap_tokens=settings.knowledge_chunk_overlap_tokens,
         )
-        gateways = GatewayService(
-            db,
-            cipher,
-            current_catalog,
-            owned_collections=lambda account_id, ids: {
-                c.id for c in store.list_collections(account_id) if c.id in ids
-            },
-            allow_private_upstreams=settings.allow_private_upstreams,
-            cache_ttl_s=settings.cache_ttl_s,
-        )
         knowledge = KnowledgeService(
             store,
             embedders,
@@ -180,19 +181,11 @@ class Services:
         policy = RetryPolicy(
             retries=settings.upstream_retries, max_backoff_s=settings.upstream_max_backoff_s
         )
-        keys = KeyService(
-            db,
-            root_key=settings.root_key,
-            cache_ttl_s=settings.cache_ttl_s,
-            gateway_id=gateways.id_of,
-            forget_gateways=gateways.forget_cached,
-            drop_collections=store.delete_account_collections,
-        )
         services = cls(
             settings=settings,
             db=db,
             catalog=catalog,
-            keys=keys,
+            keys=admin.keys,
             gateways=gateways,
             http=http,
             local=local,
@@ -202,7 +195,7 @@ class Services:
             metrics=metrics,
             chat=ChatService(ledger, policy, tokens),
             router=ComplexityRouter(upstreams, tokens),
-            usage=usage,
+            usage=admin.usage,
             limiter=limiter,
             tools=GatewayTools(http),
             embedder=embedder,

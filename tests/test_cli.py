@@ -254,6 +254,63 @@ def test_the_command_loads_no_heavy_module_before_a_command_needs_it() -> None:
     assert "serve" in help_text and "ingest" in help_text
 
 
+# What only serving and knowledge need: the models, vector indexes, document readers, the
+# upstream HTTP stack, the web app; and what only some commands need: JSON Schema (a gateway's
+# functions), the PostgreSQL dialect (on SQLite).
+NOT_FOR_ADMIN = (
+    "numpy", "aiohttp", "onnx", "onnxruntime", "usearch", "llama_cpp", "pypdf", "docx", "lxml",
+    "fastapi", "uvicorn", "alicerce.services", "alicerce.knowledge.store", "alicerce.inference",
+    "jsonschema", "sqlalchemy.dialects.postgresql",
+)  # fmt: skip
+# A command run as the console script runs it, then what of `NOT_FOR_ADMIN` it loaded, and
+# whether the garbage collector, paused while the command imported, is on again.
+ADMIN_PROBE = f"""
+import gc, sys
+from alicerce.__main__ import run
+try:
+    run()
+except SystemExit as exc:
+    if exc.code:
+        raise
+print("collector on:", gc.isenabled())
+print("loaded:", ",".join(m for m in {NOT_FOR_ADMIN!r} if m in sys.modules))
+"""
+
+
+def test_the_admin_commands_load_no_knowledge_or_inference_stack(env: dict[str, str]) -> None:
+    """`accounts`, `keys`, `gateways` and `usage` answer in well under a second: they open the
+    admin parts alone (`alicerce.admin`), not the services with their models and indexes, and
+    deleting an account without collections builds no knowledge store either."""
+    cli = Cli()
+    cli.ok("accounts", "create", "acme")
+    cli.ok("accounts", "create", "zeta")
+    cli.ok("keys", "create", "acme", "--name", "ci", "--role", "inference")
+    cli.ok("gateways", "create", "acme", input='{"name": "bot", "model": "@local/smollm2-135m"}')
+    commands = [
+        ["accounts", "list"],
+        ["accounts", "show", "acme"],
+        ["keys", "list", "acme"],
+        ["keys", "show", "ci", "-a", "acme"],
+        ["gateways", "list", "acme"],
+        ["gateways", "show", "bot", "-a", "acme"],
+        ["usage", "acme"],
+        ["accounts", "delete", "zeta", "--yes"],
+    ]
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-c", ADMIN_PROBE, *command],
+            capture_output=True,
+            text=True,
+            env=os.environ | env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-2:] == ["collector on: True", "loaded: "], (
+            command,
+            done.stdout,
+        )
+    assert [a["name"] for a in cli.json("accounts", "list")["data"]] == ["acme"]
+
+
 def _burn(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -70,6 +70,32 @@ def test_collections_by_id_or_name_from_creation_to_deletion(cli: Cli, tmp_path:
     assert "No collection 'guides' in account 'acme'." in cli.fails("collections", "show", "guides")
 
 
+def test_an_account_deleted_from_a_shell_goes_with_its_collections(
+    cli: Cli, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`accounts delete` opens no knowledge store until the account has collections; then it
+    deletes them as the server does, keyword rows included (the database's cascade leaves
+    those behind)."""
+    import sqlalchemy as sa
+
+    cli.json("accounts", "create", "acme")
+    (tmp_path / "aurora.md").write_text(MANUAL)
+    indexed = cli.run("ingest", str(tmp_path / "aurora.md"), "-c", "manuals")
+    assert indexed.exit_code == 0, indexed.output
+    assert "collections: 1" in cli.ok("accounts", "show", "acme")
+    assert "Deleted account 'acme'" in cli.ok("accounts", "delete", "acme", "--yes")
+    engine = sa.create_engine(env["ALICERCE_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            left = [
+                connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("collections", "chunks", "chunks_fts")
+            ]
+    finally:
+        engine.dispose()
+    assert left == [0, 0, 0]
+
+
 def test_a_collection_a_gateway_uses_is_deleted_only_with_force(cli: Cli) -> None:
     cli.json("accounts", "create", "acme")
     collection = cli.json("collections", "create", "manuals")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from alicerce.cli import refs
@@ -28,8 +26,8 @@ def accounts() -> None:
 @accounts.command("list", help="List the accounts.")
 @json_option
 def accounts_list(as_json: bool) -> None:
-    with opened() as services:
-        found = services.keys.list_accounts()
+    with opened() as parts:
+        found = parts.keys.list_accounts()
     rows = [[a["id"], a["name"], when(a["created_at"])] for a in found]
     emit(listing(found), as_json, lambda: table(rows, ["id", "name", "created"]))
 
@@ -38,14 +36,14 @@ def accounts_list(as_json: bool) -> None:
 @click.argument("account")
 @json_option
 def accounts_show(account: str, as_json: bool) -> None:
-    with opened() as services:
-        found = refs.account(services, account)
+    with opened() as parts:
+        found = refs.account(parts, account)
         if as_json:
             print_json(found)
             return
-        keys = len(services.keys.list_keys(found["id"]))
-        gateways = len(services.gateways.list(found["id"]))
-        collections = len(asyncio.run(services.knowledge.list_collections(found["id"])))
+        keys = len(parts.keys.list_keys(found["id"]))
+        gateways = len(parts.gateways.list(found["id"]))
+        collections = len(parts.collection_ids(found["id"]))
     fields(found | {"keys": keys, "gateways": gateways, "collections": collections})
 
 
@@ -56,8 +54,8 @@ def accounts_create(name: str, as_json: bool) -> None:
     from alicerce.keys import AccountCreate
     from alicerce.validation import parse_body
 
-    with opened() as services:
-        created = services.keys.create_account(parse_body(AccountCreate, {"name": name}))
+    with opened() as parts:
+        created = parts.keys.create_account(parse_body(AccountCreate, {"name": name}))
 
     def human() -> None:
         click.echo(f"Account {created['name']!r} created: {created['id']}")
@@ -74,10 +72,10 @@ def accounts_update(account: str, name: str, as_json: bool) -> None:
     from alicerce.keys import AccountUpdate
     from alicerce.validation import parse_body
 
-    with opened() as services:
-        found = refs.account(services, account)
+    with opened() as parts:
+        found = refs.account(parts, account)
         spec = parse_body(AccountUpdate, {"name": name})
-        updated = services.keys.update_account(found["id"], spec)
+        updated = parts.keys.update_account(found["id"], spec)
     emit(updated, as_json, lambda: fields(updated))
 
 
@@ -85,10 +83,10 @@ def accounts_update(account: str, name: str, as_json: bool) -> None:
 @click.argument("account")
 @yes_option
 def accounts_delete(account: str, yes: bool) -> None:
-    with opened() as services:
-        found = refs.account(services, account)
+    with opened() as parts:
+        found = refs.account(parts, account)
         what = f"account {found['name']!r} ({found['id']})"
         if not yes:
             click.confirm(f"Delete {what} with all its keys, gateways and collections?", abort=True)
-        services.keys.delete_account(found["id"])
+        parts.keys.delete_account(found["id"])
     click.echo(f"Deleted {what}.")

@@ -24,9 +24,9 @@ def collections() -> None:
 def collections_list(account_arg: str | None, account: str | None, as_json: bool) -> None:
     from alicerce.knowledge.views import collection_view
 
-    with opened() as services:
-        owner = refs.account(services, refs.either(account_arg, account))
-        listed = asyncio.run(services.knowledge.list_collections(owner["id"]))
+    with opened() as parts:
+        owner = refs.account(parts, refs.either(account_arg, account))
+        listed = asyncio.run(parts.knowledge.list_collections(owner["id"]))
     found = [collection_view(c) for c in listed]
     rows = [
         [c["id"], c["name"], c["embedding"]["model"], c["chunks"], when(c["created_at"])]
@@ -41,10 +41,10 @@ def collections_list(account_arg: str | None, account: str | None, as_json: bool
 @refs.account_option
 @json_option
 def collections_show(collection: str, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
-        documents = asyncio.run(services.knowledge.list_documents(owner["id"], found["id"]))
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
+        documents = asyncio.run(parts.knowledge.list_documents(owner["id"], found["id"]))
     emit(found, as_json, lambda: fields(found | {"documents": len(documents)}))
 
 
@@ -75,10 +75,10 @@ def collections_create(
     extra = read_json(definition, "definition") if definition else {}
     if not isinstance(extra, dict):
         raise click.ClickException("the definition must be a JSON object")
-    with opened() as services:
-        owner = refs.account(services, account)
+    with opened() as parts:
+        owner = refs.account(parts, account)
         body = extra | {"name": name} | ({"description": description} if description else {})
-        made = asyncio.run(services.knowledge.create_collection(owner["id"], body))
+        made = asyncio.run(parts.knowledge.create_collection(owner["id"], body))
     created = collection_view(made)
     emit(created, as_json, lambda: fields(created))
 
@@ -97,10 +97,10 @@ def collections_update(
     patch = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
     if not patch:
         raise click.UsageError("say what to change: --name and/or --description")
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
-        change = services.knowledge.update_collection(owner["id"], found["id"], patch)
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
+        change = parts.knowledge.update_collection(owner["id"], found["id"], patch)
         updated = collection_view(asyncio.run(change))
     emit(updated, as_json, lambda: fields(updated))
 
@@ -117,11 +117,11 @@ def collections_delete(collection: str, account: str | None, force: bool, yes: b
     takes it out of their knowledge collections first (a gateway left with none stops
     searching: its strategy becomes `none`).
     """
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
         what = f"collection {found['name']!r} ({found['id']}) of account {owner['name']!r}"
-        users = services.gateways.using_collection(owner["id"], found["id"])
+        users = parts.gateways.using_collection(owner["id"], found["id"])
         named = ", ".join(u["slug"] for u in users)
         if users and not force:
             raise click.ClickException(
@@ -131,7 +131,7 @@ def collections_delete(collection: str, account: str | None, force: bool, yes: b
         if not yes:
             also = f" and take it out of gateway(s) {named}" if users else ""
             click.confirm(f"Delete {what} with all its documents{also}?", abort=True)
-        change = services.knowledge.delete_collection(owner["id"], found["id"], force=force)
+        change = parts.knowledge.delete_collection(owner["id"], found["id"], force=force)
         detached = asyncio.run(change)
     click.echo(f"Deleted {what}.")
     if detached:
@@ -150,10 +150,10 @@ def documents() -> None:
 def documents_list(collection: str, account: str | None, as_json: bool) -> None:
     from alicerce.knowledge.views import document_view
 
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
-        listed = asyncio.run(services.knowledge.list_documents(owner["id"], found["id"]))
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
+        listed = asyncio.run(parts.knowledge.list_documents(owner["id"], found["id"]))
     views = [document_view(d) for d in listed]
     rows = [
         [d["id"], d["name"], d["status"], d["chunks"], d["tokens"], d["size_bytes"], d["error"]]
@@ -169,10 +169,10 @@ def documents_list(collection: str, account: str | None, as_json: bool) -> None:
 @refs.account_option
 @json_option
 def documents_show(collection: str, document: str, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
-        shown = asyncio.run(refs.document(services, owner, found, document))
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
+        shown = asyncio.run(refs.document(parts, owner, found, document))
     emit(shown, as_json, lambda: fields(shown))
 
 
@@ -182,12 +182,12 @@ def documents_show(collection: str, document: str, account: str | None, as_json:
 @refs.account_option
 @yes_option
 def documents_delete(collection: str, document: str, account: str | None, yes: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = asyncio.run(refs.collection(services, owner, collection))
-        doomed = asyncio.run(refs.document(services, owner, found, document))
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = asyncio.run(refs.collection(parts, owner, collection))
+        doomed = asyncio.run(refs.document(parts, owner, found, document))
         what = f"document {doomed['name']!r} ({doomed['id']}) of collection {found['name']!r}"
         if not yes:
             click.confirm(f"Delete {what}?", abort=True)
-        asyncio.run(services.knowledge.delete_document(owner["id"], found["id"], doomed["id"]))
+        asyncio.run(parts.knowledge.delete_document(owner["id"], found["id"], doomed["id"]))
     click.echo(f"Deleted {what}.")

@@ -20,7 +20,7 @@ from alicerce.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from alicerce.services import Services
+    from alicerce.cli.context import Parts
 
 DEFINITION_HELP = """Create a gateway for ACCOUNT (an id or a name) from DEFINITION, a file
 with the gateway's JSON, or `-` (the default) for standard input.
@@ -81,9 +81,9 @@ def _knowledge(gateway: dict[str, Any]) -> str:
 @refs.account_option
 @json_option
 def gateways_list(account_arg: str | None, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, refs.either(account_arg, account))
-        found = services.gateways.list(owner["id"])
+    with opened() as parts:
+        owner = refs.account(parts, refs.either(account_arg, account))
+        found = parts.gateways.list(owner["id"])
     rows = [[g["id"], g["slug"], _upstream(g), _knowledge(g), when(g["created_at"])] for g in found]
     header = ["id", "slug", "upstream", "knowledge", "created"]
     emit(listing(found), as_json, lambda: table(rows, header))
@@ -94,25 +94,25 @@ def gateways_list(account_arg: str | None, account: str | None, as_json: bool) -
 @refs.account_option
 @json_option
 def gateways_show(gateway: str, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        found = refs.gateway(services, refs.account(services, account), gateway)
+    with opened() as parts:
+        found = refs.gateway(parts, refs.account(parts, account), gateway)
     emit(found, as_json, lambda: fields(found))
 
 
 def _account_and_definition(
-    services: Services, args: tuple[str, ...], account: str | None
+    parts: Parts, args: tuple[str, ...], account: str | None
 ) -> tuple[dict[str, Any], str]:
     """`[ACCOUNT] [DEFINITION]`: with one argument and no --account, it is the account when
     one has that id or name (`gateways create acme < def.json`, as before), else the file."""
     if len(args) > 2:
         raise click.UsageError("at most two arguments: ACCOUNT and DEFINITION")
     if len(args) == 2:
-        return refs.account(services, refs.either(args[0], account)), args[1]
+        return refs.account(parts, refs.either(args[0], account)), args[1]
     if len(args) == 1 and account is None and args[0] != "-":
-        named = [a for a in services.keys.list_accounts() if args[0] in (a["id"], a["name"])]
+        named = [a for a in parts.keys.list_accounts() if args[0] in (a["id"], a["name"])]
         if named:
-            return refs.account(services, args[0]), "-"
-    return refs.account(services, account), args[0] if args else "-"
+            return refs.account(parts, args[0]), "-"
+    return refs.account(parts, account), args[0] if args else "-"
 
 
 @gateways.command("create", help=DEFINITION_HELP)
@@ -120,10 +120,10 @@ def _account_and_definition(
 @refs.account_option
 @json_option
 def gateways_create(args: tuple[str, ...], account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner, source = _account_and_definition(services, args, account)
-        definition = refs.with_collection_ids(services, owner, read_json(source, "definition"))
-        created = services.gateways.create(owner["id"], definition)
+    with opened() as parts:
+        owner, source = _account_and_definition(parts, args, account)
+        definition = refs.with_collection_ids(parts, owner, read_json(source, "definition"))
+        created = parts.gateways.create(owner["id"], definition)
     emit(created, as_json, lambda: fields(created))
 
 
@@ -133,11 +133,11 @@ def gateways_create(args: tuple[str, ...], account: str | None, as_json: bool) -
 @refs.account_option
 @json_option
 def gateways_update(gateway: str, patch: str, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = refs.gateway(services, owner, gateway)
-        change = refs.with_collection_ids(services, owner, read_json(patch, "patch"))
-        updated = services.gateways.update(owner["id"], found["id"], change)
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = refs.gateway(parts, owner, gateway)
+        change = refs.with_collection_ids(parts, owner, read_json(patch, "patch"))
+        updated = parts.gateways.update(owner["id"], found["id"], change)
     emit(updated, as_json, lambda: fields(updated))
 
 
@@ -146,11 +146,11 @@ def gateways_update(gateway: str, patch: str, account: str | None, as_json: bool
 @refs.account_option
 @yes_option
 def gateways_delete(gateway: str, account: str | None, yes: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = refs.gateway(services, owner, gateway)
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = refs.gateway(parts, owner, gateway)
         what = f"gateway {found['slug']!r} ({found['id']}) of account {owner['name']!r}"
         if not yes:
             click.confirm(f"Delete {what}?", abort=True)
-        services.gateways.delete(owner["id"], found["id"])
+        parts.gateways.delete(owner["id"], found["id"])
     click.echo(f"Deleted {what}.")

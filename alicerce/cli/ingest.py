@@ -164,9 +164,9 @@ def ingest(paths: tuple[Path, ...], collection: str, account: str | None) -> Non
     already is unchanged; each gets a line. Exits 1 if any file failed to be read or indexed.
     """
     started = time.monotonic()
-    with opened() as services:
-        account_id = refs.account(services, account)["id"]
-        target, report = ingest_paths(services, account_id, collection, list(paths))
+    with opened() as parts:
+        account_id = refs.account(parts, account)["id"]
+        target, report = ingest_paths(parts.services, account_id, collection, list(paths))
     click.echo(
         f"Collection '{target.name}' ({target.id}): {len(report.indexed)} indexed "
         f"({plural(report.chunks, 'chunk')}, {plural(report.tokens, 'token')}), "

@@ -23,7 +23,7 @@ from alicerce.cli.output import (
 )
 
 if TYPE_CHECKING:
-    from alicerce.services import Services
+    from alicerce.cli.context import Parts
 
 _COLUMNS = ("id", "name", "role", "prefix", "gateways", "rpm", "tpm", "monthly_budget")
 _CLEARABLE = ("gateways", "rpm", "tpm", "monthly_budget", "expires_at")
@@ -34,11 +34,11 @@ def keys() -> None:
     pass
 
 
-def _reader(services: Services, account_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _reader(parts: Parts, account_id: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """How this account's keys read to people (`_human`), with what that needs read now, while
-    the services are open."""
-    slugs = {g["id"]: g["slug"] for g in services.gateways.list(account_id)}
-    currency = currency_of(services.catalog)
+    the parts are open."""
+    slugs = {g["id"]: g["slug"] for g in parts.gateways.list(account_id)}
+    currency = currency_of(parts.catalog)
     return lambda key: _human(key, slugs, currency)
 
 
@@ -56,10 +56,10 @@ def _human(key: dict[str, Any], slugs: dict[str, str], currency: str | None) -> 
 @refs.account_option
 @json_option
 def keys_list(account_arg: str | None, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, refs.either(account_arg, account))
-        found = services.keys.list_keys(owner["id"])
-        human = _reader(services, owner["id"])
+    with opened() as parts:
+        owner = refs.account(parts, refs.either(account_arg, account))
+        found = parts.keys.list_keys(owner["id"])
+        human = _reader(parts, owner["id"])
     shown = [human(k) for k in found]
     rows = [
         [
@@ -79,10 +79,10 @@ def keys_list(account_arg: str | None, account: str | None, as_json: bool) -> No
 @refs.account_option
 @json_option
 def keys_show(key: str, account: str | None, as_json: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = refs.key(services, owner, key)
-        human = _reader(services, owner["id"])
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = refs.key(parts, owner, key)
+        human = _reader(parts, owner["id"])
     emit(found, as_json, lambda: fields(human(found)))
 
 
@@ -116,11 +116,11 @@ def keys_create(
 
     body = {"name": name, "role": role, "rpm": rpm, "tpm": tpm, "monthly_budget": monthly_budget}
     body |= {"expires_at": expires_at}
-    with opened() as services:
-        owner = refs.account(services, refs.either(account_arg, account))
+    with opened() as parts:
+        owner = refs.account(parts, refs.either(account_arg, account))
         refs_given = list(gateways) or None  # ids or slugs: the key service resolves them
         spec = parse_body(KeyCreate, body | {"gateways": refs_given})
-        created = services.keys.create_key(owner["id"], spec)
+        created = parts.keys.create_key(owner["id"], spec)
 
     def human() -> None:
         click.echo(f"Key {created['name']!r} ({created['role']}) created: {created['id']}")
@@ -136,13 +136,13 @@ def keys_create(
 @refs.account_option
 @yes_option
 def keys_delete(key: str, account: str | None, yes: bool) -> None:
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = refs.key(services, owner, key)
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = refs.key(parts, owner, key)
         what = f"key {found['name']!r} ({found['id']}) of account {owner['name']!r}"
         if not yes:
             click.confirm(f"Revoke {what}?", abort=True)
-        services.keys.delete_key(owner["id"], found["id"])
+        parts.keys.delete_key(owner["id"], found["id"])
     click.echo(f"Revoked {what}.")
 
 
@@ -195,9 +195,9 @@ def keys_update(
     patch |= dict.fromkeys(cleared)
     if not patch:
         raise click.ClickException("nothing to change: give an option, --clear or --patch")
-    with opened() as services:
-        owner = refs.account(services, account)
-        found = refs.key(services, owner, key)
-        changed = services.keys.update(owner["id"], found["id"], patch)
-        human = _reader(services, owner["id"])
+    with opened() as parts:
+        owner = refs.account(parts, account)
+        found = refs.key(parts, owner, key)
+        changed = parts.keys.update(owner["id"], found["id"], patch)
+        human = _reader(parts, owner["id"])
     emit(changed, as_json, lambda: fields(human(changed)))

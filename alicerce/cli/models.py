@@ -74,10 +74,10 @@ def usage(
     With --json: `{"day": ..., "sku": ...}`, each what `GET /api/v1/usage?group_by=` answers.
     """
     start = datetime.now(UTC) - timedelta(days=days)
-    with opened() as services:
-        owner = refs.account(services, refs.either(account_arg, account))
+    with opened() as parts:
+        owner = refs.account(parts, refs.either(account_arg, account))
         reports = {
-            group_by: services.usage.totals(
+            group_by: parts.usage.totals(
                 owner["id"],
                 start=start,
                 end=None,

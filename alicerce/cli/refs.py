@@ -14,14 +14,13 @@ collections.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    from alicerce.services import Services
+    from alicerce.cli.context import Parts
 
 View = dict[str, Any]
 
@@ -64,9 +63,9 @@ def pick(kind: str, ref: str, views: Sequence[View], *, by: Sequence[str], scope
     raise click.ClickException(f"No {kind} {ref!r}{scope}.")
 
 
-def account(services: Services, ref: str | None) -> View:
+def account(parts: Parts, ref: str | None) -> View:
     """The account `ref` (id or name); without one, the only account there is."""
-    accounts = services.keys.list_accounts()
+    accounts = parts.keys.list_accounts()
     if ref is None:
         if len(accounts) == 1:
             return accounts[0]
@@ -84,34 +83,34 @@ def _in(account: View) -> str:
     return f" in account {account['name']!r}"
 
 
-def gateway(services: Services, account: View, ref: str) -> View:
-    views = services.gateways.list(account["id"])
+def gateway(parts: Parts, account: View, ref: str) -> View:
+    views = parts.gateways.list(account["id"])
     return pick("gateway", ref, views, by=("slug", "name"), scope=_in(account))
 
 
-def key(services: Services, account: View, ref: str) -> View:
-    views = services.keys.list_keys(account["id"])
+def key(parts: Parts, account: View, ref: str) -> View:
+    views = parts.keys.list_keys(account["id"])
     return pick("key", ref, views, by=("name",), scope=_in(account))
 
 
-async def collection(services: Services, account: View, ref: str) -> View:
+async def collection(parts: Parts, account: View, ref: str) -> View:
     from alicerce.knowledge.views import collection_view
 
-    found = await services.knowledge.list_collections(account["id"])
+    found = await parts.knowledge.list_collections(account["id"])
     views = [collection_view(c) for c in found]
     return pick("collection", ref, views, by=("name",), scope=_in(account))
 
 
-async def document(services: Services, account: View, collection: View, ref: str) -> View:
+async def document(parts: Parts, account: View, collection: View, ref: str) -> View:
     from alicerce.knowledge.views import document_view
 
-    found = await services.knowledge.list_documents(account["id"], collection["id"])
+    found = await parts.knowledge.list_documents(account["id"], collection["id"])
     views = [document_view(d) for d in found]
     scope = f" in collection {collection['name']!r}"
     return pick("document", ref, views, by=("name",), scope=scope)
 
 
-def with_collection_ids(services: Services, account: View, definition: Any) -> Any:
+def with_collection_ids(parts: Parts, account: View, definition: Any) -> Any:
     """A gateway definition (or patch) whose `knowledge.collections` may name collections by
     name, with those names turned into the ids the API takes; anything else is left for the
     domain to judge (an unknown collection is its error, worded as the API words it)."""
@@ -121,7 +120,6 @@ def with_collection_ids(services: Services, account: View, definition: Any) -> A
     wanted = knowledge.get("collections")
     if not isinstance(wanted, list) or not wanted:
         return definition
-    found = asyncio.run(services.knowledge.list_collections(account["id"]))
-    ids = {c.name: c.id for c in found}
+    ids = parts.collection_ids(account["id"])
     named = [ids.get(ref, ref) if isinstance(ref, str) else ref for ref in wanted]
     return definition | {"knowledge": knowledge | {"collections": named}}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from alicerce.catalog import LOCAL_CHAT_MODEL
-from alicerce.cli.context import build_services, fail, load_settings
+from alicerce.cli.context import Parts, build_services, fail, load_settings
 from alicerce.cli.ingest import ingest_paths
 from alicerce.errors import AlicerceError
 
@@ -33,16 +33,16 @@ DEMO_QUESTIONS = ("What is an AI gateway?", "O que é um gateway de IA?")
 
 @click.command(help="Create (or upgrade) the database and print a new root key, shown once.")
 def init() -> None:
-    services = build_services(create_database=True)
+    parts = Parts.open(create_database=True)
     try:
-        if services.keys.has_root_key():
+        if parts.keys.has_root_key():
             click.echo("The database is ready; a root key exists already (or ALICERCE_ROOT_KEY).")
             return
-        key = services.keys.create_root_key()
-        click.echo(f"Database ready at {services.db.target.hidden()}")
+        key = parts.keys.create_root_key()
+        click.echo(f"Database ready at {parts.db.target.hidden()}")
         click.echo(f"Root key (shown once; it manages accounts): {key}")
     finally:
-        services.db.dispose()
+        parts.db.dispose()
 
 
 def _serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -19,10 +20,27 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+class _Json(TypeDecorator[Any]):
+    """JSON, as JSONB on PostgreSQL: `JSON().with_variant(JSONB(), "postgresql")`, but with the
+    PostgreSQL dialect imported only when a PostgreSQL database is used (it is a tenth of the
+    schema's import, and every CLI command imports the schema)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
+JsonType = _Json()
 # Money is kept as decimal text: SQLite has no exact decimal type (its NUMERIC is a float), and
 # sums are computed exactly as sum(quantity * unit_price) (see `usage.py`), never by adding floats.
 Money = String(64)
