@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, or_, select
 
 from alicerce.billing import LineItem
 from alicerce.clock import rfc3339
-from alicerce.errors import InvalidRequest
+from alicerce.errors import InvalidRequest, NotFound
 from alicerce.money import Money
 from alicerce.store import Database
 from alicerce.store.tables import RequestLogRow
@@ -118,6 +118,19 @@ def page(
         "has_more": more,
         "next_cursor": shown[-1].id if more else None,
     }
+
+
+def one(db: Database, account_id: str, request_id: str, *, currency: str) -> dict[str, Any]:
+    """One record, by id: the same view as a page's entries; another account's is 404, as
+    one that does not exist."""
+    query = select(RequestLogRow).where(
+        RequestLogRow.id == request_id, RequestLogRow.account_id == account_id
+    )
+    with db.session() as session:
+        row = session.scalar(query)
+    if row is None:
+        raise NotFound(f"No request {request_id!r} in this account.")
+    return request_view(row, currency)
 
 
 def request_view(row: RequestLogRow, currency: str) -> dict[str, Any]:

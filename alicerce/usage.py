@@ -40,7 +40,8 @@ from alicerce.billing import unit_of
 from alicerce.clock import rfc3339
 from alicerce.errors import InvalidRequest, NotFound
 from alicerce.money import DEFAULT_CURRENCY, Money, plain
-from alicerce.request_listing import REFUSED, RequestFilter, page
+from alicerce.request_listing import REFUSED, RequestFilter, one, page
+from alicerce.request_stats import StatsGroup, day_of, request_stats
 from alicerce.store import Database
 from alicerce.store.tables import ApiKeyRow, GatewayRow, LineItemRow, RequestLogRow
 
@@ -114,12 +115,15 @@ class UsageService:
 
     def _group_column(self, table: Any, group_by: GroupBy) -> ColumnElement[Any]:
         if group_by == "day":  # times are stored in UTC, so days are UTC days
-            if self._db.is_sqlite:
-                return func.substr(table.created_at, 1, 10)
-            return func.to_char(func.timezone("UTC", table.created_at), "YYYY-MM-DD")
+            return day_of(self._db, table.created_at)
         columns: dict[str, Any] = {
             "sku": LineItemRow.sku,
-            "gateway": table.gateway_id,
+            # Wrapped, so that SQLite does not group the request log by walking its index on
+            # (gateway_id, created_at) in order: that walk reads every account's records of
+            # the window, where (account_id, created_at) reads this account's only.
+            "gateway": func.coalesce(table.gateway_id, literal(None, String))
+            if table is RequestLogRow
+            else table.gateway_id,
             "key": table.key_id,
             "model": table.model,
         }
@@ -262,6 +266,24 @@ class UsageService:
         check_window(where.start, where.end)
         return page(
             self._db, account_id, where, limit=limit, cursor=cursor, currency=self.currency()
+        )
+
+    def request(self, account_id: str, request_id: str) -> dict[str, Any]:
+        """One record of the request log (`request_listing.one`)."""
+        return one(self._db, account_id, request_id, currency=self.currency())
+
+    def stats(
+        self, account_id: str, where: RequestFilter, *, group_by: StatsGroup | None
+    ) -> dict[str, Any]:
+        """Counts, error rate and latency percentiles of the inference requests
+        (`request_stats`)."""
+        check_window(where.start, where.end)
+        return request_stats(
+            self._db,
+            account_id,
+            where,
+            group_by=group_by,
+            names=lambda session, group: self._names(session, account_id, group),
         )
 
     # -- what the filters name -------------------------------------------------------------

@@ -18,6 +18,7 @@ _FROM = Query(None, alias="from", description="inclusive start; RFC 3339 or Unix
 _TO = Query(None, description="exclusive end; RFC 3339 or Unix seconds")
 _KEY = Query(None, description="a key's id or name (a deleted key's id too)")
 _GATEWAY = Query(None, description="a gateway's id, slug or name (a deleted gateway's id too)")
+_MODEL = Query(None, description="the model that answered, as recorded")
 
 
 @router.get("/usage")
@@ -45,12 +46,21 @@ def usage(
     return json_response(totals)
 
 
+def _metadata(request: Request) -> dict[str, str]:
+    """`metadata.<name>=<value>` parameters, as a filter."""
+    return {
+        name.removeprefix("metadata."): value
+        for name, value in request.query_params.items()
+        if name.startswith("metadata.")
+    }
+
+
 @router.get("/requests")
 def requests(
     request: Request,
     gateway: str | None = _GATEWAY,
     key: str | None = _KEY,
-    model: str | None = Query(None, description="the model that answered, as recorded"),
+    model: str | None = _MODEL,
     status: str | None = Query(None, description=STATUS_HELP),
     from_: str | None = _FROM,
     to: str | None = _TO,
@@ -68,11 +78,43 @@ def requests(
         status=status or None,
         start=parse_time(from_, "from"),
         end=parse_time(to, "to"),
-        metadata={
-            name.removeprefix("metadata."): value
-            for name, value in request.query_params.items()
-            if name.startswith("metadata.")
-        },
+        metadata=_metadata(request),
     )
     page = service.requests(account_id, where, limit=limit, cursor=cursor)
     return json_response(page)
+
+
+@router.get("/requests/stats")
+def request_stats(
+    request: Request,
+    from_: str | None = _FROM,
+    to: str | None = _TO,
+    group_by: Literal["day", "gateway", "key", "model"] | None = None,
+    gateway: str | None = _GATEWAY,
+    key: str | None = _KEY,
+    model: str | None = _MODEL,
+    principal: Principal = Depends(require_admin),
+) -> Response:
+    """How the inference requests went: counts, error rate, and latency and time-to-first-token
+    percentiles (p50, p95), overall and optionally grouped. Filter by metadata with
+    `metadata.<name>=<value>`."""
+    assert principal.account_id is not None
+    account_id, service = principal.account_id, services_of(request).usage
+    where = RequestFilter(
+        gateway_id=service.gateway_filter(account_id, gateway) if gateway else None,
+        key_id=service.key_filter(account_id, key) if key else None,
+        model=model or None,
+        start=parse_time(from_, "from"),
+        end=parse_time(to, "to"),
+        metadata=_metadata(request),
+    )
+    return json_response(service.stats(account_id, where, group_by=group_by))
+
+
+@router.get("/requests/{request_id}")
+def request_record(
+    request_id: str, request: Request, principal: Principal = Depends(require_admin)
+) -> Response:
+    """One record of the request log, by its id (an answer's `id` and `x-request-id`)."""
+    assert principal.account_id is not None
+    return json_response(services_of(request).usage.request(principal.account_id, request_id))

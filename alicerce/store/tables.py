@@ -100,6 +100,7 @@ class RequestLogRow(Base):
     __table_args__ = (
         Index("ix_request_log_account_created", "account_id", "created_at"),
         Index("ix_request_log_gateway_created", "gateway_id", "created_at"),
+        Index("ix_request_log_account_id", "account_id", "id"),  # its pages (migration 0008)
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
