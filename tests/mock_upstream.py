@@ -115,6 +115,14 @@ class MockUpstream:
     def last(self) -> dict[str, Any]:
         return self.received[-1]
 
+    def sent_with(self, marker: str) -> dict[str, Any]:
+        """The last request whose messages hold `marker`: robust where other tests' requests
+        (a stream still ending, another server's) may arrive after the one a test made."""
+        for body in reversed(self.received):
+            if marker in json.dumps(body.get("messages", "")):
+                return body
+        raise AssertionError(f"no request carried {marker!r}")
+
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.received.append(body)

@@ -109,11 +109,12 @@ def test_portuguese_question_finds_the_portuguese_document(
 def test_nothing_above_min_score_still_reaches_the_model_marked_low_confidence(
     account: Account, collection: str, upstream: Upstream
 ) -> None:
+    marker = uuid.uuid4().hex
     gateway = _gateway(account, collection, min_score=0.999, top_k=5)
     answer = account.openai().chat.completions.create(
-        model=gateway["id"], messages=[{"role": "user", "content": "Turbo plan price?"}]
+        model=gateway["id"], messages=[{"role": "user", "content": f"Turbo plan price? ({marker})"}]
     )
-    system = upstream.mock.last()["messages"][0]["content"]
+    system = upstream.mock.sent_with(marker)["messages"][0]["content"]
     assert '<reference_data confidence="low">\nLow-confidence passages' in system
     assert "may not answer the question" in system and "42 euros" in system
     assert NO_MATCH not in system
@@ -129,12 +130,13 @@ def test_nothing_above_min_score_still_reaches_the_model_marked_low_confidence(
 def test_a_gateway_can_drop_what_is_below_min_score(
     account: Account, collection: str, upstream: Upstream
 ) -> None:
+    marker = uuid.uuid4().hex
     gateway = _gateway(account, collection, min_score=0.999, below_threshold="drop")
     assert gateway["knowledge"]["below_threshold"] == "drop"
     answer = account.openai().chat.completions.create(
-        model=gateway["id"], messages=[{"role": "user", "content": "Turbo plan price?"}]
+        model=gateway["id"], messages=[{"role": "user", "content": f"Turbo plan price? ({marker})"}]
     )
-    assert NO_MATCH in upstream.mock.last()["messages"][0]["content"]
+    assert NO_MATCH in upstream.mock.sent_with(marker)["messages"][0]["content"]
     context = answer.model_extra["generation_context"]
     assert context["knowledge"] == []
     [search] = context["knowledge_searches"]
