@@ -55,6 +55,31 @@ def _metadata(request: Request) -> dict[str, str]:
     }
 
 
+def _filter(
+    request: Request,
+    account_id: str,
+    *,
+    gateway: str | None,
+    key: str | None,
+    model: str | None,
+    from_: str | None,
+    to: str | None,
+    status: str | None = None,
+) -> RequestFilter:
+    """The request log filter that `/requests` and `/requests/stats` take alike: gateway and
+    key by id or name, model, status, time, and `metadata.<name>=<value>`."""
+    service = services_of(request).usage
+    return RequestFilter(
+        gateway_id=service.gateway_filter(account_id, gateway) if gateway else None,
+        key_id=service.key_filter(account_id, key) if key else None,
+        model=model or None,
+        status=status or None,
+        start=parse_time(from_, "from"),
+        end=parse_time(to, "to"),
+        metadata=_metadata(request),
+    )
+
+
 @router.get("/requests")
 def requests(
     request: Request,
@@ -70,17 +95,18 @@ def requests(
 ) -> Response:
     """The request log, newest first. Filter by metadata with `metadata.<name>=<value>`."""
     assert principal.account_id is not None
-    account_id, service = principal.account_id, services_of(request).usage
-    where = RequestFilter(
-        gateway_id=service.gateway_filter(account_id, gateway) if gateway else None,
-        key_id=service.key_filter(account_id, key) if key else None,
-        model=model or None,
-        status=status or None,
-        start=parse_time(from_, "from"),
-        end=parse_time(to, "to"),
-        metadata=_metadata(request),
+    account_id = principal.account_id
+    where = _filter(
+        request,
+        account_id,
+        gateway=gateway,
+        key=key,
+        model=model,
+        from_=from_,
+        to=to,
+        status=status,
     )
-    page = service.requests(account_id, where, limit=limit, cursor=cursor)
+    page = services_of(request).usage.requests(account_id, where, limit=limit, cursor=cursor)
     return json_response(page)
 
 
@@ -99,16 +125,9 @@ def request_stats(
     percentiles (p50, p95), overall and optionally grouped. Filter by metadata with
     `metadata.<name>=<value>`."""
     assert principal.account_id is not None
-    account_id, service = principal.account_id, services_of(request).usage
-    where = RequestFilter(
-        gateway_id=service.gateway_filter(account_id, gateway) if gateway else None,
-        key_id=service.key_filter(account_id, key) if key else None,
-        model=model or None,
-        start=parse_time(from_, "from"),
-        end=parse_time(to, "to"),
-        metadata=_metadata(request),
-    )
-    return json_response(service.stats(account_id, where, group_by=group_by))
+    account_id = principal.account_id
+    where = _filter(request, account_id, gateway=gateway, key=key, model=model, from_=from_, to=to)
+    return json_response(services_of(request).usage.stats(account_id, where, group_by=group_by))
 
 
 @router.get("/requests/{request_id}")

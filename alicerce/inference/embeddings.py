@@ -159,8 +159,10 @@ class EmbeddingsService:
                 param="dimensions",
             )
         tokens = estimate_tokens(texts)
-        priced = self._catalog().get(request.model)
-        cost = tokens * priced.price_in if priced is not None else Decimal(0)
+        cost = Decimal(0)
+        if call.principal.monthly_budget is not None:  # keys without a budget price nothing here
+            priced = self._catalog().get(request.model)
+            cost = tokens * priced.price_in if priced is not None else Decimal(0)
         admission = await self._limiter.admit(call.principal, tokens, cost)
         call.reserved = admission.reserved
         ratelimit = admission.headers

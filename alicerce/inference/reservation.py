@@ -29,7 +29,7 @@ def output_bound(body: dict[str, Any], model: CatalogModel | None, prompt_tokens
     if isinstance(wanted, int) and wanted > 0:
         return wanted
     if model is not None and model.context_length:
-        return max(1, min(model.context_length - prompt_tokens, model.context_length))
+        return max(1, model.context_length - prompt_tokens)
     return UNBOUNDED_OUTPUT_TOKENS
 
 
