@@ -169,7 +169,7 @@ class Metrics:
         self._search = cache(self.searches.labels)
 
     def connection_refused(self, reason: str) -> None:
-        """A connection the HTTP server refused or closed (`alicerce.api.connections`)."""
+        """A connection the HTTP server refused or closed (`alicerce.connections`)."""
         self.connections_refused.labels(reason).inc()
 
     def _requests_child(self, endpoint: str, status: int, gateway: str, model: str) -> Any:

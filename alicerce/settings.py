@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # 2-core machine, ~9 s seen under load) and answers only when the import lets its ping
     # thread run; uvicorn's 5 s default killed workers in a loop there.
     worker_healthcheck_timeout_s: int = Field(default=30, ge=1)
-    # Client connections, per worker process (alicerce/api/connections.py): time from the
+    # Client connections, per worker process (alicerce/connections.py): time from the
     # connection (or a keep-alive request's first byte) to complete headers; the longest pause
     # between two pieces of a body; the request line and headers' size; open connections.
     http_header_timeout_s: float = Field(default=10.0, gt=0)

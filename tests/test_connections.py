@@ -1,4 +1,4 @@
-"""Connections that cannot exhaust the server (alicerce/api/connections.py), against a real
+"""Connections that cannot exhaust the server (alicerce/connections.py), against a real
 `alicerce serve` on loopback, driven with raw sockets as a hostile client would."""
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def test_keep_alive_requests_each_get_the_header_timeout(server: ServerProcess) 
 
 
 def test_the_limits_are_settings(tmp_path: Path) -> None:
-    from alicerce.api.connections import ConnectionLimits
+    from alicerce.connections import ConnectionLimits
     from alicerce.settings import Settings
 
     limits = ConnectionLimits.from_settings(Settings(http_max_connections=7))

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         gc.collect()
         gc.freeze()
         try:
-            # The server's connection guard counts its refusals here (api/connections.py).
+            # The server's connection guard counts its refusals here (alicerce/connections.py).
             yield {"metrics": built.metrics}
         finally:
             await built.close()

@@ -48,7 +48,7 @@ def init() -> None:
 def _serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     import uvicorn
 
-    from alicerce.api.connections import ConnectionLimits, protocol_class
+    from alicerce.connections import ConnectionLimits, protocol_class
     from alicerce.logs import logging_config
 
     if host:

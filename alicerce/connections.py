@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from asyncio import TimerHandle
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,8 +43,6 @@ from alicerce.errors import (
     RequestTimeout,
 )
 from alicerce.settings import Settings
-
-log = logging.getLogger("alicerce.connections")
 
 
 @dataclass(frozen=True, slots=True)
