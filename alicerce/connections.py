@@ -225,7 +225,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # the app is not reading yet: not the client's pause
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            # the app is not reading yet (or has not asked for the body): not the client's pause
             self._arm(self.limits.body_timeout_s, self._body_timed_out)
             return
         self._count("body_timeout")

@@ -226,3 +226,19 @@ def test_the_limits_are_settings(tmp_path: Path) -> None:
 
     limits = ConnectionLimits.from_settings(Settings(http_max_connections=7))
     assert limits.max_connections == 7 and limits.header_timeout_s == 10.0
+
+
+def test_a_client_waiting_for_100_continue_is_not_timed_out(server: ServerProcess) -> None:
+    """`Expect: 100-continue`: the client sends its body only once asked; the wait before that
+    is the server's, not a pause of the client's."""
+    body = b'{"name": "continued"}'
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + ROOT_KEY.encode() + b"\r\nExpect: 100-continue\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+        )
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+        sock.sendall(body)
+        assert _read_all(sock).startswith(b"HTTP/1.1 201")
