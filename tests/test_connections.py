@@ -8,7 +8,6 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -220,7 +219,7 @@ def test_keep_alive_requests_each_get_the_header_timeout(server: ServerProcess) 
     assert status == 408 and error["code"] == "request_timeout"
 
 
-def test_the_limits_are_settings(tmp_path: Path) -> None:
+def test_the_limits_are_settings() -> None:
     from alicerce.connections import ConnectionLimits
     from alicerce.settings import Settings
 
