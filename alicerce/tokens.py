@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from alicerce.billing import TokenUsage, tokens_by_length
-from alicerce.local_model import bundled_model_path
+from alicerce.local_model import bundled_model_path, load_llama
 from alicerce.messages import text_of
 
 log = logging.getLogger("alicerce.tokens")
@@ -32,9 +32,7 @@ class TokenCounter:
         with self._lock:
             if self._vocab is None and not self._failed:
                 try:
-                    import llama_cpp
-
-                    self._vocab = llama_cpp.Llama(
+                    self._vocab = load_llama(
                         model_path=self._path or bundled_model_path(),
                         vocab_only=True,
                         verbose=False,

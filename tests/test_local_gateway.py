@@ -80,3 +80,20 @@ def test_local_model_async_client(account: Account) -> None:
         return text
 
     assert asyncio.run(run()).strip()
+
+
+def test_clients_that_leave_mid_stream_do_not_break_the_next_request(account: Account) -> None:
+    """A stream closed after its first token gives its model back only once the model's
+    thread has stopped: the next request never shares a llama.cpp context still decoding."""
+    gateway = _local_gateway(account, max_tokens=64)
+    client = account.openai()
+    messages = [{"role": "user", "content": "Tell me about the sea."}]
+    for _ in range(4):
+        with client.chat.completions.create(
+            model=gateway["id"], messages=messages, stream=True
+        ) as stream:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+        completion = client.chat.completions.create(model=gateway["id"], messages=messages)
+        assert completion.choices[0].message.content

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from alicerce.errors import InvalidRequest, Overloaded, UpstreamError
-from alicerce.local_model import bundled_model_path
+from alicerce.local_model import bundled_model_path, load_llama
 from alicerce.messages import text_of
 from alicerce.upstreams.base import Completion
 
@@ -134,12 +134,11 @@ class LocalUpstream:
         with self._load_lock:
             if self._models:
                 return
-            import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             path = self._path or bundled_model_path()
             models = [
-                llama_cpp.Llama(
+                load_llama(
                     model_path=path,
                     n_ctx=self._context,
                     n_threads=self._threads,
@@ -226,11 +225,16 @@ class LocalUpstream:
                 yield item
         finally:
             generation.cancelled.set()
-            try:
-                await asyncio.shield(future)
-            finally:
-                self._free.append(model)
-                slots.release()
+            # The model and its slot go back only when the thread is done with it: a
+            # cancelled consumer (anyio cancels again at every await) must not lend a context
+            # that is still decoding to the next request (two threads in one llama.cpp
+            # context crash the process).
+            future.add_done_callback(lambda _: self._give_back(model, slots))
+            await asyncio.shield(future)
+
+    def _give_back(self, model: Any, slots: asyncio.Semaphore) -> None:
+        self._free.append(model)
+        slots.release()
 
     # -- in the worker thread ------------------------------------------------------------
 
