@@ -44,11 +44,11 @@ _SLUG = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99}):(?P<suffix>[0-9a
 class Parameters(Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=2**31 - 1)  # int32, as requests
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     prefill: str | None = Field(default=None, max_length=20_000)
 
     @field_validator("stop")
@@ -93,17 +93,42 @@ class Function(Strict):
     @classmethod
     def _a_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         import jsonschema  # here: the commands that only read gateways start without it
+        import referencing.exceptions
 
         try:
-            jsonschema.validators.validator_for(value).check_schema(value)
+            # A `$ref` loop that reads no part of the arguments (`{"$ref": "#"}`, two `$defs`
+            # naming each other) would recurse forever on every call: JSON Schema says to fail
+            # it (2020-12, 9.4.1), and here is where a person can fix it. Recursion that walks
+            # down the arguments (a tree) is fine, and validates.
+            next(iter(schema_validator(value).iter_errors({})), None)
         except jsonschema.SchemaError as exc:
             where = "/".join(str(p) for p in exc.absolute_path)
             raise ValueError(
                 f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
             ) from None
+        except RecursionError:
+            raise ValueError(
+                "the schema never ends: a '$ref' loop that reads no part of the arguments "
+                "(such as {'$ref': '#'}), or nesting too deep to check"
+            ) from None
+        except referencing.exceptions.Unresolvable as exc:
+            raise ValueError(
+                f"a '$ref' cannot be resolved: {exc} (refs must point inside the schema)"
+            ) from None
         if value.get("type", "object") != "object":
             raise ValueError("a function's parameters must be a JSON Schema of type 'object'")
         return value
+
+
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A checked JSON Schema's validator, whose `$ref`s resolve only inside the schema: the
+    library's default would fetch a `$ref` URL, from the server, of anyone's choosing."""
+    import jsonschema
+    import referencing
+
+    kind = jsonschema.validators.validator_for(schema)
+    kind.check_schema(schema)
+    return kind(schema, registry=referencing.Registry())
 
 
 class Routing(Strict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -24,6 +25,7 @@ from alicerce.errors import RequestTooLarge
 from alicerce.inference.pipeline import Served
 from alicerce.inference.relay import Chunks, Closing, Failure, StreamItem
 from alicerce.inference.responses import ResponseEvents
+from alicerce.json_input import load_json
 from alicerce.ledger import Call
 from alicerce.money import encode_json as _encode
 from alicerce.services import Services
@@ -54,6 +56,16 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def json_payload(request: Request) -> Any:
+    """A route's JSON body (a FastAPI dependency), read by the rules of every JSON body
+    (`json_input.py`) whatever its `Content-Type`: curl's `-d` sends JSON as a form, and a
+    client that says `text/plain` means JSON all the same. None when there is no body."""
+    raw = await read_body(request, services_of(request).settings.max_body_bytes)
+    if not raw.strip():
+        return None
+    return load_json(raw, content_type=request.headers.get("content-type"))
 
 
 def answer_headers(served: Served) -> dict[str, str]:

@@ -46,12 +46,9 @@ class EmbeddingsRequest(msgspec.Struct):
     input_type: Literal["query", "passage", "document"] = "query"
 
 
-_decoder = msgspec.json.Decoder(EmbeddingsRequest)
-
-
 def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, list[str]]:
     """The request and its texts; bad input is a 400 naming the field, too much a 413."""
-    request = decode_body(_decoder, raw)
+    request = decode_body(EmbeddingsRequest, raw)
     texts = [request.input] if isinstance(request.input, str) else request.input
     if not texts:
         raise InvalidRequest("'input' must not be empty.", param="input")

@@ -10,8 +10,9 @@ from alicerce.errors import InvalidRequest
 from alicerce.inference.request import (
     ChatRequest,
     Message,
-    PositiveInt,
     Temperature,
+    TokenCount,
+    Tools,
     TopP,
     decode_body,
 )
@@ -21,12 +22,12 @@ class ResponsesRequest(msgspec.Struct):
     model: str
     input: str | list[dict[str, Any]]
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Tools | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    max_output_tokens: PositiveInt | None = None
+    max_output_tokens: TokenCount | None = None
     metadata: dict[str, str] | None = None
     stream: bool = False
     text: dict[str, Any] | None = None
@@ -38,7 +39,6 @@ class ResponsesRequest(msgspec.Struct):
     prompt: dict[str, Any] | None = None
 
 
-_decoder = msgspec.json.Decoder(ResponsesRequest)
 _UNSUPPORTED = {
     "previous_response_id": "Responses are not stored; send the whole conversation in 'input'.",
     "conversation": "Conversations are not stored; send the whole conversation in 'input'.",
@@ -48,7 +48,7 @@ _UNSUPPORTED = {
 
 
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
-    request = decode_body(_decoder, raw)
+    request = decode_body(ResponsesRequest, raw)
     if request.model == "":
         raise InvalidRequest("'model' must name a gateway.", param="model")
     for name, message in _UNSUPPORTED.items():
