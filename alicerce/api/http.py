@@ -17,11 +17,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
-from alicerce.errors import RequestTooLarge
+from alicerce.errors import ClientDisconnected, RequestTooLarge
 from alicerce.inference.pipeline import Served
 from alicerce.inference.relay import Chunks, Closing, Failure, StreamItem
 from alicerce.inference.responses import ResponseEvents
@@ -40,7 +40,9 @@ async def open_call(request: Request, endpoint: str) -> tuple[Services, Call]:
     started = time.perf_counter()
     principal = await require_inference(request)
     services = services_of(request)
-    return services, services.ledger.open_call(principal, endpoint, started)
+    call = services.ledger.open_call(principal, endpoint, started)
+    call.client_gone = request.is_disconnected  # asked once the answer is ready (499)
+    return services, call
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -50,11 +52,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected(
+            f"The client went away after sending {size} bytes of its body."
+        ) from None
     return b"".join(chunks)
 
 

@@ -35,7 +35,7 @@ from anyio import to_thread
 
 from alicerce.billing import LineItem, TokenUsage
 from alicerce.catalog import AUTO_MODEL, Catalog
-from alicerce.errors import AlicerceError, NotFound, PermissionDenied
+from alicerce.errors import AlicerceError, NotFound, PermissionDenied, internal_error
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewayService, GatewaySpec
 from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import ChatService
@@ -137,10 +137,8 @@ class _Unanswered:
         if not isinstance(exc, Exception) or self.call.recorded:
             self.ledger.release(self.call)  # cancelled unanswered: its reservation goes back
             return  # answered (a later tool round failed: the service recorded it), or cancelled
-        if isinstance(exc, AlicerceError):
-            error = exc
-        else:  # a bug: the door answers 500 and logs it; the call is recorded all the same
-            error = AlicerceError("The server had an error while processing your request.")
+        # A bug: the door answers 500 and logs it; the call is recorded all the same.
+        error = exc if isinstance(exc, AlicerceError) else internal_error()
         self.ledger.record_call(
             self.call,
             model=self.model,
