@@ -159,8 +159,12 @@ def _deep_path(raw: bytes) -> str:
                 stack.pop()
         elif token == b"," and stack and not stack[-1][0]:
             stack[-1][1] += 1
+    # The field at fault: down to the last named key of the first few levels (the arrays
+    # under `input` are `input`'s), not the hundred levels below it.
+    head = stack[:6]
+    named = [i for i, (is_object, key) in enumerate(head) if is_object and key is not None]
     path = ""
-    for is_object, key in stack[:4]:
+    for is_object, key in head[: named[-1] + 1] if named else []:
         if key is None:
             break
         path += f".{_excerpt(key)}" if is_object else f"[{key}]"

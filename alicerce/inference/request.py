@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from alicerce.errors import InvalidRequest
+from alicerce.inference.content import check_parts
 from alicerce.json_input import load_json
 
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
@@ -76,12 +77,13 @@ class ChatRequest(msgspec.Struct):
 
 
 T = TypeVar("T")
-_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_PATH = re.compile(r" - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`$")
 
 
 def _param_from_path(path: str) -> str:
-    """`.messages[0].role` → `messages[0].role`."""
-    return path.lstrip(".")
+    """`.messages[0].role` → `messages[0].role`; `.logit_bias[...]` (a value of a mapping)
+    → `logit_bias`."""
+    return path.lstrip(".").removesuffix("[...]")
 
 
 def decode_body(kind: type[T], raw: bytes) -> T:
@@ -99,6 +101,8 @@ def decode_body(kind: type[T], raw: bytes) -> T:
         match = _PATH.search(text)
         param = _param_from_path(match["path"]) if match else None
         message = text[: match.start()] if match else text
+        if match and match["key"]:
+            message += " (a key)"
         if message.startswith("Object missing required field"):
             field = message.split("`")[1]
             param = f"{param}.{field}" if param else field
@@ -113,6 +117,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     request = decode_body(ChatRequest, raw)
     if request.model == "":
         raise InvalidRequest("'model' must name a gateway.", param="model")
+    check_parts(request.messages)
     if request.n is not None and request.n != 1:
         # One answer per request: grounding, server-side functions, billing and the request
         # log are per answer, and silently answering one of five would be worse than saying so.

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from alicerce.errors import InvalidRequest
+from alicerce.inference.content import check_image
 from alicerce.inference.request import (
     ChatRequest,
     Message,
@@ -66,6 +67,7 @@ def _user_part(part: Any, param: str) -> dict[str, Any]:
         return {"type": "text", "text": part["text"]}
     if kind == "input_image" and isinstance(part.get("image_url"), str):
         image = {"url": part["image_url"], "detail": part.get("detail") or "auto"}
+        check_image(image, f"{param}.image_url")
         return {"type": "image_url", "image_url": image}
     raise InvalidRequest(
         f"Content part type {kind!r} is not supported; use 'input_text' or 'input_image' "
