@@ -14,7 +14,7 @@ become headers and bytes:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -41,8 +41,22 @@ async def open_call(request: Request, endpoint: str) -> tuple[Services, Call]:
     principal = await require_inference(request)
     services = services_of(request)
     call = services.ledger.open_call(principal, endpoint, started)
-    call.client_gone = request.is_disconnected  # asked once the answer is ready (499)
+    call.client_gone = client_gone(request)  # asked once a whole answer is ready (499)
     return services, call
+
+
+def client_gone(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the client has gone away. uvicorn's own flag when the server is uvicorn (its
+    `receive` is bound to the request's cycle, which the connection's loss marks): free, where
+    Starlette's `is_disconnected` costs a cancelled receive, about 28 µs a request."""
+    cycle = getattr(request.receive, "__self__", None)
+    if not isinstance(getattr(cycle, "disconnected", None), bool):
+        return request.is_disconnected
+
+    async def disconnected() -> bool:
+        return bool(cycle.disconnected)  # type: ignore[union-attr]
+
+    return disconnected
 
 
 async def read_body(request: Request, limit: int) -> bytes:
