@@ -20,6 +20,7 @@ from alicerce.cache import TTLCache
 from alicerce.catalog import AUTO_MODEL, Catalog
 from alicerce.clock import rfc3339, utcnow
 from alicerce.errors import Conflict, InvalidRequest, NotFound
+from alicerce.function_schemas import check_function_schema
 from alicerce.ids import new_id, slug_for
 from alicerce.knowledge.modes import Mode
 from alicerce.security import CredentialCipher, check_upstream_url
@@ -92,43 +93,10 @@ class Function(Strict):
     @field_validator("parameters")
     @classmethod
     def _a_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import jsonschema  # here: the commands that only read gateways start without it
-        import referencing.exceptions
-
-        try:
-            # A `$ref` loop that reads no part of the arguments (`{"$ref": "#"}`, two `$defs`
-            # naming each other) would recurse forever on every call: JSON Schema says to fail
-            # it (2020-12, 9.4.1), and here is where a person can fix it. Recursion that walks
-            # down the arguments (a tree) is fine, and validates.
-            next(iter(schema_validator(value).iter_errors({})), None)
-        except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path)
-            raise ValueError(
-                f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
-            ) from None
-        except RecursionError:
-            raise ValueError(
-                "the schema never ends: a '$ref' loop that reads no part of the arguments "
-                "(such as {'$ref': '#'}), or nesting too deep to check"
-            ) from None
-        except referencing.exceptions.Unresolvable as exc:
-            raise ValueError(
-                f"a '$ref' cannot be resolved: {exc} (refs must point inside the schema)"
-            ) from None
+        check_function_schema(value)
         if value.get("type", "object") != "object":
             raise ValueError("a function's parameters must be a JSON Schema of type 'object'")
         return value
-
-
-def schema_validator(schema: dict[str, Any]) -> Any:
-    """A checked JSON Schema's validator, whose `$ref`s resolve only inside the schema: the
-    library's default would fetch a `$ref` URL, from the server, of anyone's choosing."""
-    import jsonschema
-    import referencing
-
-    kind = jsonschema.validators.validator_for(schema)
-    kind.check_schema(schema)
-    return kind(schema, registry=referencing.Registry())
 
 
 class Routing(Strict):

@@ -24,7 +24,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alicerce.json_input import MAX_DEPTH
@@ -823,8 +823,13 @@ class BrokenUpstream:
     }
 
     def __init__(self) -> None:
-        async def chat(request: Request) -> JSONResponse:
+        async def chat(request: Request) -> Response:
             body = await request.json()
+            if body.get("stream"):  # `delta` a string: the relay cannot read it
+                chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+                          {"choices": [{"index": 0, "delta": "x"}]}]  # fmt: skip
+                events = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+                return Response(events + b"data: [DONE]\n\n", media_type="text/event-stream")
             return JSONResponse(self.ANSWERS[body["model"]])
 
         app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
@@ -874,6 +879,24 @@ def test_a_500_after_the_upstream_answered_is_recorded_with_its_line_items(
     assert record["error"]["type"] == "server_error"
     assert record["usage"]["prompt_tokens"] == 7 and record["usage"]["completion_tokens"] == 3
     assert record["id"] == response.headers["x-request-id"]
+    still_answers(hostile)
+
+
+def test_a_bug_in_a_stream_ends_it_with_an_error_event_and_a_500_record(
+    hostile: Hostile, broken: BrokenUpstream
+) -> None:
+    slug = broken_gateway(hostile, broken, "message-string")
+    marker = uuid.uuid4().hex
+    body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
+    with hostile.http() as client:
+        response = client.post("/chat/completions", json=body)
+    assert response.status_code == 200  # the stream had begun
+    events = [line for line in response.text.split("\n") if line.startswith("data: ")]
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "server_error"
+    assert "data: [DONE]" not in response.text
+    record = record_of(hostile, marker)
+    assert record["status"] == 500 and record["error"]["type"] == "server_error"
     still_answers(hostile)
 
 

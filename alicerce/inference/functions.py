@@ -21,7 +21,8 @@ import msgspec
 
 from alicerce.billing import LineItem
 from alicerce.errors import InvalidRequest
-from alicerce.gateways import Function, schema_validator
+from alicerce.function_schemas import schema_validator
+from alicerce.gateways import Function
 from alicerce.upstreams.http import HttpClients
 
 log = logging.getLogger("alicerce.functions")
