@@ -735,7 +735,12 @@ def nested_schema(levels: int) -> dict[str, Any]:
         (
             {"$ref": "http://169.254.169.254/latest/schema.json"},
             "functions.0.parameters",
-            "cannot be resolved",
+            "points outside the schema",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/secret.json"}}},
+            "functions.0.parameters",
+            "at properties/a points outside the schema",
         ),
         (
             {"type": "object", "properties": {"a": {"type": 5}}},
@@ -744,7 +749,15 @@ def nested_schema(levels: int) -> dict[str, Any]:
         ),
         (nested_schema(300), "functions[0].parameters.properties.x.properties", "levels deep"),
     ],
-    ids=["ref-root", "defs-cycle", "ref-missing", "ref-remote", "invalid", "nested-300"],
+    ids=[
+        "ref-root",
+        "defs-cycle",
+        "ref-missing",
+        "ref-remote",
+        "ref-remote-nested",
+        "invalid",
+        "nested-300",
+    ],
 )
 def test_function_schemas_that_cannot_work_are_refused_at_creation(
     hostile: Hostile, parameters: Any, param: str, message: str
