@@ -950,18 +950,46 @@ def test_a_client_that_leaves_before_a_whole_answer_is_recorded_499(
     still_answers(hostile)
 
 
+@pytest.mark.slow
+def test_a_client_that_leaves_embeddings_is_recorded_499(hostile: Hostile) -> None:
+    """The same for embeddings: the local model reads ~3,000 words while the client leaves."""
+    key = hostile.create_key(name="embed-" + uuid.uuid4().hex[:6])
+    text = " ".join(f"word{i} of a long passage" for i in range(600))
+    with hostile.http(key) as client, pytest.raises(httpx.ReadTimeout):
+        client.post(
+            "/embeddings",
+            json={"model": "@local/multilingual-e5-small", "input": [text] * 3},
+            timeout=0.05,
+        )
+    record = records_of_key(hostile, key)
+    assert record["status"] == 499 and record["usage"]["prompt_tokens"] > 0
+
+
+def records_of_key(account: Account, key: str, *, timeout: float = 60) -> dict[str, Any]:
+    """The newest request log record of `key`, once there is one."""
+    with account.http() as client:
+        key_id = next(
+            k["id"]
+            for k in client.get("/keys").json()["data"]
+            if key.startswith(k["prefix"].rstrip("…"))
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        account.alicerce.flushed()
+        with account.http() as client:
+            rows = client.get("/requests", params={"key": key_id}).json()["data"]
+        if rows or time.monotonic() > deadline:
+            assert rows, f"no record of key {key_id}"
+            return rows[0]  # type: ignore[no-any-return]
+        time.sleep(0.05)
+
+
 def test_a_client_that_leaves_mid_body_is_one_info_line(
     hostile: Hostile, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Headers promise 10,000 bytes, 20 come, the socket closes: recorded as 499, logged at
     info as one line, no error, no traceback."""
     key = hostile.create_key(name="leaver-" + uuid.uuid4().hex[:6])
-    with hostile.http() as client:
-        key_id = next(
-            k["id"]
-            for k in client.get("/keys").json()["data"]
-            if key.startswith(k["prefix"].rstrip("…"))
-        )
     host, port = hostile.alicerce.url.removeprefix("http://").split(":")
     with caplog.at_level(logging.INFO):
         with socket.create_connection((host, int(port))) as sock:
@@ -972,15 +1000,9 @@ def test_a_client_that_leaves_mid_body_is_one_info_line(
                 + b'{"model": "x", "mes'
             )
             time.sleep(0.1)  # the server is reading the body when the client goes
-        deadline = time.monotonic() + 10
-        rows: list[dict[str, Any]] = []
-        while not rows and time.monotonic() < deadline:
-            hostile.alicerce.flushed()
-            with hostile.http() as client:
-                rows = client.get("/requests", params={"key": key_id}).json()["data"]
-            time.sleep(0.05)
-    assert rows and rows[0]["status"] == 499, rows
-    assert rows[0]["error"]["type"] == "client_disconnected"
+        record = records_of_key(hostile, key)
+    assert record["status"] == 499, record
+    assert record["error"]["type"] == "client_disconnected"
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not errors, [r.getMessage() for r in errors]
     assert "Traceback" not in caplog.text

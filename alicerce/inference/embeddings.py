@@ -166,7 +166,8 @@ class EmbeddingsService:
         kind: Kind = "query" if request.input_type == "query" else "passage"
         batch = await embedder.embed(texts, kind=kind)
         items = embedding_line_items(self._catalog(), request.model, batch.tokens)
-        self._record(call, 200, batch.tokens, items, model=request.model)
+        gone = call.client_gone is not None and await call.client_gone()  # 499, billed: as chat
+        self._record(call, 499 if gone else 200, batch.tokens, items, model=request.model)
         return embeddings_answer(batch, request.model, request.encoding_format), ratelimit
 
     def embedder_for(self, model_id: str) -> Embedder:
