@@ -264,6 +264,20 @@ CASES = [
         "messages[0].role",
         "Missing required parameter",
     ),
+    Case(
+        "metadata of 17 pairs",
+        chat('"metadata": ' + json.dumps({f"k{i}": "v" for i in range(17)})),
+        400,
+        "metadata",
+        "length <= 16",
+    ),
+    Case(
+        "a metadata value of 513 characters",
+        chat('"metadata": {"k": "' + "v" * 513 + '"}'),
+        400,
+        "metadata",
+        "length <= 512",
+    ),
     # -- content parts -----------------------------------------------------------------------
     Case(
         "unknown content part type",

@@ -25,6 +25,12 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 MAX_TOKENS = 2**31 - 1
 TokenCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS)]
 Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# OpenAI's bounds on `metadata`, which the request log keeps for every request: 16 pairs, keys
+# of 64 characters, values of 512 (else one request could store megabytes, for ever).
+Metadata = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[str, msgspec.Meta(max_length=512)]],
+    msgspec.Meta(max_length=16),
+]
 Tools = Annotated[list[dict[str, Any]], msgspec.Meta(max_length=128)]  # OpenAI's own bound
 # OpenAI's `logit_bias`: token ids (as strings) to a bias in [-100, 100], 300 at most.
 LogitBias = Annotated[
@@ -72,7 +78,7 @@ class ChatRequest(msgspec.Struct):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     user: str | None = None
 
 

@@ -11,6 +11,7 @@ from alicerce.inference.content import check_image
 from alicerce.inference.request import (
     ChatRequest,
     Message,
+    Metadata,
     Temperature,
     TokenCount,
     Tools,
@@ -29,7 +30,7 @@ class ResponsesRequest(msgspec.Struct):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     max_output_tokens: TokenCount | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     stream: bool = False
     text: dict[str, Any] | None = None
     user: str | None = None
