@@ -5,8 +5,10 @@
     ├── AuthenticationFailed    401 authentication_error
     ├── PermissionDenied        403 permission_error
     ├── NotFound                404 not_found_error
+    ├── RequestTimeout          408 invalid_request_error
     ├── Conflict                409 invalid_request_error
     ├── RequestTooLarge         413 invalid_request_error
+    ├── HeadersTooLarge         431 invalid_request_error
     ├── RateLimited             429 rate_limit_error        (retry-after)
     ├── QuotaExceeded           429 insufficient_quota
     ├── Overloaded              503 service_unavailable     (retry-after)
@@ -90,6 +92,14 @@ class NotFound(AlicerceError):
     type = "not_found_error"
 
 
+class RequestTimeout(AlicerceError):
+    """The client sent its request too slowly (`ALICERCE_HTTP_*_TIMEOUT_S`)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Conflict(AlicerceError):
     status = 409
     type = "invalid_request_error"
@@ -100,6 +110,14 @@ class RequestTooLarge(AlicerceError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeadersTooLarge(AlicerceError):
+    """The request line and headers passed `ALICERCE_HTTP_MAX_HEADER_BYTES`."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
 
 
 class RateLimited(AlicerceError):

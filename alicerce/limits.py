@@ -3,6 +3,9 @@
 - `rpm`: no more than `rpm` requests in any 60-second window (an exact sliding log).
 - `tpm`: tokens in the last minute, estimated from this minute's and the previous minute's
   totals weighted by overlap (the usual sliding-window counter), plus this request's prompt.
+  An admitted request reserves its worst case (its prompt and the longest answer it may get)
+  in the same atomic step, and settles to what it used when it ends: requests in flight count
+  against the ones that follow, so concurrent requests overrun `tpm` by at most one request.
 - `monthly_budget`: what the key has spent this calendar month (UTC), from the usage ledger,
   plus what the requests in flight have reserved. Admission reserves a request's worst-case
   cost (`inference/reservation.py`) in the same atomic step that checks the budget, and the
@@ -49,8 +52,9 @@ class Counted(NamedTuple):
     requests_free_s: float  # until the oldest of them leaves the window
     requests_clear_s: float  # until the newest does: the window is empty again
     tokens_previous: float  # tokens counted in the previous minute
-    tokens_current: float  # and in this one (a request's own are counted when it settles)
+    tokens_current: float  # and in this one, before this request's reservation
     minute_elapsed_s: float  # how far into this minute
+    minute: int = 0  # which minute (of the backend's clock) the reservation was counted in
 
 
 def duration(seconds: float) -> str:
@@ -101,12 +105,18 @@ def rate_headers(principal: Principal, counted: Counted, prompt_tokens: int) -> 
 
 
 class LimitBackend(Protocol):
-    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
-        """Admits one request of `tokens` (estimated) if it keeps the key within `tpm`
-        tokens and `rpm` requests a minute (None: no such limit), counting it against `rpm`."""
+    async def take(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, reserve: int = 0
+    ) -> Counted:
+        """Admits one request of `tokens` (its prompt, estimated) if it keeps the key within
+        `tpm` tokens and `rpm` requests a minute (None: no such limit), counting it against
+        `rpm` and adding `reserve` (its worst case) to this minute's tokens."""
         ...
 
-    async def add_tokens(self, key_id: str, tokens: int) -> None: ...
+    async def add_tokens(self, key_id: str, tokens: int, minute: int | None = None) -> None:
+        """Adds `tokens` (negative to release a reservation) to `minute`'s count (None: this
+        minute's); a minute out of the window already is left alone."""
+        ...
 
     async def reserve(
         self,
@@ -138,13 +148,15 @@ class MemoryBackend:
         self._tokens: dict[tuple[str, int], int] = {}
         self._spent: dict[tuple[str, str], Decimal] = {}
 
-    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
+    async def take(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, reserve: int = 0
+    ) -> Counted:
         wall = time.time()
         elapsed = wall % WINDOW_S
+        minute = int(wall // WINDOW_S)
         refused: Refusal | None = None
         previous = current = 0
         if tpm is not None:
-            minute = int(wall // WINDOW_S)
             previous = self._tokens.get((key_id, minute - 1), 0)
             current = self._tokens.get((key_id, minute), 0)
             if _weighted(previous, current, elapsed) + tokens > tpm:
@@ -163,12 +175,16 @@ class MemoryBackend:
             if log:
                 free, clear = log[0] + WINDOW_S - now, log[-1] + WINDOW_S - now
             count = len(log)
-        return Counted(refused, count, free, clear, previous, current, elapsed)
+        if tpm is not None and refused is None and reserve:
+            self._tokens[(key_id, minute)] = current + reserve  # no await since the check
+        return Counted(refused, count, free, clear, previous, current, elapsed, minute)
 
-    async def add_tokens(self, key_id: str, tokens: int) -> None:
-        minute = int(time.time() // WINDOW_S)
-        self._tokens[(key_id, minute)] = self._tokens.get((key_id, minute), 0) + tokens
-        for old in [k for k in self._tokens if k[1] < minute - 1]:
+    async def add_tokens(self, key_id: str, tokens: int, minute: int | None = None) -> None:
+        now = int(time.time() // WINDOW_S)
+        minute = now if minute is None else minute
+        if minute >= now - 1:
+            self._tokens[(key_id, minute)] = self._tokens.get((key_id, minute), 0) + tokens
+        for old in [k for k in self._tokens if k[1] < now - 1]:
             del self._tokens[old]
 
     async def reserve(
@@ -198,17 +214,17 @@ class MemoryBackend:
 
 # `MemoryBackend.take` in one atomic step, on Redis's clock. KEYS: the request log (a sorted
 # set of times), the prefix of the per-minute token counts; ARGV: the window, rpm (0: none), this
-# request's member in the log, tpm (0: none), its tokens. Numbers go back as strings: Redis
-# would truncate Lua's floats to integers.
+# request's member in the log, tpm (0: none), its tokens, its reservation. Numbers go back as
+# strings: Redis would truncate Lua's floats to integers.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[4])
 local elapsed = now % window
+local minute = math.floor(now / window)
 local refused, previous, current = '', 0, 0
 if tpm > 0 then
-  local minute = math.floor(now / window)
   current = tonumber(redis.call('GET', KEYS[2] .. ':' .. minute) or '0')
   previous = tonumber(redis.call('GET', KEYS[2] .. ':' .. (minute - 1)) or '0')
   if previous * (1 - elapsed / window) + current + tonumber(ARGV[5]) > tpm then
@@ -233,13 +249,22 @@ if rpm > 0 then
     clear = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]) + window - now
   end
 end
+if tpm > 0 and refused == '' and tonumber(ARGV[6]) > 0 then
+  redis.call('INCRBY', KEYS[2] .. ':' .. minute, ARGV[6])
+  redis.call('EXPIRE', KEYS[2] .. ':' .. minute, 180)
+end
 return {refused, tostring(count), tostring(free), tostring(clear), tostring(previous),
-        tostring(current), tostring(elapsed)}
+        tostring(current), tostring(elapsed), tostring(minute)}
 """
 
+# ARGV: the tokens to add (negative: a reservation released), the minute ('' : this one); a
+# minute already out of the window is left alone.
 _ADD_TOKENS = """
 local t = redis.call('TIME')
-local key = KEYS[1] .. ':' .. math.floor(tonumber(t[1]) / 60)
+local now = math.floor(tonumber(t[1]) / 60)
+local minute = tonumber(ARGV[2]) or now
+if minute < now - 1 then return 0 end
+local key = KEYS[1] .. ':' .. minute
 redis.call('INCRBY', key, ARGV[1])
 redis.call('EXPIRE', key, 180)
 return 1
@@ -274,12 +299,14 @@ class RedisBackend:
         self._reserve = self._redis.register_script(_RESERVE)
         self._sequence = 0
 
-    async def take(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> Counted:
+    async def take(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, reserve: int = 0
+    ) -> Counted:
         self._sequence += 1
         member = f"{time.time_ns()}:{id(self)}:{self._sequence}"
-        refused, count, free, clear, previous, current, elapsed = await self._take(
+        refused, count, free, clear, previous, current, elapsed, minute = await self._take(
             keys=[f"{self._prefix}:rpm:{key_id}", f"{self._prefix}:tpm:{key_id}"],
-            args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens],
+            args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens, reserve],
         )
         return Counted(
             _REFUSALS[refused],
@@ -289,10 +316,12 @@ class RedisBackend:
             float(previous),
             float(current),
             float(elapsed),
+            int(minute),
         )
 
-    async def add_tokens(self, key_id: str, tokens: int) -> None:
-        await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens])
+    async def add_tokens(self, key_id: str, tokens: int, minute: int | None = None) -> None:
+        where = "" if minute is None else minute
+        await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens, where])
 
     async def reserve(
         self,
@@ -322,10 +351,12 @@ class RedisBackend:
 
 
 class Reservation(NamedTuple):
-    """What an admitted request reserved of its key's budget, until it is settled."""
+    """What an admitted request reserved of its key's budget and tpm, until it is settled."""
 
-    month: str
+    month: str | None  # of the budget (None: no budget)
     amount: Decimal
+    minute: int | None = None  # of the tpm counter the tokens were counted in (None: no tpm)
+    tokens: int = 0
 
 
 class Admission(NamedTuple):
@@ -351,11 +382,16 @@ class Limiter:
         )
 
     async def admit(
-        self, principal: Principal, prompt_tokens: int, cost: Decimal = Decimal(0)
+        self,
+        principal: Principal,
+        prompt_tokens: int,
+        cost: Decimal = Decimal(0),
+        tokens: int | None = None,
     ) -> Admission:
         """Raises the contract's 429 when the key is over a limit; counts the request, and
-        reserves `cost` (the request's worst case) against a monthly budget. The reservation
-        must be settled (`settle`) however the request ends."""
+        reserves its worst case: `cost` against a monthly budget, `tokens` (at least its
+        prompt) against `tpm`. The reservation must be settled (`settle`) however the request
+        ends."""
         if not self.applies(principal):
             return _FREE
         key = principal.key_id
@@ -374,11 +410,14 @@ class Limiter:
         if principal.rpm is None and principal.tpm is None:
             return Admission(None, reserved)
         try:
-            counted = await self._backend.take(key, principal.rpm, principal.tpm, prompt_tokens)
+            worst = max(prompt_tokens, tokens or 0) if principal.tpm is not None else 0
+            counted = await self._backend.take(
+                key, principal.rpm, principal.tpm, prompt_tokens, worst
+            )
         except BaseException:
             self.settle(principal, 0, Decimal(0), reserved)
             raise
-        headers = rate_headers(principal, counted, prompt_tokens)
+        headers = rate_headers(principal, counted, worst or prompt_tokens)
         if counted.refused is not None:
             self.settle(principal, 0, Decimal(0), reserved)  # refused: it costs nothing
         if counted.refused == "tokens":
@@ -394,6 +433,13 @@ class Limiter:
                 retry_after=counted.requests_free_s,
                 code="requests_per_minute_exceeded",
                 headers=headers,
+            )
+        if worst:
+            reserved = Reservation(
+                reserved.month if reserved else None,
+                reserved.amount if reserved else Decimal(0),
+                counted.minute,
+                worst,
             )
         return Admission(headers, reserved)
 
@@ -417,17 +463,32 @@ class Limiter:
     async def _settle(
         self, principal: Principal, tokens: int, amount: Decimal, reserved: Reservation | None
     ) -> None:
-        if principal.tpm is not None and tokens:
-            await self._backend.add_tokens(principal.key_id, tokens)
+        if principal.tpm is not None:
+            await self._settle_tokens(principal.key_id, tokens, reserved)
         if principal.monthly_budget is None:
             return
         month = month_start().strftime("%Y-%m")
-        if reserved is not None and reserved.month != month:  # reserved last month
-            await self._backend.add_spent(principal.key_id, reserved.month, -reserved.amount)
-            reserved = None
-        change = amount - (reserved.amount if reserved is not None else 0)
+        booked = reserved.month if reserved is not None else None  # of the budget, when reserved
+        held = reserved.amount if reserved is not None and booked is not None else Decimal(0)
+        if booked is not None and booked != month:  # reserved last month
+            await self._backend.add_spent(principal.key_id, booked, -held)
+            held = Decimal(0)
+        change = amount - held
         if change:
             await self._backend.add_spent(principal.key_id, month, change)
+
+    async def _settle_tokens(self, key: str, tokens: int, reserved: Reservation | None) -> None:
+        """The tokens used replace the tokens reserved: in the reservation's minute when the
+        request ended in it, else the reservation leaves its minute and the use goes to this."""
+        if reserved is None or not reserved.tokens or reserved.minute is None:
+            if tokens:
+                await self._backend.add_tokens(key, tokens)
+            return
+        if reserved.minute == int(time.time() // WINDOW_S) or not tokens:
+            await self._backend.add_tokens(key, tokens - reserved.tokens, reserved.minute)
+        else:
+            await self._backend.add_tokens(key, -reserved.tokens, reserved.minute)
+            await self._backend.add_tokens(key, tokens)
 
     async def close(self) -> None:
         if self._pending:

@@ -213,14 +213,17 @@ def test_answers_say_where_the_key_stands(account: Account) -> None:
     gateway = account.create_gateway()
     client = account.openai(account.create_key(role="inference", rpm=5, tpm=100_000))
     messages = [{"role": "user", "content": "how far am I from my limits?"}]
-    first = client.chat.completions.with_raw_response.create(model=gateway["id"], messages=messages)
+    first = client.chat.completions.with_raw_response.create(
+        model=gateway["id"], messages=messages, max_tokens=16
+    )
     headers = first.headers
     assert headers["x-ratelimit-limit-requests"] == "5"
     assert headers["x-ratelimit-remaining-requests"] == "4"
     assert headers["x-ratelimit-reset-requests"] == "1m0s"  # when this request leaves the window
     assert headers["x-ratelimit-limit-tokens"] == "100000"
     left = int(headers["x-ratelimit-remaining-tokens"])
-    assert 100_000 - 50 < left < 100_000  # this request's prompt is spoken for
+    # spoken for while it runs: its prompt and the longest answer it may get
+    assert 100_000 - 16 - 50 < left < 100_000 - 16
     assert WINDOW_S <= _seconds(headers["x-ratelimit-reset-tokens"]) <= 2 * WINDOW_S
     account.alicerce.wait_for_record(headers["x-request-id"])  # its tokens are settled
     used = first.parse().usage
@@ -498,3 +501,50 @@ def test_a_backend_reserves_against_a_budget_in_one_step(
     assert refused is None  # 1.3 committed: nothing left
     assert again is not None and abs(again - Decimal("0.95")) < Decimal("1e-9")
     assert other == Decimal("0.5")
+
+
+# -- tpm under concurrency: the worst case reserved at admission, settled at the end -------
+
+
+def test_a_backend_reserves_tokens_and_settles_them_in_their_minute(
+    make_backend: Callable[[], LimitBackend],
+) -> None:
+    async def scenario() -> list[Counted]:
+        backend = make_backend()
+        try:
+            first = await backend.take("t", None, 100, 10, 40)  # prompt 10, worst case 40
+            second = await backend.take("t", None, 100, 10, 40)
+            third = await backend.take("t", None, 100, 30, 60)  # 80 + 30 > 100: refused
+            await backend.add_tokens("t", 25 - 40, first.minute)  # the first used 25
+            fourth = await backend.take("t", None, 100, 30, 60)  # 65 + 30 <= 100
+            return [first, second, third, fourth]
+        finally:
+            await backend.close()
+
+    first, second, third, fourth = asyncio.run(scenario())
+    assert first.refused is None and first.tokens_current + first.tokens_previous == 0
+    assert second.refused is None and second.tokens_current == 40  # the first's reservation
+    assert third.refused == "tokens" and third.tokens_current == 80
+    assert fourth.refused is None and fourth.tokens_current == 65
+
+
+def test_tpm_holds_under_concurrent_slow_requests(account: Account, upstream: Upstream) -> None:
+    """40 requests at once to a model that takes 0.8 s, at a tpm worth about 2.5 of their worst
+    cases: without reservations every one passed the check; now the requests in flight count,
+    so the key is overrun by at most one request, and the refused ones call no model."""
+    gateway = account.create_gateway(model="@mock/pause")
+    marker = "tpm-" + uuid.uuid4().hex[:8]
+    _, context = account.answer(
+        stream=False,
+        model=gateway["id"],
+        messages=[{"role": "user", "content": f"{marker} how much is this?"}],
+        max_tokens=16,
+    )
+    one = sum(i["quantity"] for i in context["generated_usage"] if i["sku"].endswith(".in"))
+    worst = one + 16  # its prompt and max_tokens
+    key = account.create_key(role="inference", tpm=int(worst * 2.5))
+    calls = len(upstream.mock.received)
+    statuses = _concurrent_asks([account.alicerce.url], key, gateway["id"], marker)
+    served = statuses.count(200)
+    assert 1 <= served <= 3 and statuses.count(429) == 40 - served, statuses
+    assert len(upstream.mock.received) - calls == served

@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or (services.settings if services else Settings())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         built = services or Services.build(settings)
         app.state.services = built
         await built.start()
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         gc.collect()
         gc.freeze()
         try:
-            yield
+            # The server's connection guard counts its refusals here (alicerce/connections.py).
+            yield {"metrics": built.metrics}
         finally:
             await built.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
@@ -34,10 +35,13 @@ _HEADERS = [
 
 
 class ConsoleFiles:
-    """`StaticFiles` with the console's security headers on every answer."""
+    """`StaticFiles` with the console's security headers on every answer, gzipped for
+    browsers that accept it (the scripts are ~180 KB as written, ~60 KB gzipped)."""
 
     def __init__(self) -> None:
-        self._files = StaticFiles(directory=CONSOLE_DIR, html=True)
+        self._files = GZipMiddleware(
+            StaticFiles(directory=CONSOLE_DIR, html=True), minimum_size=1024
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:

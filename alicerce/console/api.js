@@ -142,9 +142,11 @@ export async function streamChat(body, { onChunk, onOpen = () => {}, signal } = 
 
 /**
  * Uploads one file as multipart form data, reporting progress (fetch cannot report an
- * upload's progress; XMLHttpRequest can). Resolves to the JSON answer or throws `ApiError`.
+ * upload's progress; XMLHttpRequest can). Resolves to `{status, body}` (a document upload
+ * answers 202 when queued, 200 when the collection held it already) or throws `ApiError`;
+ * `signal` aborts it (an `AbortError`).
  */
-export function upload(path, file, { onProgress = () => {}, fields = {} } = {}) {
+export function upload(path, file, { onProgress = () => {}, fields = {}, signal } = {}) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", BASE + path);
@@ -159,12 +161,17 @@ export function upload(path, file, { onProgress = () => {}, fields = {} } = {}) 
       } catch {
         body = null;
       }
-      if (request.status >= 200 && request.status < 300) resolve(body);
+      if (request.status >= 200 && request.status < 300) resolve({ status: request.status, body });
       else reject(new ApiError(request.status, body));
     });
     request.addEventListener("error", () =>
       reject(new ApiError(0, { error: { message: "The upload was cut off." } })),
     );
+    request.addEventListener("abort", () => reject(new DOMException("The upload was stopped.", "AbortError")));
+    if (signal) {
+      if (signal.aborted) return reject(new DOMException("The upload was stopped.", "AbortError"));
+      signal.addEventListener("abort", () => request.abort(), { once: true });
+    }
     const form = new FormData();
     for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append("file", file, file.name);

@@ -10,13 +10,11 @@ image of one's own.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 from alicerce.errors import InvalidRequest
-from alicerce.security import is_private_address
+from alicerce.security import is_private_address, literal_address
 
 PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
 
@@ -70,11 +68,5 @@ def _internal(host: str) -> bool:
     host = host.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        return is_private_address(str(ipaddress.ip_address(host)))
-    except ValueError:
-        pass
-    try:  # the other numeric spellings that resolvers still accept
-        return is_private_address(socket.inet_ntoa(socket.inet_aton(host)))
-    except OSError:
-        return False
+    address = literal_address(host)
+    return address is not None and is_private_address(address)

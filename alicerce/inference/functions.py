@@ -112,8 +112,15 @@ class WebhookFunction:
                 data=_encode(arguments),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=function.timeout_s),
+                allow_redirects=False,  # a redirect could lead to an internal address
             ) as response:
                 body = await response.text(errors="replace")
+                if 300 <= response.status < 400:
+                    return failed(
+                        call,
+                        f"the function answered a redirect (HTTP {response.status}), "
+                        "which is not followed",
+                    )
                 if response.status >= 400:
                     return failed(
                         call, f"the function answered HTTP {response.status}: {body[:500]}"

@@ -46,7 +46,7 @@ from alicerce.inference.grounding import Grounder
 from alicerce.inference.plan import Plan, plan_chat
 from alicerce.inference.relay import StreamItem
 from alicerce.inference.request import ChatRequest, parse_chat_request
-from alicerce.inference.reservation import models_of, worst_case_cost
+from alicerce.inference.reservation import models_of, worst_case_cost, worst_case_tokens
 from alicerce.inference.responses import (
     ResponseEvents,
     parse_responses_request,
@@ -304,19 +304,23 @@ class Pipeline:
         if not self._limiter.applies(principal):
             return None
         prompt = prompt_estimate(plan.body)
+        knowledge = spec.knowledge
+        chunks = knowledge.top_k if knowledge.strategy != "none" else 0
         cost = Decimal(0)
         if principal.monthly_budget is not None:
             catalog = self._catalog()
-            knowledge = spec.knowledge
             cost = worst_case_cost(
                 plan.body,
                 prompt,
                 models_of(spec, catalog),
                 catalog=catalog,
-                knowledge_chunks=knowledge.top_k if knowledge.strategy != "none" else 0,
+                knowledge_chunks=chunks,
                 tool_rounds=plan.toolbox is not None,
                 side_calls=1 if knowledge.strategy == "rewrite" else 0,
             )
-        admission = await self._limiter.admit(principal, prompt, cost)
+        tokens = None
+        if principal.tpm is not None:
+            tokens = worst_case_tokens(plan.body, prompt, knowledge_chunks=chunks)
+        admission = await self._limiter.admit(principal, prompt, cost, tokens)
         call.reserved = admission.reserved
         return admission.headers

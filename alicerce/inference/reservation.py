@@ -68,3 +68,15 @@ def worst_case_cost(
     )
     searches = calls if knowledge_chunks else 0
     return per_call * calls + searches * catalog.knowledge.per_search
+
+
+def worst_case_tokens(
+    body: dict[str, Any], prompt_tokens: int, *, knowledge_chunks: int = 0
+) -> int:
+    """The most tokens one answer can take of a key's `tpm`: its prompt with its knowledge
+    chunks, and its `max_tokens` (or `UNBOUNDED_OUTPUT_TOKENS`: a rate limit is not money, so a
+    model's whole context is not held for an answer that sets no bound). Tool rounds are not
+    multiplied in; their tokens count when the request settles."""
+    wanted = body.get("max_completion_tokens") or body.get("max_tokens")
+    output = wanted if isinstance(wanted, int) and wanted > 0 else UNBOUNDED_OUTPUT_TOKENS
+    return prompt_tokens + knowledge_chunks * CHUNK_TOKENS_BOUND + output

@@ -27,6 +27,11 @@ def test_the_server_serves_the_console_with_a_strict_content_security_policy(
     script = httpx.get(console_server.url + "/console/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "content-security-policy" in script.headers
+    assert script.headers["content-encoding"] == "gzip"  # httpx asks for it, as browsers do
+    plain = httpx.get(
+        console_server.url + "/console/app.js", headers={"accept-encoding": "identity"}
+    )
+    assert "content-encoding" not in plain.headers and plain.text == script.text
     assert httpx.get(console_server.url + "/console/missing.js").status_code == 404
     assert "<script>" not in page.text.replace('<script type="module" src="app.js"></script>', "")
 
