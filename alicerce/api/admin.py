@@ -191,7 +191,22 @@ def get_gateway(
     return json_response(services.gateways.get(principal.account_id, ref))
 
 
-@router.patch("/gateways/{ref}", tags=["gateways"])
+MERGE_PATCH = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A JSON merge patch (RFC 7396) of the GatewaySpec's fields.",
+                }
+            }
+        },
+    }
+}
+
+
+@router.patch("/gateways/{ref}", tags=["gateways"], openapi_extra=MERGE_PATCH)
 def update_gateway(
     ref: str,
     services: Services = Depends(_services),
