@@ -12,6 +12,7 @@
     ├── RateLimited             429 rate_limit_error        (retry-after)
     ├── QuotaExceeded           429 insufficient_quota
     ├── Overloaded              503 service_unavailable     (retry-after)
+    ├── ClientDisconnected      499 client_disconnected     (recorded only: nobody to answer)
     └── UpstreamError           502 upstream_error
         ├── UpstreamUnavailable 503 upstream_unavailable    (retry-after)
         └── UpstreamTimeout     504 upstream_timeout
@@ -137,6 +138,15 @@ class Overloaded(AlicerceError):
     code = "overloaded"
 
 
+class ClientDisconnected(AlicerceError):
+    """The client left before its body was read: recorded as 499 (nginx's "client closed
+    request"), logged as one line at info; nothing is sent, there is no one to send it to."""
+
+    status = 499
+    type = "client_disconnected"
+    code = "client_disconnected"
+
+
 class UpstreamError(AlicerceError):
     """The upstream answered with an error or with something that is not an OpenAI answer."""
 
@@ -156,3 +166,8 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+def internal_error() -> AlicerceError:
+    """The 500 a client sees for a bug: it says nothing of the bug (the log does)."""
+    return AlicerceError("The server had an error while processing your request.")

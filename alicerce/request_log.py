@@ -98,6 +98,16 @@ def _insert(db: Database, table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
 
 
+def unwritable(exc: BaseException) -> bool:
+    """Whether a write failed on the data (it will fail again: a Python int beyond 64 bits,
+    a value the column's type refuses), not on the database (locked, gone: worth a retry)."""
+    return isinstance(exc, (OverflowError, ValueError, TypeError)) or type(exc).__name__ in (
+        "DataError",
+        "IntegrityError",
+        "NumericValueOutOfRange",
+    )
+
+
 class RequestLog:
     def __init__(self, db: Database, *, flush_interval_s: float, batch_size: int) -> None:
         self._db = db
@@ -190,12 +200,31 @@ class RequestLog:
             self._requests, self._items = [], []
             try:
                 await asyncio.to_thread(self.write, requests, items)
-            except Exception:
+            except Exception as exc:
+                if unwritable(exc):  # one record's data, not the database: the others go in
+                    await asyncio.to_thread(self._write_apart, requests, items)
+                    continue
                 log.exception("request log: could not write %d records; will retry", len(requests))
                 self._requests[:0], self._items[:0] = requests, items
                 if self._closing:
                     return
                 await asyncio.sleep(self._interval)
+
+    def _write_apart(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
+        """Writes a batch that failed on its data one record at a time: a record that can
+        never be written (a number its column cannot hold) is logged and dropped, rather than
+        hold every record queued with it back forever; one that fails otherwise is queued
+        again."""
+        for request in requests:
+            own = [item for item in items if item[0] == request[0]]
+            try:
+                self.write([request], own)
+            except Exception as exc:
+                if not unwritable(exc):
+                    self._requests.append(request)
+                    self._items.extend(own)
+                    continue
+                log.error("request log: record %s cannot be written, dropped: %r", request[0], exc)
 
     def write(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
         """Writes records and their line items in one transaction: all of a batch, or none."""

@@ -91,7 +91,7 @@ def _document_hand_validated_bodies(app: FastAPI) -> None:
         gateway = GatewaySpec.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(gateway.pop("$defs", {}))
         components["GatewaySpec"] = gateway
-        for model in knowledge.SCHEMAS:
+        for model in (*admin.SCHEMAS, *knowledge.SCHEMAS):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
