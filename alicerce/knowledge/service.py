@@ -177,6 +177,7 @@ class KnowledgeService:
         detached = await self._detach(account_id, collection_id) if users else []
         if not await asyncio.to_thread(self.store.delete_collection, account_id, collection_id):
             raise NotFound(f"No collection {collection_id!r}.")
+        self.indexer.cancel(collection_id=collection_id)
         late = await self._detach(account_id, collection_id)
         return detached + [g for g in late if g not in detached]
 
@@ -294,6 +295,7 @@ class KnowledgeService:
         )
         if not deleted:
             raise NotFound(f"No document {document_id!r} in this collection.")
+        self.indexer.cancel(document_id)  # its indexing, if any, stops now
 
     # -- re-embedding --------------------------------------------------------------------
 
