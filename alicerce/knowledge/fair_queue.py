@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 
 class FairQueue(Generic[T]):
-    """`put(account, job)`, `get()` -> `(account, job)` or None once closed, `task_done(account)`."""
+    """`put(account, job)`; `get()`, `(account, job)` or None once closed; `task_done(account)`
+    when that job ends."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, deque[T]] = {}

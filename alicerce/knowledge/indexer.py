@@ -64,7 +64,7 @@ class Reembed:
     token: str
 
 
-class _Gone(Exception):  # noqa: N818 - not an error: the document was deleted
+class _Gone(Exception):
     """The document is no longer being indexed (deleted through another process)."""
 
 

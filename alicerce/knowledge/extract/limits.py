@@ -30,7 +30,7 @@ class ExtractionLimits:
 DEFAULT_LIMITS = ExtractionLimits()
 
 
-class ExtractionStopped(Exception):  # noqa: N818 - not an error of the document's
+class ExtractionStopped(Exception):
     """Reading was stopped from outside (`Budget.stop`): the caller knows why."""
 
 

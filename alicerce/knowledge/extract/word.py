@@ -58,7 +58,7 @@ def read_docx(data: bytes, budget: Budget) -> Iterator[Block]:
                 pass
         if main not in package.NameToInfo:
             raise ExtractionError("the DOCX file is corrupt: it has no main document part")
-        body = _Body(styles)
+        body = _Body(styles, budget.limits.max_text_chars)
         yield from inflated.parse(main, body)
 
 
@@ -66,7 +66,7 @@ class _Inflated:
     """The package's parts inflated and parsed, their real bytes counted against the limit."""
 
     def __init__(self, package: zipfile.ZipFile, budget: Budget) -> None:
-        self._package = package
+        self.package = package
         self._budget = budget
         self.total = 0
 
@@ -88,7 +88,7 @@ class _Inflated:
         limit = self._budget.limits.max_expanded_bytes
         tail = b""
         try:
-            with self._package.open(name) as part:
+            with self.package.open(name) as part:
                 while chunk := _read(part):
                     self.total += len(chunk)
                     if self.total > limit:
@@ -117,7 +117,7 @@ def _read(part: IO[bytes]) -> bytes:
 
 def _target(inflated: _Inflated, rels: str, kind: str, folder: str) -> str | None:
     """The part the relationships part `rels` names with a type ending in `kind`."""
-    if rels not in inflated._package.NameToInfo:  # noqa: SLF001 - the same package
+    if rels not in inflated.package.NameToInfo:
         return None
     found = _Relationships(kind)
     for _ in inflated.parse(rels, found):
@@ -203,9 +203,11 @@ class _Body(_Events):
     python-docx reads it), read against the table's first non-empty row.
     """
 
-    def __init__(self, styles: _Styles) -> None:
+    def __init__(self, styles: _Styles, max_chars: int) -> None:
         super().__init__()
         self._styles = styles
+        self._max_chars = max_chars  # in one paragraph: the budget counts only whole blocks
+        self._chars = 0
         self._paragraphs = 0  # depth of w:p
         self._tables = 0  # depth of w:tbl
         self._in_text = 0  # depth of w:t
@@ -225,6 +227,7 @@ class _Body(_Events):
             self._paragraphs += 1
             if self._paragraphs == 1:
                 self._text.clear()
+                self._chars = 0
                 self._style = None
         elif name == "tbl":
             self._tables += 1
@@ -249,6 +252,11 @@ class _Body(_Events):
 
     def data(self, text: str) -> None:
         if self._in_text and self._paragraphs:
+            self._chars += len(text)
+            if self._chars > self._max_chars:
+                raise ExtractionError(
+                    f"the DOCX has more than {self._max_chars // (1024 * 1024)} MB of text"
+                )
             self._text.append(text)
 
     def end(self, tag: str) -> None:
@@ -273,6 +281,7 @@ class _Body(_Events):
     def _paragraph_ended(self) -> None:
         text = "".join(self._text)
         self._text.clear()
+        self._chars = 0
         if self._tables:
             self._cell.append(text)
             return
