@@ -297,7 +297,7 @@ def test_a_document_past_the_time_bound_is_stopped_and_fails(
     _failed_with(
         account,
         "long.txt",
-        files.long_text(60, seed=1),
+        files.long_text(150, seed=1),
         "text/plain",
         r"^indexing took longer than 2 s, the limit \(ALICERCE_KNOWLEDGE_MAX_INDEXING_S\)",
     )
