@@ -230,8 +230,8 @@ class Indexer:
         stopped and failed; setting `stop` ends its reading (the caller cancels the rest)."""
         stop = stop or threading.Event()
         try:
-            async with asyncio.timeout(self.max_seconds):
-                await self._index(document, progress, stop)
+            async with asyncio.timeout(self.max_seconds) as deadline:
+                await self._index(document, progress, stop, deadline)
         except TimeoutError:
             stop.set()
             await self._fail(
@@ -241,7 +241,11 @@ class Indexer:
             )
 
     async def _index(
-        self, document: Document, progress: ChunkProgress | None, stop: threading.Event
+        self,
+        document: Document,
+        progress: ChunkProgress | None,
+        stop: threading.Event,
+        deadline: asyncio.Timeout,
     ) -> None:
         started = time.perf_counter()
         collection = await asyncio.to_thread(
@@ -267,6 +271,10 @@ class Indexer:
                 progress(0, len(texts))
             for _attempt in range(SWAP_ATTEMPTS):
                 batch = await self._embed_for(collection, texts, progress, document.id)
+                # The write is one short transaction in a thread: not cut by the deadline,
+                # which would fail the document while its chunks are being committed.
+                ends = deadline.when()
+                deadline.reschedule(None)
                 try:
                     await asyncio.to_thread(
                         functools.partial(
@@ -280,6 +288,7 @@ class Indexer:
                     )
                     break
                 except EmbedderChanged:  # re-embedded meanwhile: embed it for the new embedder
+                    deadline.reschedule(ends)
                     current = await asyncio.to_thread(
                         self.store.get_collection, document.account_id, document.collection_id
                     )
