@@ -112,9 +112,7 @@ class Indexer:
         self._max_document_bytes = max_document_bytes
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
-        self._workers_wanted = workers
-        self.max_chunks = max_chunks
-        self.max_seconds = max_seconds
+        self._workers_wanted, self.max_chunks, self.max_seconds = workers, max_chunks, max_seconds
         self._queue: FairQueue[Document | Reembed] = FairQueue()
         self._workers: list[asyncio.Task[None]] = []
         # The documents being indexed: the task to cancel and the event that stops its reading.
@@ -199,8 +197,7 @@ class Indexer:
                 self._queue.task_done(account_id)
 
     async def _index_cancellable(self, document: Document) -> None:
-        """`index` in a task of its own, which `cancel` can stop without stopping the worker;
-        the worker cancelled (closing) cancels it too, leaving it to be resumed."""
+        """`index` in a task of its own, which `cancel` can stop and the worker's end too."""
         stop = threading.Event()
         task = asyncio.create_task(self.index(document, stop=stop))
         self._running[document.id] = (task, stop, document)
@@ -332,20 +329,16 @@ class Indexer:
         )
         slices = 0
 
-        def told(done: int, total: int) -> None:
-            nonlocal slices
-            slices += 1
-            if progress is not None:
-                progress(done, total)
-
         async def still_wanted() -> None:
             """A document deleted through another process stops within a few slices."""
+            nonlocal slices
+            slices += 1
             if slices % CHECK_EVERY_SLICES == 0 and not await asyncio.to_thread(
                 self.store.is_indexing, document_id
             ):
                 raise _Gone
 
-        return await embed_passages(embedder, texts, told, still_wanted)
+        return await embed_passages(embedder, texts, progress, still_wanted)
 
     def _chunks(self, document: Document, data: bytes, stop: threading.Event) -> list[Chunk]:
         blocks = extract(
