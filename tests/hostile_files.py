@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -69,6 +70,24 @@ def docx_one_huge_text_node() -> bytes:
     return docx_streamed(
         b"a" * 1024, 1060 * 1024, head="<w:p><w:r><w:t>", tail="</w:t></w:r></w:p>"
     )
+
+
+def docx_lying_sizes() -> bytes:
+    """A DOCX whose ZIP headers claim document.xml is 100 bytes; it inflates to ~1.9 MB."""
+    xml = DOCUMENT_OPEN + "<w:p><w:r><w:t>word</w:t></w:r></w:p>" * 50_000 + DOCUMENT_CLOSE
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        package.writestr("_rels/.rels", _RELS)
+        package.writestr("word/document.xml", xml)
+    data = bytearray(out.getvalue())
+    name = b"word/document.xml"
+    for signature, size_at, name_at in ((b"PK\x01\x02", 24, 46), (b"PK\x03\x04", 22, 30)):
+        at = data.find(signature)
+        while data[at + name_at : at + name_at + len(name)] != name:
+            at = data.find(signature, at + 1)
+        struct.pack_into("<I", data, at + size_at, 100)
+    return bytes(data)
 
 
 def docx_many_entries(entries: int = 5000) -> bytes:

@@ -120,6 +120,17 @@ def test_a_docx_with_one_huge_text_node_fails(account: Account) -> None:
     )
 
 
+def test_a_docx_whose_zip_headers_lie_about_sizes_fails(account: Account) -> None:
+    """The sizes are the bytes really inflated, never the ones the ZIP claims."""
+    _failed_with(
+        account,
+        "lying.docx",
+        files.docx_lying_sizes(),
+        DOCX,
+        r"^the DOCX file is corrupt: word/document.xml: Bad CRC-32",
+    )
+
+
 def test_a_docx_with_thousands_of_entries_fails(account: Account) -> None:
     _failed_with(
         account,
