@@ -31,6 +31,7 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 CASES: list[tuple[str, Callable[[], bytes], str]] = [
     ("bomb.docx (1.07 GB of short paragraphs)", files.docx_bomb_short_paragraphs, DOCX),
     ("markup.docx (1 GB of empty runs)", files.docx_bomb_markup, DOCX),
+    ("spaces.docx (1 GB mostly whitespace)", files.docx_bomb_whitespace, DOCX),
     ("node.docx (one 1.06 GB text node)", files.docx_one_huge_text_node, DOCX),
     ("entries.docx (5,000 entries)", files.docx_many_entries, DOCX),
     ("laughs.docx (billion laughs)", files.docx_billion_laughs, DOCX),

@@ -59,10 +59,16 @@ def docx_bomb_short_paragraphs() -> bytes:
 
 
 def docx_bomb_markup() -> bytes:
-    """~1 GB of markup that holds no text (empty formatted runs): only the inflated size
-    stops it."""
+    """~1 GB of markup that holds no text (empty formatted runs): 24 million paragraphs."""
     run = b"<w:p><w:r><w:rPr><w:b/></w:rPr></w:r></w:p>"
     return docx_streamed(run, 1024 * MB // len(run))
+
+
+def docx_bomb_whitespace() -> bytes:
+    """~1 GB of XML that is mostly whitespace between few elements: only the inflated size
+    stops it."""
+    gap = b"<w:p/>" + b" " * 8192
+    return docx_streamed(gap, 1024 * MB // len(gap))
 
 
 def docx_one_huge_text_node() -> bytes:

@@ -100,11 +100,23 @@ def test_a_docx_zip_bomb_of_short_paragraphs_fails_at_once(account: Account) -> 
     assert time.perf_counter() - started < 60
 
 
-def test_a_docx_that_inflates_past_the_bound_fails(account: Account) -> None:
+def test_a_docx_of_millions_of_elements_fails_within_seconds(account: Account) -> None:
+    started = time.perf_counter()
     _failed_with(
         account,
         "markup.docx",
         files.docx_bomb_markup(),
+        DOCX,
+        r"^the DOCX has more than 2,000,000 XML elements",
+    )
+    assert time.perf_counter() - started < 60
+
+
+def test_a_docx_that_inflates_past_the_bound_fails(account: Account) -> None:
+    _failed_with(
+        account,
+        "spaces.docx",
+        files.docx_bomb_whitespace(),
         DOCX,
         r"^the DOCX expands to more than 100 MB of XML$",
     )

@@ -23,6 +23,9 @@ class ExtractionLimits:
     max_text_chars: int = 32 * 1024 * 1024  # the extracted text, all blocks together
     max_expanded_bytes: int = 100 * 1024 * 1024  # what a DOCX's XML may inflate to
     max_zip_entries: int = 2_000  # files in a DOCX package
+    # XML elements in a DOCX's main part: each costs ~2 us of Python in the parse events, so
+    # this bounds the parse at a few seconds (a 1,000-page Word file has ~500,000)
+    max_xml_elements: int = 2_000_000
     max_pdf_pages: int = 2_000
     max_nesting: int = 100  # JSON levels
 

@@ -6,7 +6,8 @@ of `document.xml`, which python-docx loaded whole (the tree ~17x the XML: 32 MB 
 standard library's `zipfile` and libxml2's event parser, never as a tree:
 
 - only the parts that hold text are opened (the main document and its styles): images and
-  every other part are never inflated; the package may list at most `max_zip_entries` files;
+  every other part are never inflated; the package may list at most `max_zip_entries` files
+  and its main part hold at most `max_xml_elements` elements;
 - the bytes are counted as they are really inflated, never the sizes the ZIP directory claims,
   and past `max_expanded_bytes` the document is refused; a part whose inflated bytes do not
   match its checksum is a corrupt file (`zipfile` checks it);
@@ -58,7 +59,7 @@ def read_docx(data: bytes, budget: Budget) -> Iterator[Block]:
                 pass
         if main not in package.NameToInfo:
             raise ExtractionError("the DOCX file is corrupt: it has no main document part")
-        body = _Body(styles, budget.limits.max_text_chars)
+        body = _Body(styles, budget.limits.max_text_chars, budget.limits.max_xml_elements)
         yield from inflated.parse(main, body)
 
 
@@ -203,9 +204,11 @@ class _Body(_Events):
     python-docx reads it), read against the table's first non-empty row.
     """
 
-    def __init__(self, styles: _Styles, max_chars: int) -> None:
+    def __init__(self, styles: _Styles, max_chars: int, max_elements: int) -> None:
         super().__init__()
         self._styles = styles
+        self._elements = 0
+        self._max_elements = max_elements
         self._max_chars = max_chars  # in one paragraph: the budget counts only whole blocks
         self._chars = 0
         self._paragraphs = 0  # depth of w:p
@@ -220,6 +223,12 @@ class _Body(_Events):
         self._rows = 0
 
     def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self._elements += 1
+        if self._elements > self._max_elements:
+            raise ExtractionError(
+                f"the DOCX has more than {self._max_elements:,} XML elements; split it into "
+                "smaller documents"
+            )
         if not tag.startswith(_W):
             return
         name = tag[len(_W) :]
