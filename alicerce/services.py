@@ -160,6 +160,9 @@ class Services:
             max_document_bytes=settings.max_document_bytes,
             chunk_tokens=settings.knowledge_chunk_tokens,
             overlap_tokens=settings.knowledge_chunk_overlap_tokens,
+            workers=settings.knowledge_indexing_workers,
+            max_chunks=settings.knowledge_max_document_chunks,
+            max_seconds=settings.knowledge_max_indexing_s,
         )
         knowledge = KnowledgeService(
             store,

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     knowledge_chunk_tokens: int = Field(default=256, ge=32, le=512)  # e5 reads 512 at most
     knowledge_chunk_overlap_tokens: int = Field(default=32, ge=0, le=256)
+    # Bounds on one document's indexing, refused past them (the document `failed`, the reason
+    # its `error`), and how many documents are indexed at once (one per account at most).
+    knowledge_max_document_chunks: int = Field(default=5_000, ge=1)
+    knowledge_max_indexing_s: float = Field(default=900.0, gt=0)
+    knowledge_indexing_workers: int = Field(default=2, ge=1, le=64)
     # Where the in-process vector graphs are saved between restarts (a cache: the database
     # holds every vector). Default: `alicerce.vectors/` beside `alicerce.db` on SQLite, none else.
     knowledge_index_dir: Path | None = None

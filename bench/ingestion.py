@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,10 +167,10 @@ class TimedIndexer(Indexer):
 
     timings: Timings
 
-    def _chunks(self, document: Document, data: bytes) -> list[Chunk]:
+    def _chunks(self, document: Document, data: bytes, stop: threading.Event) -> list[Chunk]:
         started = time.perf_counter()
         try:
-            return super()._chunks(document, data)
+            return super()._chunks(document, data, stop)
         finally:
             self.timings.extract_s += time.perf_counter() - started
             self.timings.extracted += 1

@@ -51,8 +51,8 @@ def test_truncated_pdf_is_corrupt(size: int) -> None:
         extract(HANDBOOK_PDF[:size], "broken.pdf")
 
 
-def test_a_text_file_named_pdf_is_corrupt() -> None:
-    with pytest.raises(ExtractionError, match=r"^the PDF is corrupt: "):
+def test_a_text_file_named_pdf_is_not_a_pdf() -> None:
+    with pytest.raises(ExtractionError, match=r"^the file is named .pdf but is not a PDF"):
         extract(b"just some words", "fake.pdf")
 
 

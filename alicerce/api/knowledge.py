@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from alicerce.api.auth import require_admin, services_of
 from alicerce.api.http import json_payload, read_body
@@ -23,7 +24,7 @@ from alicerce.errors import InvalidRequest, RequestTooLarge
 from alicerce.json_input import load_json
 from alicerce.keys import Principal
 from alicerce.knowledge.search import Hit
-from alicerce.knowledge.service import KnowledgeService
+from alicerce.knowledge.service import MAX_NAME_CHARS, KnowledgeService, filename_base
 from alicerce.knowledge.specs import (
     CollectionCreate,
     CollectionUpdate,
@@ -44,6 +45,7 @@ SCHEMAS: list[type[BaseModel]] = [
     ReembedRequest,
 ]
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields beside the file
+_PART_HEADER_BYTES = 4096 + 128  # python-multipart's bound on one header line of a part
 
 
 def _knowledge(request: Request) -> KnowledgeService:
@@ -220,6 +222,24 @@ async def add_document(
 async def _add_upload(
     knowledge: KnowledgeService, account_id: str, collection_id: str, request: Request
 ) -> tuple[Document, bool]:
+    try:
+        return await _read_upload(knowledge, account_id, collection_id, request)
+    except HTTPException as exc:  # Starlette's "Invalid multipart data.": say what was wrong
+        cause = exc.__context__.__cause__ if exc.__context__ is not None else None
+        if exc.status_code == 400 and "header size" in str(cause):
+            raise InvalidRequest(
+                f"A part's header of the multipart body is longer than "
+                f"{_PART_HEADER_BYTES:,} bytes; a file name may have at most "
+                f"{MAX_NAME_CHARS} characters.",
+                param="file",
+                code="name_too_long",
+            ) from None
+        raise
+
+
+async def _read_upload(
+    knowledge: KnowledgeService, account_id: str, collection_id: str, request: Request
+) -> tuple[Document, bool]:
     async with request.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -229,7 +249,7 @@ async def _add_upload(
                 f"The document is larger than {knowledge.max_document_bytes} bytes.", param="file"
             )
         data = await upload.read()
-        name = str(form.get("name") or upload.filename or "").strip()
+        name = str(form.get("name") or "").strip() or filename_base(upload.filename or "")
         metadata = _form_metadata(form.get("metadata"))
         source_url = form.get("source_url")
     if not name:

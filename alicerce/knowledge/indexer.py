@@ -1,4 +1,5 @@
-"""The indexing worker: one asyncio task taking documents (and re-embeddings) from a queue.
+"""The indexing workers: a few asyncio tasks taking documents (and re-embeddings) from a queue
+kept per account (`fair_queue`), so one account's huge upload cannot hold another's document.
 
 Each document is extracted, chunked and embedded, then written in the one transaction of
 `KnowledgeStore.write_chunks`, so a crash at any point leaves it queued or indexing, never half
@@ -8,6 +9,11 @@ state is on the collection: `reembeds`). Statuses go `queued` -> `indexing` -> `
 chunking run in a thread, the local embedder's work on its own thread, so the event loop keeps
 serving requests meanwhile. Each indexed document and each re-embedding is one
 `knowledge.indexing` record in the ledger.
+
+Every document is bounded: its reading by the extraction limits (`extract.limits`), its chunks
+by `max_chunks` and its whole indexing by `max_seconds`, each refused past the bound with the
+reason as its `error`. A document deleted while it is indexed stops at once (`cancel`): its
+reading ends at the next block, its embedding at the current slice of `PASSAGE_SLICE` chunks.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +37,8 @@ from alicerce.embeddings import Embedder, EmbeddingBatch
 from alicerce.errors import AlicerceError
 from alicerce.knowledge.chunk_rows import EmbedderChanged
 from alicerce.knowledge.chunking import Chunk, chunk, embedding_text
-from alicerce.knowledge.extract import ExtractionError, extract
+from alicerce.knowledge.extract import ExtractionError, ExtractionStopped, extract
+from alicerce.knowledge.fair_queue import FairQueue
 from alicerce.knowledge.store import Collection, Document, KnowledgeStore
 from alicerce.ledger import UsageLedger
 
@@ -38,6 +46,7 @@ log = logging.getLogger("alicerce.knowledge")
 
 INDEXING_SKU = "knowledge.indexing"
 PASSAGE_SLICE = 8  # chunks per embedding call: ~1-2 s of the local model on this machine
+CHECK_EVERY_SLICES = 4  # slices between checks that the document is still wanted
 SWAP_ATTEMPTS = 5  # a re-embedding and a document written at once: each tries again this often
 
 ChunkProgress = Callable[[int, int], None]
@@ -55,13 +64,23 @@ class Reembed:
     token: str
 
 
+class _Gone(Exception):
+    """The document is no longer being indexed (deleted through another process)."""
+
+
 async def embed_passages(
-    embedder: Embedder, texts: list[str], progress: ChunkProgress | None = None
+    embedder: Embedder,
+    texts: list[str],
+    progress: ChunkProgress | None = None,
+    before_slice: Callable[[], Awaitable[None]] | None = None,
 ) -> EmbeddingBatch:
     """Passages embedded a few at a time: the local model serves one call at a time, so a
-    query (a chat's search) waits for one slice of a long document, never for all of it."""
+    query (a chat's search) waits for one slice of a long document, never for all of it, and
+    two documents indexed at once take turns slice by slice. `before_slice` may end it."""
     parts: list[EmbeddingBatch] = []
     for start in range(0, len(texts), PASSAGE_SLICE):
+        if before_slice is not None:
+            await before_slice()
         parts.append(await embedder.embed(texts[start : start + PASSAGE_SLICE], kind="passage"))
         if progress is not None:
             progress(min(start + PASSAGE_SLICE, len(texts)), len(texts))
@@ -81,6 +100,9 @@ class Indexer:
         max_document_bytes: int,
         chunk_tokens: int = 256,
         overlap_tokens: int = 32,
+        workers: int = 2,
+        max_chunks: int = 5_000,
+        max_seconds: float = 900.0,
     ) -> None:
         self.store = store
         self._embedders = embedders
@@ -90,69 +112,138 @@ class Indexer:
         self._max_document_bytes = max_document_bytes
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
-        self._queue: asyncio.Queue[Document | Reembed | None] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._workers_wanted, self.max_chunks, self.max_seconds = workers, max_chunks, max_seconds
+        self._queue: FairQueue[Document | Reembed] = FairQueue()
+        self._workers: list[asyncio.Task[None]] = []
+        # The documents being indexed: the task to cancel and the event that stops its reading.
+        self._running: dict[str, tuple[asyncio.Task[None], threading.Event, Document]] = {}
         self.accepting = True  # false once closing: new documents are refused
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Starts the worker and queues what a previous process left unfinished."""
-        self._queue = asyncio.Queue()
+        """Starts the workers and queues what a previous process left unfinished."""
+        self._queue = FairQueue()
         self.accepting = True
-        for document in await asyncio.to_thread(self.store.unfinished_documents):
-            self._queue.put_nowait(document)
-        if not self._queue.empty():
-            log.info("resuming the indexing of %d documents", self._queue.qsize())
+        documents = await asyncio.to_thread(self.store.unfinished_documents)
+        for document in documents:
+            self.enqueue(document)
+        if documents:
+            log.info("resuming the indexing of %d documents", len(documents))
         reembeds = await asyncio.to_thread(self.store.unfinished_reembeds)
         for account_id, collection_id, token in reembeds:
-            self._queue.put_nowait(Reembed(account_id, collection_id, token))
+            self.enqueue(Reembed(account_id, collection_id, token))
         if reembeds:
             log.info("resuming the re-embedding of %d collections", len(reembeds))
-        self._worker = asyncio.create_task(self._run(), name="knowledge-indexer")
+        self._workers = [
+            asyncio.create_task(self._run(), name=f"knowledge-indexer-{number}")
+            for number in range(self._workers_wanted)
+        ]
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Stops taking documents and lets the one being indexed finish (up to `timeout_s`);
+        """Stops taking documents and lets those being indexed finish (up to `timeout_s`);
         the rest stay queued in the database and are resumed at the next start."""
         self.accepting = False
-        if self._worker is None:
+        if not self._workers:
             return
-        self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._worker), timeout_s)
-        except TimeoutError:
-            self._worker.cancel()
+        self._queue.close()
+        workers = self._workers
+        self._workers = []
+        _done, pending = await asyncio.wait(workers, timeout=timeout_s)
+        for worker in pending:
+            worker.cancel()
+        for worker in pending:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        self._worker = None
+                await worker
 
     def enqueue(self, job: Document | Reembed) -> None:
-        """For the worker, after the documents and jobs queued before it."""
-        self._queue.put_nowait(job)
+        """For a worker, after the jobs its account queued before it."""
+        self._queue.put(job.account_id, job)
 
     async def idle(self) -> None:
         """Returns once every queued document has been indexed or has failed."""
         await self._queue.join()
 
+    def cancel(self, document_id: str | None = None, *, collection_id: str | None = None) -> int:
+        """Stops the work on a deleted document (or on every document of a deleted
+        collection): taken out of the queue, or its indexing stopped at once. How many."""
+
+        def unwanted(job: Document | Reembed) -> bool:
+            if isinstance(job, Reembed):
+                return job.collection_id == collection_id
+            return job.id == document_id or job.collection_id == collection_id
+
+        stopped = self._queue.drop(unwanted)
+        for task, stop, document in list(self._running.values()):
+            if unwanted(document):
+                stop.set()
+                task.cancel()
+                stopped += 1
+                log.info("indexing of document %s stopped: it was deleted", document.id)
+        return stopped
+
     async def _run(self) -> None:
         while True:
-            job = await self._queue.get()
+            taken = await self._queue.get()
+            if taken is None or not self.accepting:
+                return
+            account_id, job = taken
             try:
-                if job is None or not self.accepting:
-                    return
                 if isinstance(job, Reembed):
                     await self.reembed(job)
                 else:
-                    await self.index(job)
+                    await self._index_cancellable(job)
             finally:
-                self._queue.task_done()
+                self._queue.task_done(account_id)
+
+    async def _index_cancellable(self, document: Document) -> None:
+        """`index` in a task of its own, which `cancel` can stop and the worker's end too."""
+        stop = threading.Event()
+        task = asyncio.create_task(self.index(document, stop=stop))
+        self._running[document.id] = (task, stop, document)
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            stop.set()
+            task.cancel()
+            raise
+        finally:
+            self._running.pop(document.id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("indexing document %s failed", document.id, exc_info=task.exception())
 
     # -- indexing ------------------------------------------------------------------------
 
-    async def index(self, document: Document, progress: ChunkProgress | None = None) -> None:
+    async def index(
+        self,
+        document: Document,
+        progress: ChunkProgress | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> None:
         """Extracts, chunks, embeds and writes one document; any failure marks it failed with
         the reason and touches nothing else in the collection. `progress` hears how many of
-        its chunks are embedded, first `(0, n)` once it is chunked."""
+        its chunks are embedded, first `(0, n)` once it is chunked. Past `max_seconds` it is
+        stopped and failed; setting `stop` ends its reading (the caller cancels the rest)."""
+        stop = stop or threading.Event()
+        try:
+            async with asyncio.timeout(self.max_seconds) as deadline:
+                await self._index(document, progress, stop, deadline)
+        except TimeoutError:
+            stop.set()
+            await self._fail(
+                document,
+                f"indexing took longer than {self.max_seconds:g} s, the limit "
+                "(ALICERCE_KNOWLEDGE_MAX_INDEXING_S); split the document into smaller ones",
+            )
+
+    async def _index(
+        self,
+        document: Document,
+        progress: ChunkProgress | None,
+        stop: threading.Event,
+        deadline: asyncio.Timeout,
+    ) -> None:
         started = time.perf_counter()
         collection = await asyncio.to_thread(
             self.store.get_collection, document.account_id, document.collection_id
@@ -164,12 +255,23 @@ class Indexer:
             return
         try:
             data = await asyncio.to_thread(self.store.load_source, document.id)
-            chunks = await asyncio.to_thread(self._chunks, document, data)
+            chunks = await asyncio.to_thread(self._chunks, document, data, stop)
+            if len(chunks) > self.max_chunks:
+                raise ExtractionError(
+                    f"the document makes {len(chunks):,} chunks; the limit is "
+                    f"{self.max_chunks:,} (ALICERCE_KNOWLEDGE_MAX_DOCUMENT_CHUNKS): split it "
+                    "into smaller documents"
+                )
+            del data
             texts = [embedding_text(c) for c in chunks]
             if progress is not None:
                 progress(0, len(texts))
             for _attempt in range(SWAP_ATTEMPTS):
-                batch = await self._embed_for(collection, texts, progress)
+                batch = await self._embed_for(collection, texts, progress, document.id)
+                # The write is one short transaction in a thread: not cut by the deadline,
+                # which would fail the document while its chunks are being committed.
+                ends = deadline.when()
+                deadline.reschedule(None)
                 try:
                     await asyncio.to_thread(
                         functools.partial(
@@ -183,6 +285,7 @@ class Indexer:
                     )
                     break
                 except EmbedderChanged:  # re-embedded meanwhile: embed it for the new embedder
+                    deadline.reschedule(ends)
                     current = await asyncio.to_thread(
                         self.store.get_collection, document.account_id, document.collection_id
                     )
@@ -194,6 +297,8 @@ class Indexer:
             self._metrics.documents_indexed.inc()
             self._metrics.chunks_indexed.inc(len(chunks))
 
+        except (ExtractionStopped, _Gone):  # deleted (here or in another process), or timed out
+            return
         except (ExtractionError, AlicerceError) as exc:
             reason = exc.message if isinstance(exc, AlicerceError) else str(exc)
             await self._fail(document, reason)
@@ -213,16 +318,35 @@ class Indexer:
         )
 
     async def _embed_for(
-        self, collection: Collection, texts: list[str], progress: ChunkProgress | None
+        self,
+        collection: Collection,
+        texts: list[str],
+        progress: ChunkProgress | None,
+        document_id: str,
     ) -> EmbeddingBatch:
         embedder = self._embedders.for_collection(
             collection.settings.get("embedding"), collection.name, indexing=True
         )
-        return await embed_passages(embedder, texts, progress)
+        slices = 0
 
-    def _chunks(self, document: Document, data: bytes) -> list[Chunk]:
+        async def still_wanted() -> None:
+            """A document deleted through another process stops within a few slices."""
+            nonlocal slices
+            slices += 1
+            if slices % CHECK_EVERY_SLICES == 0 and not await asyncio.to_thread(
+                self.store.is_indexing, document_id
+            ):
+                raise _Gone
+
+        return await embed_passages(embedder, texts, progress, still_wanted)
+
+    def _chunks(self, document: Document, data: bytes, stop: threading.Event) -> list[Chunk]:
         blocks = extract(
-            data, document.name, document.media_type, max_bytes=self._max_document_bytes
+            data,
+            document.name,
+            document.media_type,
+            max_bytes=self._max_document_bytes,
+            stop=stop,
         )
         chunks = chunk(
             blocks,

@@ -10,6 +10,7 @@ OpenAI-compatible endpoint given at creation) is `alicerce.embedders`' choice.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,30 @@ from alicerce.ledger import UsageLedger
 from alicerce.security import CredentialCipher, check_upstream_url
 
 QUERY_CACHE_SIZE = 4096
+MAX_NAME_CHARS = 500  # a document's name, as `TextDocument.name` allows
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def filename_base(filename: str) -> str:
+    """An uploaded file's name without any folders (`../../etc/passwd` is `passwd`, also
+    with backslashes): a name, never a path. Nothing opens a file by a document's name; this
+    keeps a stored name from reading as a path wherever it is shown or saved."""
+    base = re.split(r"[/\\]", filename)[-1].strip()
+    return "" if base in (".", "..") else base
+
+
+def document_name(name: str, param: str) -> str:
+    """The name stored: control characters (NUL too) taken out, at most `MAX_NAME_CHARS`."""
+    cleaned = _CONTROL_CHARACTERS.sub("", name).strip()
+    if not cleaned:
+        raise InvalidRequest("The document needs a name.", param="name")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise InvalidRequest(
+            f"The document's name has {len(cleaned):,} characters; the limit is {MAX_NAME_CHARS}.",
+            param="name" if param == "content" else param,
+            code="name_too_long",
+        )
+    return cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +202,7 @@ class KnowledgeService:
         detached = await self._detach(account_id, collection_id) if users else []
         if not await asyncio.to_thread(self.store.delete_collection, account_id, collection_id):
             raise NotFound(f"No collection {collection_id!r}.")
+        self.indexer.cancel(collection_id=collection_id)
         late = await self._detach(account_id, collection_id)
         return detached + [g for g in late if g not in detached]
 
@@ -229,6 +255,7 @@ class KnowledgeService:
             )
         if not data.strip():
             raise InvalidRequest("The document is empty.", param=param, code="empty_document")
+        name = document_name(name, param)
         suffix = unsupported_suffix(name)
         if suffix is not None:
             supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
@@ -294,6 +321,7 @@ class KnowledgeService:
         )
         if not deleted:
             raise NotFound(f"No document {document_id!r} in this collection.")
+        self.indexer.cancel(document_id)  # its indexing, if any, stops now
 
     # -- re-embedding --------------------------------------------------------------------
 

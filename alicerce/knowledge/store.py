@@ -390,6 +390,14 @@ class KnowledgeStore(ReembedRows):
             )
             return bool(getattr(result, "rowcount", 0) == 1)
 
+    def is_indexing(self, document_id: str) -> bool:
+        """Whether the document is still there and being indexed (not deleted meanwhile)."""
+        with self.db.session() as session:
+            status = session.scalar(
+                sa.select(DocumentRow.status).where(DocumentRow.id == document_id)
+            )
+            return status == "indexing"
+
     def mark_failed(self, document_id: str, error: str) -> None:
         """Failed, with the reason; any chunks it had are removed. Its bytes are kept, so it
         can be retried (`retry_document`) until it is indexed or deleted."""

@@ -32,12 +32,21 @@ def clean(text: str) -> str:
     return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines()).strip()
 
 
+_BLANK_LINE = re.compile(r"\n\s*\n")
+
+
 def paragraphs(text: str) -> Iterator[Block]:
-    """Text blocks split at blank lines."""
-    for paragraph in re.split(r"\n\s*\n", text):
-        cleaned = clean(paragraph)
+    """Text blocks split at blank lines, one at a time (a split list of millions of tiny
+    paragraphs would cost more than the text)."""
+    start = 0
+    for match in _BLANK_LINE.finditer(text):
+        cleaned = clean(text[start : match.start()])
+        start = match.end()
         if cleaned:
             yield Block("text", cleaned)
+    cleaned = clean(text[start:])
+    if cleaned:
+        yield Block("text", cleaned)
 
 
 def row_text(header: list[str], row: list[str]) -> str:

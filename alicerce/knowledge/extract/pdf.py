@@ -5,9 +5,13 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alicerce.knowledge.extract.blocks import Block, ExtractionError, clean
+from alicerce.knowledge.extract.limits import ExtractionStopped
+
+if TYPE_CHECKING:
+    from alicerce.knowledge.extract.limits import Budget
 
 
 @dataclass(slots=True)
@@ -17,22 +21,35 @@ class _Line:
     y: float
 
 
-def read_pdf(data: bytes) -> list[Block]:
+def read_pdf(data: bytes, budget: Budget) -> list[Block]:
     """Page text with headings found by font size: lines set clearly larger than the body text
     (the size most characters use) are headings, the largest size being level 1. Paragraphs break
-    at blank lines and at vertical gaps wider than the usual line spacing."""
+    at blank lines and at vertical gaps wider than the usual line spacing.
+
+    Hostile files: at most `max_pdf_pages` pages (counted before any is read), encrypted ones
+    refused, and whatever pypdf raises on a malformed file (its errors, and the plain ones of a
+    broken object graph: a cycle's RecursionError, a missing key) is "the PDF is corrupt"."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not _decrypts_without_password(reader):
-            raise ExtractionError("the PDF is encrypted")
-        pages: list[list[_Line]] = [_pdf_lines(page) for page in reader.pages]
-    except ExtractionError:
+            raise ExtractionError("the PDF is encrypted (a password is needed to read it)")
+        count = len(reader.pages)
+        if count > budget.limits.max_pdf_pages:
+            raise ExtractionError(
+                f"the PDF has {count:,} pages; the limit is {budget.limits.max_pdf_pages:,}"
+            )
+        pages: list[list[_Line]] = []
+        for page in reader.pages:
+            budget.check()
+            pages.append(_pdf_lines(page))
+    except (ExtractionError, ExtractionStopped):
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        raise ExtractionError(f"the PDF is corrupt: {exc}") from None
+    except MemoryError:
+        raise ExtractionError("the PDF needs too much memory to be read") from None
+    except Exception as exc:  # pypdf's own, and plain ones from a broken file's objects
+        raise ExtractionError(f"the PDF is corrupt: {_reason(exc)}") from None
     sizes: Counter[float] = Counter()
     for lines in pages:
         for line in lines:
@@ -76,6 +93,12 @@ def read_pdf(data: bytes) -> list[Block]:
         if paragraph:
             blocks.append(Block("text", clean(" ".join(paragraph))))
     return blocks
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "its objects refer to each other in a loop"
+    return str(exc)[:200] or type(exc).__name__
 
 
 def _decrypts_without_password(reader: Any) -> bool:

@@ -5,55 +5,73 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from alicerce.knowledge.extract.blocks import Block, ExtractionError, clean, row_text
 from alicerce.knowledge.extract.text import decode_text
 
+if TYPE_CHECKING:
+    from alicerce.knowledge.extract.limits import Budget
 
-def read_json(data: bytes) -> list[Block]:
+
+def read_json(data: bytes, budget: Budget) -> Iterator[Block]:
     """One block per top-level item (array element or object key), as `key.path: value` lines.
 
     Flattened paths keep every value next to the name that gives it meaning, which both the
     keyword index and the embedder need; pretty-printed JSON would spend tokens on brackets.
+    Nesting deeper than `max_nesting` levels is refused, before a flattening could recurse
+    through it (msgspec itself stops at about 1,000 levels).
     """
     try:
         value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise ExtractionError(f"the JSON is invalid: {exc}") from None
+    except RecursionError:
+        raise ExtractionError(_too_deep(budget.limits.max_nesting)) from None
     if isinstance(value, list):
-        items: list[tuple[str, Any]] = [(f"[{i}]", item) for i, item in enumerate(value)]
+        items: Iterable[tuple[str, Any]] = ((f"[{i}]", item) for i, item in enumerate(value))
     elif isinstance(value, dict):
-        items = [(str(key), item) for key, item in value.items()]
+        items = ((str(key), item) for key, item in value.items())
     else:
         items = [("", value)]
-    blocks = []
     for path, item in items:
-        lines = [f"{key}: {leaf}" if key else leaf for key, leaf in _flatten(path, item)]
-        text = clean("\n".join(lines))
+        leaves = _flatten(path, item, budget.limits.max_nesting)
+        text = clean("\n".join(f"{key}: {leaf}" if key else leaf for key, leaf in leaves))
         if text:
-            blocks.append(Block("text", text))
-    return blocks
+            yield Block("text", text)
 
 
-def _flatten(path: str, value: Any) -> Iterator[tuple[str, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _flatten(f"{path}.{key}" if path else str(key), item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _flatten(f"{path}[{index}]", item)
-    elif isinstance(value, str):
-        if value.strip():
-            yield path, value
-    elif value is not None:
-        yield path, msgspec.json.encode(value).decode()
+def _too_deep(levels: int) -> str:
+    return f"the JSON nests deeper than {levels} levels"
 
 
-def read_csv(data: bytes) -> list[Block]:
+def _flatten(path: str, value: Any, levels: int) -> Iterator[tuple[str, str]]:
+    """The leaves under `value`, walked with a stack of its own (no recursion)."""
+    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while stack:
+        at, item, depth = stack.pop()
+        if depth > levels:
+            raise ExtractionError(_too_deep(levels))
+        if isinstance(item, dict):
+            children = [(f"{at}.{key}" if at else str(key), v) for key, v in item.items()]
+        elif isinstance(item, list):
+            children = [(f"{at}[{index}]", v) for index, v in enumerate(item)]
+        elif isinstance(item, str):
+            if item.strip():
+                yield at, item
+            continue
+        elif item is not None:
+            yield at, msgspec.json.encode(item).decode()
+            continue
+        else:
+            continue
+        stack.extend((key, child, depth + 1) for key, child in reversed(children))
+
+
+def read_csv(data: bytes, budget: Budget) -> Iterator[Block]:
     """One block per row, `column: value; column: value`, so each row reads on its own."""
     text = decode_text(data)
     try:
@@ -62,15 +80,16 @@ def read_csv(data: bytes) -> list[Block]:
         )
     except csv.Error:
         dialect = csv.excel
+    rows = (row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row))
     try:
-        rows = [
-            row for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row)
-        ]
+        header = next(rows, None)
+        if header is None:
+            return
+        empty = True
+        for row in rows:
+            empty = False
+            yield Block("text", clean(row_text(header, row)))
+        if empty:
+            yield Block("text", clean(" | ".join(header)))
     except csv.Error as exc:
         raise ExtractionError(f"the CSV is invalid: {exc}") from None
-    if not rows:
-        return []
-    header, body = rows[0], rows[1:]
-    if not body:
-        return [Block("text", clean(" | ".join(header)))]
-    return [Block("text", clean(row_text(header, row))) for row in body]

@@ -13,12 +13,15 @@ Western from Central European text, and Portuguese is the text Alicerce sees mos
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from alicerce.knowledge.extract.blocks import Block, ExtractionError, paragraphs
 
 if TYPE_CHECKING:
     from charset_normalizer.models import CharsetMatch
+
+    from alicerce.knowledge.extract.limits import Budget
 
 _WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)
 # Never guessed: without a BOM, UTF-16 and UTF-32 text has NUL bytes, which `decode_text`
@@ -66,6 +69,6 @@ def _mostly_foreign_letters(text: str) -> bool:
     return foreign >= _MIN_FOREIGN_LETTERS and foreign * 2 > len(letters)
 
 
-def read_text(data: bytes) -> list[Block]:
+def read_text(data: bytes, budget: Budget) -> Iterator[Block]:
     """Paragraphs at blank lines."""
-    return list(paragraphs(decode_text(data)))
+    return paragraphs(decode_text(data))
