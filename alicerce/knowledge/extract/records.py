@@ -27,6 +27,8 @@ def read_json(data: bytes, budget: Budget) -> Iterator[Block]:
     """
     try:
         value = msgspec.json.decode(data)
+    except UnicodeDecodeError:  # JSON in another encoding (UTF-16 from Windows tools, Latin-1)
+        value = _decode_as_text(data, budget)
     except msgspec.DecodeError as exc:
         raise ExtractionError(f"the JSON is invalid: {exc}") from None
     except RecursionError:
@@ -69,6 +71,16 @@ def _flatten(path: str, value: Any, levels: int) -> Iterator[tuple[str, str]]:
         else:
             continue
         stack.extend((key, child, depth + 1) for key, child in reversed(children))
+
+
+def _decode_as_text(data: bytes, budget: Budget) -> Any:
+    """JSON that is not UTF-8, read through the decoding every text format shares."""
+    try:
+        return msgspec.json.decode(decode_text(data).encode())
+    except msgspec.DecodeError as exc:
+        raise ExtractionError(f"the JSON is invalid: {exc}") from None
+    except RecursionError:
+        raise ExtractionError(_too_deep(budget.limits.max_nesting)) from None
 
 
 def read_csv(data: bytes, budget: Budget) -> Iterator[Block]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from io import BytesIO
 from typing import IO, TYPE_CHECKING
@@ -105,7 +106,7 @@ class _Inflated:
                     yield from events.take()
                     self._budget.check()
             parser.close()
-        except (zipfile.BadZipFile, etree.XMLSyntaxError, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, etree.XMLSyntaxError, EOFError, OSError) as exc:
             raise ExtractionError(f"the DOCX file is corrupt: {name}: {exc}") from None
         except (NotImplementedError, RuntimeError) as exc:  # compression or encryption
             raise ExtractionError(f"the DOCX file cannot be read: {exc}") from None
