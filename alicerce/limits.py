@@ -18,23 +18,36 @@ every worker and replica shares them; Redis's own clock is used, so servers' clo
 Keys without limits cost nothing here; `rpm` and `tpm` are checked together in one step (one
 Redis round trip), which also tells where the key stands: the `x-ratelimit-*` headers
 (`rate_headers`) of its answers and of its 429s.
+
+When Redis cannot be reached (docs/decisions.md, "When Redis goes away"): a key with a monthly
+budget is refused with a 503 `limits_unavailable` (money first: never admitted unchecked); a
+key with only `rpm`/`tpm` is counted by this process alone until Redis answers again (each
+replica then allows the whole limit); a key without limits never needs Redis. What a request
+could not settle in Redis is retried in the background for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
-from alicerce.errors import QuotaExceeded, RateLimited
+from alicerce.errors import LimitsUnavailable, QuotaExceeded, RateLimited
 from alicerce.keys import Principal
 
+log = logging.getLogger("alicerce.limits")
+
 WINDOW_S = 60.0
+RETRY_AFTER_S = 5  # a budget key's 503 while Redis is unreachable
+# A settlement Redis refused is tried again after these pauses (about two minutes in all), then
+# given up: what it held stays counted until the counter expires (over-counting, never under).
+_SETTLE_RETRIES_S = (0.5, 1, 2, 4, 8, 15, 30, 60)
 Refusal = Literal["tokens", "requests"]  # over tpm, over rpm
 
 
@@ -102,6 +115,10 @@ def rate_headers(principal: Principal, counted: Counted, prompt_tokens: int) -> 
         headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - math.ceil(used)))
         headers["x-ratelimit-reset-tokens"] = duration(reset)
     return headers
+
+
+class BackendUnavailable(Exception):
+    """The shared counters (Redis) could not be reached or did not answer in time."""
 
 
 class LimitBackend(Protocol):
@@ -288,11 +305,19 @@ _SPENT_TTL_S = 3600  # a counter unused this long is rebuilt from the ledger
 _REFUSALS: dict[bytes, Refusal | None] = {b"": None, b"tokens": "tokens", b"requests": "requests"}
 
 
+_REDIS_TIMEOUT_S = 2.0  # a Redis that stops answering fails a request in bounded time
+
+
 class RedisBackend:
+    """Every Redis failure leaves it as `BackendUnavailable` (the limiter decides what it means)."""
+
     def __init__(self, url: str, prefix: str = "alicerce") -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(url)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
+        )
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._add_tokens = self._redis.register_script(_ADD_TOKENS)
@@ -304,10 +329,13 @@ class RedisBackend:
     ) -> Counted:
         self._sequence += 1
         member = f"{time.time_ns()}:{id(self)}:{self._sequence}"
-        refused, count, free, clear, previous, current, elapsed, minute = await self._take(
-            keys=[f"{self._prefix}:rpm:{key_id}", f"{self._prefix}:tpm:{key_id}"],
-            args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens, reserve],
-        )
+        try:
+            refused, count, free, clear, previous, current, elapsed, minute = await self._take(
+                keys=[f"{self._prefix}:rpm:{key_id}", f"{self._prefix}:tpm:{key_id}"],
+                args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens, reserve],
+            )
+        except self._errors as exc:
+            raise BackendUnavailable(f"Redis: {exc}") from exc
         return Counted(
             _REFUSALS[refused],
             int(count),
@@ -321,7 +349,10 @@ class RedisBackend:
 
     async def add_tokens(self, key_id: str, tokens: int, minute: int | None = None) -> None:
         where = "" if minute is None else minute
-        await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens, where])
+        try:
+            await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens, where])
+        except self._errors as exc:
+            raise BackendUnavailable(f"Redis: {exc}") from exc
 
     async def reserve(
         self,
@@ -333,18 +364,24 @@ class RedisBackend:
     ) -> Decimal | None:
         name = f"{self._prefix}:spent:{key_id}:{month}"
         args: list[str | int] = [str(budget), str(amount), _SPENT_TTL_S]
-        answer = await self._reserve(keys=[name], args=args)
-        if answer == b"missing":  # first use in a while anywhere: start from the ledger
-            loaded = await asyncio.to_thread(initial)
-            await self._redis.set(name, str(loaded), nx=True, ex=_SPENT_TTL_S)
+        try:
             answer = await self._reserve(keys=[name], args=args)
+            if answer == b"missing":  # first use in a while anywhere: start from the ledger
+                loaded = await asyncio.to_thread(initial)
+                await self._redis.set(name, str(loaded), nx=True, ex=_SPENT_TTL_S)
+                answer = await self._reserve(keys=[name], args=args)
+        except self._errors as exc:
+            raise BackendUnavailable(f"Redis: {exc}") from exc
         outcome, committed = answer
         return Decimal(committed.decode()) if outcome == b"admitted" else None
 
     async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
         name = f"{self._prefix}:spent:{key_id}:{month}"
-        if await self._redis.exists(name):
-            await self._redis.incrbyfloat(name, float(amount))
+        try:
+            if await self._redis.exists(name):
+                await self._redis.incrbyfloat(name, float(amount))
+        except self._errors as exc:
+            raise BackendUnavailable(f"Redis: {exc}") from exc
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -357,6 +394,7 @@ class Reservation(NamedTuple):
     amount: Decimal
     minute: int | None = None  # of the tpm counter the tokens were counted in (None: no tpm)
     tokens: int = 0
+    local: bool = False  # rpm/tpm counted by this process alone (Redis was unreachable)
 
 
 class Admission(NamedTuple):
@@ -368,10 +406,22 @@ _FREE = Admission(None, None)
 
 
 class Limiter:
-    def __init__(self, backend: LimitBackend, spent_since: Callable[[str, datetime], Decimal]):
+    def __init__(
+        self,
+        backend: LimitBackend,
+        spent_since: Callable[[str, datetime], Decimal],
+        *,
+        local: LimitBackend | None = None,
+        on_unavailable: Callable[[], None] | None = None,
+    ):
+        """`local` counts rpm/tpm in this process while `backend` (Redis) is unreachable;
+        `on_unavailable` is told of each request that met an unreachable backend (a metric)."""
         self._backend = backend
+        self._local = local
         self._spent_since = spent_since
+        self._on_unavailable = on_unavailable
         self._pending: set[asyncio.Task[Any]] = set()
+        self._degraded = False  # the backend failed last time: said once, until it answers
 
     @staticmethod
     def applies(principal: Principal) -> bool:
@@ -380,6 +430,22 @@ class Limiter:
             or principal.tpm is not None
             or principal.monthly_budget is not None
         )
+
+    def _failed(self, exc: BackendUnavailable) -> None:
+        if self._on_unavailable is not None:
+            self._on_unavailable()
+        if not self._degraded:
+            self._degraded = True
+            log.error(
+                "limits: Redis is unreachable (%s); keys with a monthly budget are refused "
+                "(503 limits_unavailable), rpm and tpm are counted by this process alone",
+                exc,
+            )
+
+    def _answered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            log.warning("limits: Redis answers again; limits are shared again")
 
     async def admit(
         self,
@@ -391,7 +457,8 @@ class Limiter:
         """Raises the contract's 429 when the key is over a limit; counts the request, and
         reserves its worst case: `cost` against a monthly budget, `tokens` (at least its
         prompt) against `tpm`. The reservation must be settled (`settle`) however the request
-        ends."""
+        ends. Raises `LimitsUnavailable` (503) for a key with a budget when Redis is
+        unreachable."""
         if not self.applies(principal):
             return _FREE
         key = principal.key_id
@@ -399,9 +466,22 @@ class Limiter:
         if principal.monthly_budget is not None:
             start = month_start()
             month = start.strftime("%Y-%m")
-            committed = await self._backend.reserve(
-                key, month, cost, principal.monthly_budget, lambda: self._spent_since(key, start)
-            )
+            try:
+                committed = await self._backend.reserve(
+                    key,
+                    month,
+                    cost,
+                    principal.monthly_budget,
+                    lambda: self._spent_since(key, start),
+                )
+            except BackendUnavailable as exc:
+                self._failed(exc)
+                raise LimitsUnavailable(
+                    "This key's budget cannot be checked right now (the limits store is "
+                    "unreachable); try again shortly.",
+                    retry_after=RETRY_AFTER_S,
+                ) from None
+            self._answered()
             if committed is None:
                 raise QuotaExceeded(
                     f"This key has used its monthly budget of {principal.monthly_budget}.",
@@ -409,11 +489,25 @@ class Limiter:
             reserved = Reservation(month, cost)
         if principal.rpm is None and principal.tpm is None:
             return Admission(None, reserved)
+        local = False
         try:
             worst = max(prompt_tokens, tokens or 0) if principal.tpm is not None else 0
-            counted = await self._backend.take(
-                key, principal.rpm, principal.tpm, prompt_tokens, worst
-            )
+            try:
+                counted = await self._backend.take(
+                    key, principal.rpm, principal.tpm, prompt_tokens, worst
+                )
+                self._answered()
+            except BackendUnavailable as exc:
+                if self._local is None:
+                    raise LimitsUnavailable(
+                        "This key's limits cannot be checked right now; try again shortly.",
+                        retry_after=RETRY_AFTER_S,
+                    ) from None
+                self._failed(exc)
+                local = True
+                counted = await self._local.take(
+                    key, principal.rpm, principal.tpm, prompt_tokens, worst
+                )
         except BaseException:
             self.settle(principal, 0, Decimal(0), reserved)
             raise
@@ -440,6 +534,7 @@ class Limiter:
                 reserved.amount if reserved else Decimal(0),
                 counted.minute,
                 worst,
+                local,
             )
         return Admission(headers, reserved)
 
@@ -463,34 +558,58 @@ class Limiter:
     async def _settle(
         self, principal: Principal, tokens: int, amount: Decimal, reserved: Reservation | None
     ) -> None:
+        key = principal.key_id
         if principal.tpm is not None:
-            await self._settle_tokens(principal.key_id, tokens, reserved)
+            backend = self._local if reserved is not None and reserved.local else self._backend
+            assert backend is not None
+            await self._retrying(key, lambda: self._settle_tokens(backend, key, tokens, reserved))
         if principal.monthly_budget is None:
             return
         month = month_start().strftime("%Y-%m")
         booked = reserved.month if reserved is not None else None  # of the budget, when reserved
         held = reserved.amount if reserved is not None and booked is not None else Decimal(0)
         if booked is not None and booked != month:  # reserved last month
-            await self._backend.add_spent(principal.key_id, booked, -held)
+            last = -held
+            await self._retrying(key, lambda: self._backend.add_spent(key, booked, last))
             held = Decimal(0)
         change = amount - held
         if change:
-            await self._backend.add_spent(principal.key_id, month, change)
+            await self._retrying(key, lambda: self._backend.add_spent(key, month, change))
 
-    async def _settle_tokens(self, key: str, tokens: int, reserved: Reservation | None) -> None:
+    async def _retrying(self, key: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Runs one settlement step, again after pauses while Redis is unreachable."""
+        for pause in (*_SETTLE_RETRIES_S, None):
+            try:
+                await step()
+                return
+            except BackendUnavailable as exc:
+                if pause is None:
+                    log.error("limits: key %s not settled, Redis still unreachable: %s", key, exc)
+                    return
+                await asyncio.sleep(pause)
+
+    @staticmethod
+    async def _settle_tokens(
+        backend: LimitBackend, key: str, tokens: int, reserved: Reservation | None
+    ) -> None:
         """The tokens used replace the tokens reserved: in the reservation's minute when the
         request ended in it, else the reservation leaves its minute and the use goes to this."""
         if reserved is None or not reserved.tokens or reserved.minute is None:
             if tokens:
-                await self._backend.add_tokens(key, tokens)
+                await backend.add_tokens(key, tokens)
             return
         if reserved.minute == int(time.time() // WINDOW_S) or not tokens:
-            await self._backend.add_tokens(key, tokens - reserved.tokens, reserved.minute)
+            await backend.add_tokens(key, tokens - reserved.tokens, reserved.minute)
         else:
-            await self._backend.add_tokens(key, -reserved.tokens, reserved.minute)
-            await self._backend.add_tokens(key, tokens)
+            await backend.add_tokens(key, -reserved.tokens, reserved.minute)
+            await backend.add_tokens(key, tokens)
 
     async def close(self) -> None:
+        """Waits a little for settlements in flight; one still retrying against an unreachable
+        Redis does not hold the shutdown."""
         if self._pending:
+            _, waiting = await asyncio.wait(self._pending, timeout=2.0)
+            for task in waiting:
+                task.cancel()
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._backend.close()

@@ -5,6 +5,14 @@ Records are queued in memory and flushed by a background task every
 graceful shutdown flushes everything; a hard kill can lose at most the records of the last flush
 interval.
 
+A write the database refused because it is unreachable keeps its records and is tried again,
+backing off to `_MAX_BACKOFF_S`, until the database is back: the requests already answered are
+not lost. The queue is bounded (`ALICERCE_REQUEST_LOG_MAX_PENDING`): past it new records are
+dropped, said once in the log and counted (`alicerce_request_log_dropped_total`). A retry after
+a connection lost while committing skips the records the database did get, so none is written
+twice. A batch refused for its contents (not an outage) is written record by record, and only
+the records that cannot be written are dropped, each logged.
+
 Each record is turned into plain row tuples when it is queued (a few microseconds, msgspec for
 the JSON columns), so the writer thread only hands them to the database driver's C
 `executemany`, which releases the GIL while SQLite or PostgreSQL work. A writer doing Python-level
@@ -17,18 +25,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from alicerce.errors import StoreUnavailable
 from alicerce.money import plain
 from alicerce.store import Database
 
+if TYPE_CHECKING:
+    from alicerce.metrics import Metrics
+
 log = logging.getLogger("alicerce.request_log")
 _json = msgspec.json.Encoder(decimal_format="string")
+_MAX_BACKOFF_S = 5.0  # between writes while the database is unreachable
+_OUTAGES = ("OperationalError", "InterfaceError")  # the drivers' (and SQLAlchemy's) names
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The database could not be reached (or its lock not taken), as opposed to refusing rows."""
+    if isinstance(exc, StoreUnavailable | OSError):
+        return True
+    return any(cls.__name__ in _OUTAGES for cls in type(exc).__mro__)
+
 
 REQUEST_COLUMNS = (
     "id",
@@ -99,10 +122,23 @@ def _insert(db: Database, table: str, columns: tuple[str, ...]) -> str:
 
 
 class RequestLog:
-    def __init__(self, db: Database, *, flush_interval_s: float, batch_size: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_interval_s: float,
+        batch_size: int,
+        max_pending: int = 100_000,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._db = db
         self._interval = flush_interval_s
         self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._metrics = metrics
+        self.dropped = 0  # records dropped since the start (the queue was full, or unwritable)
+        self._failing_since: float | None = None  # the first failed write of an outage
+        self._uncertain = False  # a write failed: its batch may be in the database already
         self._requests: list[tuple[Any, ...]] = []
         self._items: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
@@ -118,8 +154,29 @@ class RequestLog:
             return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         return moment
 
+    @property
+    def pending(self) -> int:
+        """Records queued and not yet written (a batch being written not counted)."""
+        return len(self._requests)
+
+    def _drop(self, count: int, why: str) -> None:
+        if not self.dropped or why != "full":
+            log.error("request log: dropped %d record(s): %s", count, why)
+        self.dropped += count
+        if self._metrics is not None:
+            self._metrics.request_log_dropped.inc(count)
+
     def record(self, entry: RequestRecord) -> None:
         """Queues a record as row tuples; never blocks the request."""
+        if len(self._requests) >= self._max_pending:
+            self._drop(
+                1,
+                "full"
+                if self.dropped
+                else f"{self._max_pending} records wait for an unreachable database "
+                "(ALICERCE_REQUEST_LOG_MAX_PENDING); dropping new ones until it is back",
+            )
+            return
         created = self._time(entry.created_at)
         self._requests.append(
             (
@@ -185,20 +242,106 @@ class RequestLog:
             await self._flush()
 
     async def _flush(self) -> None:
+        backoff = self._interval
         while self._requests:
             requests, items = self._requests, self._items
             self._requests, self._items = [], []
             try:
-                await asyncio.to_thread(self.write, requests, items)
-            except Exception:
-                log.exception("request log: could not write %d records; will retry", len(requests))
+                await asyncio.to_thread(self._write_batch, requests, items)
+            except Exception as exc:
                 self._requests[:0], self._items[:0] = requests, items
+                self._write_failed(exc)
                 if self._closing:
+                    log.error(
+                        "request log: stopping with %d record(s) unwritten: the database is "
+                        "unreachable",
+                        len(self._requests),
+                    )
                     return
-                await asyncio.sleep(self._interval)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            if self._failing_since is not None:
+                log.warning(
+                    "request log: the database is back after %.1f s; the records held are written",
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing_since = None
+            self._observe_pending()
+
+    def _write_failed(self, exc: Exception) -> None:
+        self._uncertain = True
+        self._observe_pending()
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error(
+                "request log: cannot write %d record(s), the database is unreachable (%s); "
+                "they are kept and written when it is back (at most %d wait)",
+                len(self._requests),
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                self._max_pending,
+            )
+
+    def _observe_pending(self) -> None:
+        if self._metrics is not None:
+            self._metrics.request_log_pending.set(len(self._requests))
+
+    def _write_batch(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
+        """Writes a batch (in a worker thread): after a failed write, without the records the
+        database has already (a commit whose answer was lost); a batch refused for its contents,
+        record by record. Raises when the database is unreachable."""
+        if self._uncertain:
+            requests, items = self._unwritten(requests, items)
+        try:
+            self.write(requests, items)
+        except Exception as exc:
+            if _is_outage(exc):
+                raise
+            self._write_one_by_one(requests, items, exc)
+        self._uncertain = False
+
+    def _unwritten(
+        self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        mark = "?" if self._db.engine.dialect.paramstyle == "qmark" else "%s"
+        present: set[Any] = set()
+        with self._db.engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                for start in range(0, len(requests), 500):
+                    ids = [row[0] for row in requests[start : start + 500]]
+                    marks = ", ".join(mark for _ in ids)
+                    cursor.execute(f"SELECT id FROM request_log WHERE id IN ({marks})", ids)
+                    present.update(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+        if not present:
+            return requests, items
+        present = {str(value) for value in present}
+        return (
+            [row for row in requests if str(row[0]) not in present],
+            [row for row in items if str(row[0]) not in present],
+        )
+
+    def _write_one_by_one(
+        self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]], first: Exception
+    ) -> None:
+        log.error("request log: a batch was refused (%s); writing it record by record", first)
+        by_request: dict[Any, list[tuple[Any, ...]]] = {}
+        for item in items:
+            by_request.setdefault(item[0], []).append(item)
+        for row in requests:
+            try:
+                self.write([row], by_request.get(row[0], []))
+            except Exception as exc:
+                if _is_outage(exc):
+                    raise
+                self._drop(1, f"record {row[0]} cannot be written: {exc}")
 
     def write(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
         """Writes records and their line items in one transaction: all of a batch, or none."""
+        if not requests:
+            return
         with self._db.engine.begin() as connection:
             cursor = connection.connection.cursor()
             try:

@@ -129,17 +129,25 @@ class Services:
             concurrency=settings.local_model_concurrency,
             queue_timeout_s=settings.local_model_queue_timeout_s,
         )
+        metrics = Metrics(max_gateways=settings.metrics_max_gateways)
+        db.on_unavailable = metrics.unavailable.labels("database").inc
         request_log = RequestLog(
             db,
             flush_interval_s=settings.request_log_flush_interval_s,
             batch_size=settings.request_log_batch_size,
+            max_pending=settings.request_log_max_pending,
+            metrics=metrics,
         )
-        metrics = Metrics(max_gateways=settings.metrics_max_gateways)
         embedder = LocalE5Embedder()  # loads on first use
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )
-        limiter = Limiter(backend, admin.usage.spent)
+        limiter = Limiter(
+            backend,
+            admin.usage.spent,
+            local=MemoryBackend() if settings.redis_url else None,  # rpm/tpm while Redis is away
+            on_unavailable=metrics.unavailable.labels("redis").inc,
+        )
         tokens = TokenCounter(settings.local_model_path)
         ledger = UsageLedger(request_log, limiter, metrics, log_requests=settings.log_requests)
         embedders = EmbedderRegistry(

@@ -10,17 +10,23 @@ a TCP proxy on loopback (`tests/proxy.py`) that the test cuts and restores, a re
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import openai
 import pytest
 
-from tests.conftest import Account
+from tests.conftest import Account, Upstream, create_database, write_catalog
 from tests.mock_upstream import CUT_AFTER
+from tests.proxy import TcpProxy
+from tests.servers import ServerProcess
+from tests.test_limits import REDIS_URL
 from tests.test_usage_api import body
 
 
@@ -138,3 +144,136 @@ def test_a_client_leaving_mid_stream_is_recorded_as_499_with_what_was_produced(
         assert 0 < row.completion_tokens < 100  # what was produced, not the whole answer
         assert Decimal(row.amount) > 0
         assert_ledger_balances(client)
+
+
+# -- real servers, a proxy between them and PostgreSQL or Redis --------------------------------
+
+
+class Replica:
+    """An `alicerce serve` process and an admin client for one account on it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.server = ServerProcess(env).wait_ready(60)
+        self.url = self.server.url
+
+    def client(self, key: str) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
+
+    def account(self) -> str:
+        """A new account's admin key."""
+        with self.client(self.env["ALICERCE_ROOT_KEY"]) as root:
+            return body(root.post("/accounts", json={"name": "faults"}), 201)["admin_key"]  # type: ignore[no-any-return]
+
+
+def server_env(
+    tmp_path: Path, upstream: Upstream, database_url: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "ALICERCE_DATABASE_URL": database_url,
+        "ALICERCE_SECRET_KEY": "faults",
+        "ALICERCE_ROOT_KEY": "alc_faults_root_" + uuid.uuid4().hex,
+        "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
+        "ALICERCE_CONFIG": str(write_catalog(tmp_path, upstream)),
+        "ALICERCE_LOG_REQUESTS": "false",
+        **extra,
+    }
+
+
+def ask(client: httpx.Client, gateway: str, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    payload = {"model": gateway, "messages": [{"role": "user", "content": "Q"}]}
+    return client.post("/chat/completions", json=payload, headers=headers)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until `check()` holds (polled every 50 ms), failing after `timeout`."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def assert_unavailable(response: httpx.Response, code: str) -> None:
+    """A 503 OpenAI error object with `code` and a `retry-after`."""
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("service_unavailable", code)
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def metric(url: str, name: str) -> float:
+    """A metric's value summed over its series, from `/metrics`."""
+    text = httpx.get(url + "/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+# -- 4. Redis goes away ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_redis_going_away_fails_budgets_closed_serves_the_rest_and_recovers(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    proxy = TcpProxy("127.0.0.1", 6379)
+    database = create_database(f"sqlite:///{tmp_path / 'redis.db'}")
+    env = server_env(
+        tmp_path, upstream, database, ALICERCE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15"
+    )
+    replica = Replica(env)
+    try:
+        admin = replica.client(replica.account())
+        gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/plain"}), 201)
+        keys = {
+            spec: body(admin.post("/keys", json={"name": spec, **limits}), 201)["key"]
+            for spec, limits in (
+                ("free", {}),
+                ("budget", {"monthly_budget": 100}),
+                ("rpm", {"rpm": 1000, "tpm": 1_000_000}),
+            )
+        }
+        for key in keys.values():
+            assert ask(admin, gateway["id"], key).status_code == 200
+        calls = len(upstream.mock.received)
+
+        proxy.cut()
+        started = time.monotonic()
+        refused = ask(admin, gateway["id"], keys["budget"])
+        assert time.monotonic() - started < 5  # bounded: never a hang
+        assert_unavailable(refused, "limits_unavailable")
+        assert len(upstream.mock.received) == calls  # refused before any model was called
+        assert ask(admin, gateway["id"], keys["free"]).status_code == 200  # needs no Redis
+        rpm = ask(admin, gateway["id"], keys["rpm"])
+        assert rpm.status_code == 200  # counted by this process alone meanwhile
+        assert rpm.headers["x-ratelimit-limit-requests"] == "1000"
+        assert metric(replica.url, 'alicerce_dependency_unavailable_total{dependency="redis"}') >= 2
+
+        proxy.restore()
+        recovery = wait_until(
+            lambda: ask(admin, gateway["id"], keys["budget"]).status_code == 200,
+            10,
+            "budget keys served again once Redis is back",
+        )
+        print(f"redis: recovered {recovery:.2f} s after the proxy was restored")
+        wait_until(lambda: not_pending(replica.url), 10, "request log written")
+        _, count = assert_ledger_balances(admin)
+        assert count >= 7  # 3 + 3 served, 1 refused, and the first after recovery
+        admin.close()
+    finally:
+        replica.server.stop()
+        proxy.close()
+
+
+def not_pending(url: str) -> bool:
+    """Nothing in flight, nothing waiting to be written: `/requests` holds every record."""
+    pending = metric(url, "alicerce_request_log_pending")
+    return pending == 0 and metric(url, "alicerce_requests_in_flight") == 0
