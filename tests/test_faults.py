@@ -9,6 +9,8 @@ a TCP proxy on loopback (`tests/proxy.py`) that the test cuts and restores, a re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -21,8 +23,20 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import Account, Upstream, create_database, write_catalog
+from alicerce.clock import utcnow
+from alicerce.ids import new_id
+from alicerce.metrics import Metrics
+from alicerce.request_log import RequestLog, RequestRecord
+from alicerce.store import Database
+from tests.conftest import (
+    Account,
+    Upstream,
+    create_database,
+    fresh_postgres_database,
+    write_catalog,
+)
 from tests.mock_upstream import CUT_AFTER
 from tests.proxy import TcpProxy
 from tests.servers import ServerProcess
@@ -277,3 +291,131 @@ def not_pending(url: str) -> bool:
     """Nothing in flight, nothing waiting to be written: `/requests` holds every record."""
     pending = metric(url, "alicerce_request_log_pending")
     return pending == 0 and metric(url, "alicerce_requests_in_flight") == 0
+
+
+# -- 3. the database goes away -----------------------------------------------------------------
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url` (a PostgreSQL URL on 127.0.0.1:5432) through `proxy`."""
+    host = url.split("@", 1)[1].split("/", 1)[0]
+    return url.replace(f"@{host}/", f"@127.0.0.1:{proxy.port}/", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_database_going_away_is_503_then_recovers_and_loses_no_answered_request(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(fresh_postgres_database())
+        create_database(database)
+        proxy = TcpProxy("127.0.0.1", 5432)
+        stack.callback(proxy.close)
+        # keys and gateways stay cached for the whole test: what is cached is served
+        env = server_env(tmp_path, upstream, through(proxy, database), ALICERCE_CACHE_TTL_S="300")
+        replica = Replica(env)
+        stack.callback(replica.server.stop)
+        admin = stack.enter_context(replica.client(replica.account()))
+        gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/plain"}), 201)
+        served = body(admin.post("/keys", json={"name": "cached"}), 201)["key"]
+        stranger = body(admin.post("/keys", json={"name": "not-cached"}), 201)["key"]
+        answered: list[str] = []
+        for _ in range(10):  # just before the outage: some still in the request log's queue
+            response = ask(admin, gateway["id"], served)
+            assert response.status_code == 200
+            answered.append(response.headers["x-request-id"])
+
+        proxy.cut()
+        cut = time.monotonic()
+        for _ in range(10):  # during it: the key and the gateway are cached, so it is served
+            response = ask(admin, gateway["id"], served)
+            assert response.status_code == 200, response.text
+            answered.append(response.headers["x-request-id"])
+        started = time.monotonic()
+        refused = ask(admin, gateway["id"], stranger)  # its key must be read: 503
+        assert time.monotonic() - started < 12  # bounded (the connect timeout is 10 s)
+        assert_unavailable(refused, "database_unavailable")
+        assert_unavailable(admin.get("/usage"), "database_unavailable")
+        ready = httpx.get(replica.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "unavailable", "database": "unreachable"}
+        assert httpx.get(replica.url + "/healthz").status_code == 200
+        wait_until(
+            lambda: metric(replica.url, "alicerce_request_log_pending") > 0,
+            5,
+            "the request log holds what it could not write",
+        )
+        time.sleep(max(0.0, 3 - (time.monotonic() - cut)))  # an outage of 3 s: writes retried
+        assert metric(replica.url, "alicerce_request_log_dropped_total") == 0
+
+        proxy.restore()
+        restored = time.monotonic()
+        ready_after = wait_until(
+            lambda: httpx.get(replica.url + "/readyz").status_code == 200, 15, "ready again"
+        )
+        served_after = wait_until(
+            lambda: ask(admin, gateway["id"], stranger).status_code == 200, 15, "serving again"
+        )
+        written_after = wait_until(
+            lambda: metric(replica.url, "alicerce_request_log_pending") == 0, 15, "written"
+        )
+        print(
+            f"database: outage {restored - cut:.1f} s; after restore ready in {ready_after:.2f} s, "
+            f"an uncached key served in {served_after:.2f} s, the queue written in "
+            f"{written_after:.2f} s"
+        )
+        wait_until(lambda: not_pending(replica.url), 10, "request log written")
+        listed = {row["id"] for row in records(admin)}
+        missing = [request_id for request_id in answered if request_id not in listed]
+        assert not missing, f"{len(missing)} of {len(answered)} answered requests lost"
+        _, count = assert_ledger_balances(admin)
+        print(f"database: {len(answered)} answered requests, all recorded ({count} records)")
+        replica.server.stop()
+        log = replica.server.output
+        assert "request log: cannot write" in log and "the database is back after" in log, log
+        assert log.count("request log: cannot write") == 1  # one line for the outage, no flood
+        assert "Traceback" not in log, log
+
+
+@pytest.mark.postgres
+def test_the_request_log_queue_is_bounded_while_the_database_is_away(postgres_url: str) -> None:
+    """Past `max_pending` new records are dropped and counted; the ones kept are written once
+    the database is back, each once."""
+    create_database(postgres_url)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    db = Database(through(proxy, postgres_url))
+    metrics = Metrics()
+    request_log = RequestLog(
+        db, flush_interval_s=0.01, batch_size=500, max_pending=5, metrics=metrics
+    )
+    ids = [new_id() for _ in range(8)]
+
+    async def outage() -> None:
+        await request_log.start()
+        proxy.cut()
+        for request_id in ids:  # no await between: the writer cannot take any meanwhile
+            request_log.record(
+                RequestRecord(id=request_id, created_at=utcnow(), endpoint="faults", stream=False)
+            )
+        assert request_log.dropped == 3
+        await asyncio.sleep(0.3)  # writes fail and are retried
+        assert request_log.pending == 5
+        proxy.restore()
+        await request_log.flush()
+        await request_log.close()
+
+    try:
+        asyncio.run(outage())
+    finally:
+        proxy.close()
+        db.dispose()
+    assert metrics.request_log_dropped._value.get() == 3
+    assert metrics.request_log_pending._value.get() == 0
+    direct = Database(postgres_url)
+    with direct.session() as session:
+        rows = session.execute(
+            sa.text("SELECT id FROM request_log WHERE endpoint = 'faults'")
+        ).all()
+    direct.dispose()
+    assert sorted(str(row[0]) for row in rows) == sorted(ids[:5])
