@@ -139,6 +139,7 @@ class RequestLog:
         self.dropped = 0  # records dropped since the start (the queue was full, or unwritable)
         self._failing_since: float | None = None  # the first failed write of an outage
         self._uncertain = False  # a write failed: its batch may be in the database already
+        self._writing = 0  # records in the batch being written
         self._requests: list[tuple[Any, ...]] = []
         self._items: list[tuple[Any, ...]] = []
         self._wake = asyncio.Event()
@@ -156,8 +157,8 @@ class RequestLog:
 
     @property
     def pending(self) -> int:
-        """Records queued and not yet written (a batch being written not counted)."""
-        return len(self._requests)
+        """Records not yet written: queued, or in the batch being written."""
+        return len(self._requests) + self._writing
 
     def _drop(self, count: int, why: str) -> None:
         if not self.dropped or why != "full":
@@ -168,7 +169,7 @@ class RequestLog:
 
     def record(self, entry: RequestRecord) -> None:
         """Queues a record as row tuples; never blocks the request."""
-        if len(self._requests) >= self._max_pending:
+        if self.pending >= self._max_pending:
             self._drop(
                 1,
                 "full"
@@ -220,6 +221,8 @@ class RequestLog:
                     created,
                 )
             )
+        if self._metrics is not None:
+            self._metrics.request_log_pending.inc()
         if len(self._requests) >= self._batch_size:
             self._wake.set()
 
@@ -246,10 +249,12 @@ class RequestLog:
         while self._requests:
             requests, items = self._requests, self._items
             self._requests, self._items = [], []
+            self._writing = len(requests)
             try:
                 await asyncio.to_thread(self._write_batch, requests, items)
             except Exception as exc:
                 self._requests[:0], self._items[:0] = requests, items
+                self._writing = 0
                 self._write_failed(exc)
                 if self._closing:
                     log.error(
@@ -261,6 +266,7 @@ class RequestLog:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
+            self._writing = 0
             if self._failing_since is not None:
                 log.warning(
                     "request log: the database is back after %.1f s; the records held are written",
@@ -284,7 +290,7 @@ class RequestLog:
 
     def _observe_pending(self) -> None:
         if self._metrics is not None:
-            self._metrics.request_log_pending.set(len(self._requests))
+            self._metrics.request_log_pending.set(self.pending)
 
     def _write_batch(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
         """Writes a batch (in a worker thread): after a failed write, without the records the
@@ -358,6 +364,7 @@ class RequestLog:
         requests, items = self._requests, self._items
         self._requests, self._items = [], []
         self.write(requests, items)
+        self._observe_pending()
 
     async def _run(self) -> None:
         while not self._closing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -255,36 +256,58 @@ def test_redis_going_away_fails_budgets_closed_serves_the_rest_and_recovers(
                 ("rpm", {"rpm": 1000, "tpm": 1_000_000}),
             )
         }
+        sent: list[str] = []
+
+        def send(key: str) -> httpx.Response:
+            response = ask(admin, gateway["id"], key)
+            sent.append(response.headers["x-request-id"])
+            return response
+
         for key in keys.values():
-            assert ask(admin, gateway["id"], key).status_code == 200
+            assert send(key).status_code == 200
         calls = len(upstream.mock.received)
 
         proxy.cut()
         started = time.monotonic()
-        refused = ask(admin, gateway["id"], keys["budget"])
+        refused = send(keys["budget"])
         assert time.monotonic() - started < 5  # bounded: never a hang
         assert_unavailable(refused, "limits_unavailable")
         assert len(upstream.mock.received) == calls  # refused before any model was called
-        assert ask(admin, gateway["id"], keys["free"]).status_code == 200  # needs no Redis
-        rpm = ask(admin, gateway["id"], keys["rpm"])
+        assert send(keys["free"]).status_code == 200  # needs no Redis
+        rpm = send(keys["rpm"])
         assert rpm.status_code == 200  # counted by this process alone meanwhile
         assert rpm.headers["x-ratelimit-limit-requests"] == "1000"
         assert metric(replica.url, 'alicerce_dependency_unavailable_total{dependency="redis"}') >= 2
 
         proxy.restore()
         recovery = wait_until(
-            lambda: ask(admin, gateway["id"], keys["budget"]).status_code == 200,
+            lambda: send(keys["budget"]).status_code == 200,
             10,
             "budget keys served again once Redis is back",
         )
         print(f"redis: recovered {recovery:.2f} s after the proxy was restored")
-        wait_until(lambda: not_pending(replica.url), 10, "request log written")
-        _, count = assert_ledger_balances(admin)
-        assert count >= 7  # 3 + 3 served, 1 refused, and the first after recovery
+        rows = wait_recorded(admin, sent)
+        assert rows[refused.headers["x-request-id"]]["status"] == 503
+        assert_ledger_balances(admin)
         admin.close()
     finally:
         replica.server.stop()
         proxy.close()
+
+
+def wait_recorded(
+    http: httpx.Client, ids: list[str], timeout: float = 15
+) -> dict[str, dict[str, Any]]:
+    """The records of `ids` by id, once `/requests` lists them all (each replica writes its
+    request log on its own, a moment after each request)."""
+    listed: dict[str, dict[str, Any]] = {}
+
+    def all_listed() -> bool:
+        listed.update((row["id"], row) for row in records(http))
+        return all(request_id in listed for request_id in ids)
+
+    wait_until(all_listed, timeout, f"{len(ids)} requests recorded")
+    return listed
 
 
 def not_pending(url: str) -> bool:
@@ -419,3 +442,88 @@ def test_the_request_log_queue_is_bounded_while_the_database_is_away(postgres_ur
         ).all()
     direct.dispose()
     assert sorted(str(row[0]) for row in rows) == sorted(ids[:5])
+
+
+# -- 5. a replica killed with SIGKILL under load -----------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_replica_killed_under_load_loses_at_most_its_flush_window(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS_URL).ping()
+    flush_s = 0.1  # ALICERCE_REQUEST_LOG_FLUSH_INTERVAL_S, the default
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(fresh_postgres_database())
+        create_database(database)
+        env = server_env(
+            tmp_path,
+            upstream,
+            database,
+            ALICERCE_REDIS_URL=REDIS_URL,
+            ALICERCE_REQUEST_LOG_FLUSH_INTERVAL_S=str(flush_s),
+        )
+        killed, survivor = Replica(env), Replica(env)
+        stack.callback(survivor.server.stop)
+        stack.callback(killed.server.stop)
+        admin = stack.enter_context(survivor.client(survivor.account()))
+        gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/plain"}), 201)
+        key = body(admin.post("/keys", json={"name": "k", "monthly_budget": 1000}), 201)["key"]
+
+        answered: dict[str, list[tuple[str, float]]] = {"killed": [], "survivor": []}
+        failures: dict[str, list[str]] = {"killed": [], "survivor": []}
+        stop = threading.Event()
+
+        def load(name: str, replica: Replica) -> None:
+            with replica.client(key) as client:
+                while not stop.is_set():
+                    try:
+                        response = ask(client, gateway["id"])
+                    except httpx.TransportError as exc:
+                        failures[name].append(repr(exc))
+                        if name == "killed":
+                            return
+                        continue
+                    if response.status_code != 200:
+                        failures[name].append(f"{response.status_code} {response.text}")
+                        continue
+                    answered[name].append((response.headers["x-request-id"], time.monotonic()))
+
+        workers = [
+            threading.Thread(target=load, args=(name, replica))
+            for name, replica in (("killed", killed), ("survivor", survivor))
+            for _ in range(3)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(2.5)
+        killed.server.process.kill()  # SIGKILL: no flush, no goodbye
+        killed_at = time.monotonic()
+        killed.server.process.wait()
+        time.sleep(2.0)  # the survivor serves on alone
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+        assert not failures["survivor"], failures["survivor"][:3]
+        served_alone = sum(1 for _, at in answered["survivor"] if at > killed_at)
+        assert served_alone > 0
+
+        wait_until(lambda: not_pending(survivor.url), 10, "the survivor's request log written")
+        listed = {row["id"] for row in records(admin)}
+        lost = [(rid, at) for rid, at in answered["killed"] if rid not in listed]
+        survivor_lost = [rid for rid, _ in answered["survivor"] if rid not in listed]
+        window = [at for _, at in answered["killed"] if at > killed_at - flush_s]
+        print(
+            f"replica kill: killed answered {len(answered['killed'])}, lost {len(lost)} "
+            f"(answered in its last {flush_s} s: {len(window)}; lost answered "
+            f"{[round(killed_at - at, 3) for _, at in lost]} s before the kill); survivor "
+            f"answered {len(answered['survivor'])} ({served_alone} after the kill), lost "
+            f"{len(survivor_lost)}, errors {len(failures['survivor'])}"
+        )
+        assert not survivor_lost
+        # What was lost was answered in the killed replica's last flush interval (the write of
+        # a batch takes a moment too, on two busy cores: half a second of slack).
+        assert all(killed_at - at < flush_s + 0.5 for _, at in lost), lost
+        assert_ledger_balances(admin)
