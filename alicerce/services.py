@@ -29,8 +29,9 @@ from alicerce.knowledge.indexer import Indexer
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.store import KnowledgeStore
 from alicerce.ledger import UsageLedger
-from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
+from alicerce.limits import LimitBackend, Limiter, MemoryBackend
 from alicerce.metrics import Metrics
+from alicerce.redis_limits import RedisBackend
 from alicerce.request_log import RequestLog
 from alicerce.settings import Settings
 from alicerce.store import Database
