@@ -316,6 +316,53 @@ def not_pending(url: str) -> bool:
     return pending == 0 and metric(url, "alicerce_requests_in_flight") == 0
 
 
+@pytest.mark.slow
+def test_a_settlement_redis_missed_is_applied_when_it_is_back(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """A budget request admitted before Redis went away and ended during the outage settles
+    (its reservation released, its cost counted) once Redis is back: the key's counter in
+    Redis equals what the ledger says it spent."""
+    redis = pytest.importorskip("redis")
+    direct = redis.Redis.from_url(REDIS_URL)
+    direct.ping()
+    proxy = TcpProxy("127.0.0.1", 6379)
+    database = create_database(f"sqlite:///{tmp_path / 'settle.db'}")
+    env = server_env(
+        tmp_path, upstream, database, ALICERCE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15"
+    )
+    replica = Replica(env)
+    try:
+        admin = replica.client(replica.account())
+        gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/pause"}), 201)
+        key = body(admin.post("/keys", json={"name": "b", "monthly_budget": 100}), 201)
+        assert ask(admin, gateway["id"], key["key"]).status_code == 200
+        counter = f"alicerce:spent:{key['id']}:{time.strftime('%Y-%m', time.gmtime())}"
+
+        slow: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: slow.append(ask(admin, gateway["id"], key["key"])))
+        thread.start()  # admitted now, answered in PAUSE_SECONDS (0.8 s)
+        time.sleep(0.3)
+        held = float(direct.get(counter) or 0)
+        proxy.cut()  # it ends during the outage: its settlement fails, and is retried
+        thread.join(10)
+        assert slow[0].status_code == 200
+        time.sleep(0.5)
+        proxy.restore()
+
+        def settled() -> bool:
+            spent = body(admin.get("/usage", params={"key": key["id"]}))["amount_exact"]
+            return abs(float(direct.get(counter) or 0) - float(spent)) < 1e-9
+
+        seconds = wait_until(settled, 15, "the settlement applied once Redis is back")
+        assert float(direct.get(counter) or 0) < held  # the reservation was released
+        print(f"redis: a missed settlement applied {seconds:.2f} s after Redis was back")
+        admin.close()
+    finally:
+        replica.server.stop()
+        proxy.close()
+
+
 # -- 3. the database goes away -----------------------------------------------------------------
 
 
