@@ -82,8 +82,8 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _unavailable(self, context: ExceptionContext) -> None:
-        if not _outage(context):
-            return
+        if context.is_pre_ping or not _outage(context):
+            return  # a stale pooled connection: the pool replaces it (and says so if it cannot)
         if self.on_unavailable is not None:
             self.on_unavailable()
         raise StoreUnavailable(
