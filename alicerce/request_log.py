@@ -137,6 +137,7 @@ class RequestLog:
         self._max_pending = max_pending
         self._metrics = metrics
         self.dropped = 0  # records dropped since the start (the queue was full, or unwritable)
+        self._dropped_full = 0  # dropped for a full queue in this outage (said once, then summed)
         self._failing_since: float | None = None  # the first failed write of an outage
         self._uncertain = False  # a write failed: its batch may be in the database already
         self._writing = 0  # records in the batch being written
@@ -160,8 +161,17 @@ class RequestLog:
         """Records not yet written: queued, or in the batch being written."""
         return len(self._requests) + self._writing
 
-    def _drop(self, count: int, why: str) -> None:
-        if not self.dropped or why != "full":
+    def _drop(self, count: int, why: str | None) -> None:
+        """Counts dropped records; `why` is logged (None: the queue is full, said once)."""
+        if why is None:
+            if not self._dropped_full:
+                log.error(
+                    "request log: %d records wait for an unreachable database "
+                    "(ALICERCE_REQUEST_LOG_MAX_PENDING); new ones are dropped until it is back",
+                    self._max_pending,
+                )
+            self._dropped_full += count
+        else:
             log.error("request log: dropped %d record(s): %s", count, why)
         self.dropped += count
         if self._metrics is not None:
@@ -170,13 +180,7 @@ class RequestLog:
     def record(self, entry: RequestRecord) -> None:
         """Queues a record as row tuples; never blocks the request."""
         if self.pending >= self._max_pending:
-            self._drop(
-                1,
-                "full"
-                if self.dropped
-                else f"{self._max_pending} records wait for an unreachable database "
-                "(ALICERCE_REQUEST_LOG_MAX_PENDING); dropping new ones until it is back",
-            )
+            self._drop(1, None)
             return
         created = self._time(entry.created_at)
         self._requests.append(
@@ -269,10 +273,12 @@ class RequestLog:
             self._writing = 0
             if self._failing_since is not None:
                 log.warning(
-                    "request log: the database is back after %.1f s; the records held are written",
+                    "request log: the database is back after %.1f s; the records held are "
+                    "written (%d dropped for a full queue)",
                     time.monotonic() - self._failing_since,
+                    self._dropped_full,
                 )
-                self._failing_since = None
+                self._failing_since, self._dropped_full = None, 0
             self._observe_pending()
 
     def _write_failed(self, exc: Exception) -> None:
