@@ -3,7 +3,7 @@
 Records are queued in memory and flushed by a background task every
 `ALICERCE_REQUEST_LOG_FLUSH_INTERVAL_S` (0.1 s) or when a batch fills, in a worker thread. A
 graceful shutdown flushes everything; a hard kill can lose at most the records of the last flush
-interval.
+interval and of the write in progress.
 
 A write the database refused because it is unreachable keeps its records and is tried again,
 backing off to `_MAX_BACKOFF_S`, until the database is back: the requests already answered are

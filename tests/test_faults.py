@@ -579,7 +579,7 @@ def test_a_replica_killed_under_load_loses_at_most_its_flush_window(
             f"{len(survivor_lost)}, errors {len(failures['survivor'])}"
         )
         assert not survivor_lost
-        # What was lost was answered in the killed replica's last flush interval (the write of
-        # a batch takes a moment too, on two busy cores: half a second of slack).
+        # What was lost was answered in the killed replica's last flush interval or is in the
+        # write in progress (which takes a moment too, on two busy cores: 0.5 s of slack).
         assert all(killed_at - at < flush_s + 0.5 for _, at in lost), lost
         assert_ledger_balances(admin)
