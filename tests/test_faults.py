@@ -526,7 +526,8 @@ def test_a_replica_killed_under_load_loses_at_most_its_flush_window(
         stack.callback(killed.server.stop)
         admin = stack.enter_context(survivor.client(survivor.account()))
         gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/plain"}), 201)
-        key = body(admin.post("/keys", json={"name": "k", "monthly_budget": 1000}), 201)["key"]
+        created = body(admin.post("/keys", json={"name": "k", "monthly_budget": 1000}), 201)
+        key, key_id = created["key"], created["id"]
 
         answered: dict[str, list[tuple[str, float]]] = {"killed": [], "survivor": []}
         failures: dict[str, list[str]] = {"killed": [], "survivor": []}
@@ -583,3 +584,16 @@ def test_a_replica_killed_under_load_loses_at_most_its_flush_window(
         # write in progress (which takes a moment too, on two busy cores: 0.5 s of slack).
         assert all(killed_at - at < flush_s + 0.5 for _, at in lost), lost
         assert_ledger_balances(admin)
+        # The budget's shared counter never under-counts: what the killed replica reserved or
+        # settled and never wrote to the ledger stays counted (until the counter expires).
+        month = time.strftime("%Y-%m", time.gmtime())
+        spent = Decimal(body(admin.get("/usage", params={"key": key_id}))["amount_exact"])
+        counted = Decimal(
+            (
+                redis.Redis.from_url(REDIS_URL).get(f"alicerce:spent:{key_id}:{month}") or b"0"
+            ).decode()
+        )
+        print(
+            f"replica kill: budget counter {counted} vs ledger {spent} (over by {counted - spent})"
+        )
+        assert counted >= spent - Decimal("1e-9")
