@@ -597,3 +597,36 @@ def test_a_replica_killed_under_load_loses_at_most_its_flush_window(
             f"replica kill: budget counter {counted} vs ledger {spent} (over by {counted - spent})"
         )
         assert counted >= spent - Decimal("1e-9")
+
+
+def test_a_record_that_cannot_be_written_does_not_hold_the_others(tmp_path: Path) -> None:
+    """A batch refused for its contents (not an outage) is written record by record: only the
+    record that cannot be written is dropped, counted and logged; the queue does not stall."""
+    db = Database(create_database(f"sqlite:///{tmp_path / 'poison.db'}"))
+    metrics = Metrics()
+    request_log = RequestLog(db, flush_interval_s=0.01, batch_size=500, metrics=metrics)
+    ids = [new_id() for _ in range(3)]
+
+    async def write() -> None:
+        await request_log.start()
+        for i, request_id in enumerate(ids):
+            request_log.record(
+                RequestRecord(
+                    id=request_id,
+                    created_at=utcnow(),
+                    endpoint="faults",
+                    stream=False,
+                    prompt_tokens=2**64 if i == 1 else 1,  # SQLite: OverflowError
+                )
+            )
+        await request_log.flush()
+        await request_log.close()
+
+    asyncio.run(write())
+    with db.session() as session:
+        rows = session.execute(sa.text("SELECT id FROM request_log WHERE endpoint = 'faults'"))
+        written = sorted(str(row[0]) for row in rows)
+    db.dispose()
+    assert written == sorted([ids[0], ids[2]])
+    assert request_log.dropped == 1
+    assert metrics.request_log_dropped._value.get() == 1
