@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from alicerce.catalog import CatalogModel
 from alicerce.money import Money, plain
@@ -91,12 +91,22 @@ class TokenUsage:
         if not isinstance(usage, dict):
             return None
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if not isinstance(prompt, int) or not isinstance(completion, int):
+        if not _count(prompt) or not _count(completion):
             return None
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
+        cached = cached if _count(cached) and 0 <= cached <= prompt else 0
         return cls(max(prompt, 0), max(completion, 0), cached)
+
+
+# The most tokens one upstream call may report and be believed: 100 times the longest context
+# of any model today, and small enough that a request's rounds stay within the request log's
+# 32-bit columns. An upstream that reports more (2**70, say) is broken: its answer is counted.
+MAX_REPORTED_TOKENS = 10**8
+
+
+def _count(value: Any) -> TypeGuard[int]:
+    return type(value) is int and value <= MAX_REPORTED_TOKENS
 
 
 SEARCH_SKU = "knowledge.search"

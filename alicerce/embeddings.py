@@ -158,9 +158,11 @@ class OpenAIEmbedder:
         """One request; its failures mean what a chat upstream's would (`status_error`)."""
         payload = _encode({"model": self.model, "input": batch, "encoding_format": "float"})
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+            async with self._session.post(
+                self._url, data=payload, headers=self._headers, allow_redirects=False
+            ) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
+                if resp.status >= 300:  # a redirect is not followed (upstreams/http.py)
                     raise status_error(
                         self.label, resp.status, raw, resp.headers.get("retry-after")
                     )

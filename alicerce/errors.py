@@ -5,13 +5,16 @@
     ├── AuthenticationFailed    401 authentication_error
     ├── PermissionDenied        403 permission_error
     ├── NotFound                404 not_found_error
+    ├── RequestTimeout          408 invalid_request_error
     ├── Conflict                409 invalid_request_error
     ├── RequestTooLarge         413 invalid_request_error
+    ├── HeadersTooLarge         431 invalid_request_error
     ├── RateLimited             429 rate_limit_error        (retry-after)
     ├── QuotaExceeded           429 insufficient_quota
     ├── Overloaded              503 service_unavailable     (retry-after)
     │   ├── LimitsUnavailable   503 limits_unavailable      (retry-after)
     │   └── StoreUnavailable    503 database_unavailable    (retry-after)
+    ├── ClientDisconnected      499 client_disconnected     (recorded only: nobody to answer)
     └── UpstreamError           502 upstream_error
         ├── UpstreamUnavailable 503 upstream_unavailable    (retry-after)
         └── UpstreamTimeout     504 upstream_timeout
@@ -91,6 +94,14 @@ class NotFound(AlicerceError):
     type = "not_found_error"
 
 
+class RequestTimeout(AlicerceError):
+    """The client sent its request too slowly (`ALICERCE_HTTP_*_TIMEOUT_S`)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Conflict(AlicerceError):
     status = 409
     type = "invalid_request_error"
@@ -101,6 +112,14 @@ class RequestTooLarge(AlicerceError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeadersTooLarge(AlicerceError):
+    """The request line and headers passed `ALICERCE_HTTP_MAX_HEADER_BYTES`."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
 
 
 class RateLimited(AlicerceError):
@@ -134,6 +153,15 @@ class StoreUnavailable(Overloaded):
     code = "database_unavailable"
 
 
+class ClientDisconnected(AlicerceError):
+    """The client left before its body was read: recorded as 499 (nginx's "client closed
+    request"), logged as one line at info; nothing is sent, there is no one to send it to."""
+
+    status = 499
+    type = "client_disconnected"
+    code = "client_disconnected"
+
+
 class UpstreamError(AlicerceError):
     """The upstream answered with an error or with something that is not an OpenAI answer."""
 
@@ -153,3 +181,8 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+def internal_error() -> AlicerceError:
+    """The 500 a client sees for a bug: it says nothing of the bug (the log does)."""
+    return AlicerceError("The server had an error while processing your request.")

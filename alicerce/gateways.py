@@ -20,6 +20,7 @@ from alicerce.cache import TTLCache
 from alicerce.catalog import AUTO_MODEL, Catalog
 from alicerce.clock import rfc3339, utcnow
 from alicerce.errors import Conflict, InvalidRequest, NotFound
+from alicerce.function_schemas import check_function_schema
 from alicerce.ids import new_id, slug_for
 from alicerce.knowledge.modes import Mode
 from alicerce.security import CredentialCipher, check_upstream_url
@@ -44,11 +45,11 @@ _SLUG = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99}):(?P<suffix>[0-9a
 class Parameters(Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=2**31 - 1)  # int32, as requests
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     prefill: str | None = Field(default=None, max_length=20_000)
 
     @field_validator("stop")
@@ -92,15 +93,7 @@ class Function(Strict):
     @field_validator("parameters")
     @classmethod
     def _a_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import jsonschema  # here: the commands that only read gateways start without it
-
-        try:
-            jsonschema.validators.validator_for(value).check_schema(value)
-        except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path)
-            raise ValueError(
-                f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
-            ) from None
+        check_function_schema(value)
         if value.get("type", "object") != "object":
             raise ValueError("a function's parameters must be a JSON Schema of type 'object'")
         return value

@@ -26,7 +26,7 @@ from alicerce.ids import new_id
 from alicerce.security import display_prefix, generate_api_key, hash_api_key, keys_equal
 from alicerce.store import Database
 from alicerce.store.tables import AccountRow, ApiKeyRow
-from alicerce.validation import Strict, parse_body
+from alicerce.validation import Name, Strict, parse_body
 
 Role = Literal["root", "admin", "inference"]
 
@@ -53,11 +53,11 @@ _ROOT = Principal(ROOT_PRINCIPAL_ID, None, "root", None)
 
 
 class AccountCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class AccountUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
 
 
 MAX_RATE = 10**9
@@ -81,7 +81,7 @@ Expiry = Annotated[datetime, AfterValidator(_utc)]
 
 
 class KeyCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     role: Literal["admin", "inference"] = "inference"
     gateways: list[str] | None = None
     rpm: Rate | None = None
@@ -103,7 +103,7 @@ class KeyUpdate(Strict):
     (`gateways`: no list, any gateway; `rpm`, `tpm`, `monthly_budget`: none; `expires_at`:
     never), the fields left out stay. The secret never changes."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     role: Literal["admin", "inference"] | None = None
     gateways: list[str] | None = None
     rpm: Rate | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -97,6 +97,8 @@ class Call:
     target: Target | None = None  # the upstream that served it (or was to)
     attempts: list[FailedAttempt] | None = None  # upstream tries that failed, in order
     reserved: Reservation | None = None  # of the key's budget at admission, settled at record
+    # Whether the client has gone away (the HTTP layer's; asked once a whole answer is ready).
+    client_gone: Callable[[], Awaitable[bool]] | None = None
 
 
 class UsageLedger:

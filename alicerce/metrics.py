@@ -173,6 +173,14 @@ class Metrics:
         self.indexing_failures = Counter(
             "alicerce_indexing_failures", "Documents whose indexing failed.", registry=registry
         )
+        self.connections_refused = Counter(
+            "alicerce_connections_refused",
+            "Client connections refused or closed by the server's limits, by reason "
+            "(too_many_connections, header_timeout, body_timeout, header_too_large, "
+            "malformed_http).",
+            ["reason"],
+            registry=registry,
+        )
         self._requests = cache(self._requests_child)
         self._series = cache(self._new_series)
         self._ttft = cache(self.ttft.labels)
@@ -180,6 +188,10 @@ class Metrics:
         self._fallback = cache(self.fallbacks.labels)
         self._refusal = cache(self.limit_refusals.labels)
         self._search = cache(self.searches.labels)
+
+    def connection_refused(self, reason: str) -> None:
+        """A connection the HTTP server refused or closed (`alicerce.connections`)."""
+        self.connections_refused.labels(reason).inc()
 
     def _requests_child(self, endpoint: str, status: int, gateway: str, model: str) -> Any:
         return self.requests.labels(endpoint, str(status), gateway, model)

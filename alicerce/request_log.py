@@ -10,8 +10,8 @@ backing off to `_MAX_BACKOFF_S`, until the database is back: the requests alread
 not lost. The queue is bounded (`ALICERCE_REQUEST_LOG_MAX_PENDING`): past it new records are
 dropped, said once in the log and counted (`alicerce_request_log_dropped_total`). A retry after
 a connection lost while committing skips the records the database did get, so none is written
-twice. A batch refused for its contents (not an outage) is written record by record, and only
-the records that cannot be written are dropped, each logged.
+twice. A batch refused for its data (`unwritable`: not an outage) is written record by record,
+and only the records that cannot be written are dropped, each logged and counted.
 
 Each record is turned into plain row tuples when it is queued (a few microseconds, msgspec for
 the JSON columns), so the writer thread only hands them to the database driver's C
@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from alicerce.errors import StoreUnavailable
 from alicerce.money import plain
 from alicerce.store import Database
 
@@ -43,14 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("alicerce.request_log")
 _json = msgspec.json.Encoder(decimal_format="string")
 _MAX_BACKOFF_S = 5.0  # between writes while the database is unreachable
-_OUTAGES = ("OperationalError", "InterfaceError")  # the drivers' (and SQLAlchemy's) names
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """The database could not be reached (or its lock not taken), as opposed to refusing rows."""
-    if isinstance(exc, StoreUnavailable | OSError):
-        return True
-    return any(cls.__name__ in _OUTAGES for cls in type(exc).__mro__)
 
 
 REQUEST_COLUMNS = (
@@ -121,6 +112,16 @@ def _insert(db: Database, table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
 
 
+def unwritable(exc: BaseException) -> bool:
+    """Whether a write failed on the data (it will fail again: a Python int beyond 64 bits,
+    a value the column's type refuses), not on the database (locked, gone: worth a retry)."""
+    return isinstance(exc, (OverflowError, ValueError, TypeError)) or type(exc).__name__ in (
+        "DataError",
+        "IntegrityError",
+        "NumericValueOutOfRange",
+    )
+
+
 class RequestLog:
     def __init__(
         self,
@@ -172,7 +173,7 @@ class RequestLog:
                 )
             self._dropped_full += count
         else:
-            log.error("request log: dropped %d record(s): %s", count, why)
+            log.error("request log: %s", why)
         self.dropped += count
         if self._metrics is not None:
             self._metrics.request_log_dropped.inc(count)
@@ -307,8 +308,8 @@ class RequestLog:
         try:
             self.write(requests, items)
         except Exception as exc:
-            if _is_outage(exc):
-                raise
+            if not unwritable(exc):
+                raise  # the database, not the data: the batch is kept and retried
             self._write_one_by_one(requests, items, exc)
         self._uncertain = False
 
@@ -338,6 +339,9 @@ class RequestLog:
     def _write_one_by_one(
         self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]], first: Exception
     ) -> None:
+        """A batch that failed on its data, one record at a time: a record that can never be
+        written (a number its column cannot hold) is logged and dropped, rather than hold every
+        record queued with it back forever."""
         log.error("request log: a batch was refused (%s); writing it record by record", first)
         by_request: dict[Any, list[tuple[Any, ...]]] = {}
         for item in items:
@@ -346,9 +350,9 @@ class RequestLog:
             try:
                 self.write([row], by_request.get(row[0], []))
             except Exception as exc:
-                if _is_outage(exc):
-                    raise
-                self._drop(1, f"record {row[0]} cannot be written: {exc}")
+                if not unwritable(exc):
+                    raise  # written so far are skipped on the retry (`_unwritten`)
+                self._drop(1, f"record {row[0]} cannot be written, dropped: {exc!r}")
 
     def write(self, requests: list[tuple[Any, ...]], items: list[tuple[Any, ...]]) -> None:
         """Writes records and their line items in one transaction: all of a batch, or none."""

@@ -74,21 +74,48 @@ class CredentialCipher:
         return cls(secret)
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: an IPv4 address inside
+
+
 def is_private_address(address: str) -> bool:
-    """Loopback, private, link-local, reserved, multicast or unspecified: not the internet."""
+    """Loopback, private, link-local, reserved, multicast or unspecified: not the internet. An
+    IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64) is judged by that one too."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and is_private_address(str(embedded)):
+            return True
     return not ip.is_global or ip.is_multicast
+
+
+def literal_address(host: str) -> str | None:
+    """The IP address `host` spells, in any spelling a resolver takes without DNS (`2130706433`,
+    `0x7f.1`, `0177.0.0.1`, `127.1`, `::ffff:127.0.0.1`, a trailing dot), or None for a name."""
+    host = host.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))  # the legacy IPv4 spellings
+    except OSError:
+        return None
 
 
 def check_upstream_url(url: str, *, allow_private: bool, param: str, resolve: bool = True) -> str:
     """Validates a user-supplied upstream URL; refuses internal targets unless allowed.
 
-    The same rule is enforced again when connecting (see `upstreams.http.GuardedResolver`),
-    so a name that later resolves to an internal address (DNS rebinding) is refused too.
+    The same rule is enforced again on every connection, on the address connected to (see
+    `upstreams.http.guarded_socket`), so a name that later resolves to an internal address (DNS
+    rebinding) is refused too. `resolve=False` checks only what the URL spells (no DNS lookup).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port out of range or not a number raises here
+    except ValueError:
+        raise InvalidRequest(f"{param} is not a valid URL", param=param) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"{param} must be an absolute http(s) URL", param=param)
     if parts.username or parts.password:
@@ -96,13 +123,14 @@ def check_upstream_url(url: str, *, allow_private: bool, param: str, resolve: bo
     if allow_private:
         return url.rstrip("/")
     host = parts.hostname
-    try:
-        addresses = [str(ipaddress.ip_address(host))]
-    except ValueError:
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
         if not resolve:
             return url.rstrip("/")
         try:
-            infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+            infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
         except OSError:
             raise InvalidRequest(
                 f"{param}: the host {host!r} does not resolve", param=param

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     # 2-core machine, ~9 s seen under load) and answers only when the import lets its ping
     # thread run; uvicorn's 5 s default killed workers in a loop there.
     worker_healthcheck_timeout_s: int = Field(default=30, ge=1)
+    # Client connections, per worker process (alicerce/connections.py): time from the
+    # connection (or a keep-alive request's first byte) to complete headers; the longest pause
+    # between two pieces of a body; the request line and headers' size; open connections.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_max_connections: int = Field(default=2048, ge=1)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)
     request_log_max_pending: int = Field(default=100_000, ge=1)

@@ -8,9 +8,10 @@ field is an error, not silently dropped) and the conversion of pydantic's error.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import re
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from alicerce.errors import InvalidRequest
 
@@ -22,6 +23,27 @@ class Strict(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+# Control characters (C0 with NUL, DEL, C1), line and paragraph separators, and the bidi
+# overrides that make a name display as another ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: str) -> str:
+    """A name is shown in lists, logs and the console, and sent in headers: a NUL or a line
+    break in it is a mistake at best (a forged log line at worst), so it is refused."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(
+            f"must not contain control characters (found U+{ord(found.group()):04X} at "
+            f"position {found.start()})"
+        )
+    return value
+
+
+# A human-given name: of an account, key, collection (200 characters) or document (500).
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+LongName = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_printable)]
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:

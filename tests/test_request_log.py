@@ -241,3 +241,29 @@ def test_migration_0006_gives_earlier_line_items_their_requests_model(empty_url:
         models = session.execute(sa.select(LineItemRow.request_id, LineItemRow.model)).all()
     assert sorted(models) == [("gone", None), ("r1", "m-a")]
     db.dispose()
+
+
+def test_a_record_that_can_never_be_written_does_not_hold_the_others_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A number no column holds (an upstream's `prompt_tokens: 2**70` once reached here) fails
+    its batch on SQLite with an OverflowError: the batch is written record by record, the bad
+    one dropped and logged, and the rest are in the log (they were retried forever)."""
+    db = Database(f"sqlite:///{tmp_path / 'log.db'}")
+    db.migrate()
+    good, bad, after = _record(), _record(), _record()
+    bad.prompt_tokens = 2**70
+
+    async def run() -> None:
+        log = RequestLog(db, flush_interval_s=3600, batch_size=10_000)
+        log.record(good)
+        log.record(bad)
+        log.record(after)
+        await asyncio.wait_for(log.flush(), 10)
+
+    asyncio.run(run())
+    with db.session() as session:
+        ids = set(session.execute(sa.text("SELECT id FROM request_log")).scalars())
+    assert ids == {good.id, after.id}
+    assert f"record {bad.id} cannot be written, dropped" in caplog.text
+    db.dispose()

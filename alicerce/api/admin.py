@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
 
 from alicerce.api.auth import authenticate, require_admin, require_root, services_of
+from alicerce.api.http import json_payload
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
 from alicerce.catalog import describe_models
 from alicerce.keys import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, Principal
 from alicerce.services import Services
+from alicerce.validation import parse_body
 
 router = APIRouter()
+SCHEMAS: tuple[type[BaseModel], ...] = (AccountCreate, AccountUpdate, KeyCreate, KeyUpdate)
 
 
 def _services(request: Request) -> Services:
@@ -39,13 +43,16 @@ def whoami(
 # -- accounts (root key) -----------------------------------------------------------------
 
 
-@router.post("/accounts", status_code=201, tags=["accounts"])
+@router.post(
+    "/accounts", status_code=201, tags=["accounts"], openapi_extra=json_body("AccountCreate")
+)
 def create_account(
-    spec: AccountCreate,
     services: Services = Depends(_services),
     _: Principal = Depends(require_root),
+    payload: Any = Depends(json_payload),
 ) -> Response:
     """Creates an account; the answer carries its first admin key, shown this once."""
+    spec = parse_body(AccountCreate, payload)
     return json_response(services.keys.create_account(spec), status=201)
 
 
@@ -63,13 +70,14 @@ def get_account(
     return json_response(services.keys.get_account(account_id))
 
 
-@router.patch("/accounts/{account_id}", tags=["accounts"])
+@router.patch("/accounts/{account_id}", tags=["accounts"], openapi_extra=json_body("AccountUpdate"))
 def update_account(
     account_id: str,
-    spec: AccountUpdate,
     services: Services = Depends(_services),
     _: Principal = Depends(require_root),
+    payload: Any = Depends(json_payload),
 ) -> Response:
+    spec = parse_body(AccountUpdate, payload)
     return json_response(services.keys.update_account(account_id, spec))
 
 
@@ -85,14 +93,15 @@ def delete_account(
 # -- keys (admin key) --------------------------------------------------------------------
 
 
-@router.post("/keys", status_code=201, tags=["keys"])
+@router.post("/keys", status_code=201, tags=["keys"], openapi_extra=json_body("KeyCreate"))
 def create_key(
-    spec: KeyCreate,
     services: Services = Depends(_services),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),
 ) -> Response:
     """Creates a key; the secret (`key`) is in this answer only."""
     assert principal.account_id is not None
+    spec = parse_body(KeyCreate, payload)
     return json_response(services.keys.create_key(principal.account_id, spec), status=201)
 
 
@@ -104,16 +113,17 @@ def list_keys(
     return listing(services.keys.list_keys(principal.account_id))
 
 
-@router.patch("/keys/{key_id}", tags=["keys"])
+@router.patch("/keys/{key_id}", tags=["keys"], openapi_extra=json_body("KeyUpdate"))
 def update_key(
     key_id: str,
-    patch: KeyUpdate,
     services: Services = Depends(_services),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),
 ) -> Response:
     """A JSON merge patch: the fields sent change (`null` clears a limit, an expiry or the
     gateway list), the rest stay, and the secret is kept. Takes effect from the next request."""
     assert principal.account_id is not None
+    patch = parse_body(KeyUpdate, payload)
     return json_response(services.keys.update(principal.account_id, key_id, patch))
 
 
@@ -156,9 +166,9 @@ def list_catalog(
     openapi_extra=json_body("GatewaySpec"),
 )
 def create_gateway(
-    payload: Any = Body(None),
     services: Services = Depends(_services),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),
 ) -> Response:
     assert principal.account_id is not None
     return json_response(services.gateways.create(principal.account_id, payload), status=201)
@@ -181,12 +191,27 @@ def get_gateway(
     return json_response(services.gateways.get(principal.account_id, ref))
 
 
-@router.patch("/gateways/{ref}", tags=["gateways"])
+MERGE_PATCH = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A JSON merge patch (RFC 7396) of the GatewaySpec's fields.",
+                }
+            }
+        },
+    }
+}
+
+
+@router.patch("/gateways/{ref}", tags=["gateways"], openapi_extra=MERGE_PATCH)
 def update_gateway(
     ref: str,
-    patch: Any = Body(None),
     services: Services = Depends(_services),
     principal: Principal = Depends(require_admin),
+    patch: Any = Depends(json_payload),
 ) -> Response:
     """A JSON merge patch (RFC 7396): objects merge key by key, `null` clears a field.
 

@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or (services.settings if services else Settings())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         built = services or Services.build(settings)
         app.state.services = built
         await built.start()
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         gc.collect()
         gc.freeze()
         try:
-            yield
+            # The server's connection guard counts its refusals here (alicerce/connections.py).
+            yield {"metrics": built.metrics}
         finally:
             await built.close()
 
@@ -90,7 +91,7 @@ def _document_hand_validated_bodies(app: FastAPI) -> None:
         gateway = GatewaySpec.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(gateway.pop("$defs", {}))
         components["GatewaySpec"] = gateway
-        for model in knowledge.SCHEMAS:
+        for model in (*admin.SCHEMAS, *knowledge.SCHEMAS):
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from alicerce.errors import PermissionDenied
+from alicerce.errors import AuthenticationFailed, PermissionDenied
 from alicerce.keys import Principal
 from alicerce.services import Services
 
@@ -14,11 +14,28 @@ def services_of(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+MAX_KEY_LENGTH = 4096  # a key is 47 characters; an operator's root key may be longer, not this
+
+
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    """The key of `Authorization: Bearer <key>`. Two `Authorization` headers are refused, not
+    resolved: which one a server, a proxy or a log takes differs, and an admin key sent beside
+    an inference key must not make the request an admin's."""
+    headers = request.headers.getlist("authorization")
+    if len(headers) > 1:
+        raise AuthenticationFailed(
+            f"The request has {len(headers)} Authorization headers; send exactly one.",
+            code="ambiguous_api_key",
+        )
+    header = headers[0] if headers else None
     if not header:
         return None
     scheme, _, token = header.partition(" ")
+    if len(token) > MAX_KEY_LENGTH:
+        raise AuthenticationFailed(
+            f"The API key sent is {len(token)} characters long; no key is longer than "
+            f"{MAX_KEY_LENGTH}. Send the key you were given."
+        )
     return token.strip() if scheme.lower() == "bearer" else None
 
 

@@ -50,6 +50,8 @@ _ERRORS = {
     "401": "The key is missing or wrong.",
     "403": "The key may not do this (its role, or a gateway outside its list).",
     "404": "Not found, or another account's: ids of other accounts are never confirmed.",
+    "409": "In conflict with what is there: a name already taken, a collection that gateways "
+    "use, a retry of something that has not failed.",
     "413": "The request body is larger than the server takes.",
     "429": "Over the key's `rpm` or `tpm` (`rate_limit_error`) or its `monthly_budget` "
     "(`insufficient_quota`).",
@@ -97,14 +99,30 @@ def _describe(path: str, method: str, operation: dict[str, Any]) -> None:
     queried = any(p.get("in") == "query" for p in operation.get("parameters", ()))
     if queried or "requestBody" in operation:
         codes.append("400")
-    if "{" in path or calls_a_model:
+    filters = {p.get("name") for p in operation.get("parameters", ()) if p.get("in") == "query"}
+    if "{" in path or calls_a_model or filters & _NAMED_FILTERS:
         codes.append("404")
+    if method in ("post", "patch", "delete") and _may_conflict(path, method):
+        codes.append("409")
     if calls_a_model or (method == "post" and path.endswith("/documents")):
         codes.append("413")
     if calls_a_model:
         codes += ["429", "502", "503", "504"]
     for code in sorted(codes):
         responses.setdefault(code, _error(code))
+
+
+_NAMED_FILTERS = {"gateway", "key"}  # query filters naming a gateway or key: 404 when unknown
+
+
+def _may_conflict(path: str, method: str) -> bool:
+    """Names are unique per account (collections, gateways); a collection in use is not
+    deleted without `force`; only a failed document or re-embedding is retried."""
+    if path.endswith("/search"):
+        return False
+    if path.startswith("/api/v1/collections"):
+        return True
+    return path.startswith("/api/v1/gateways") and method != "delete"
 
 
 def _error(code: str) -> dict[str, Any]:

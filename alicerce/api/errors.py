@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from alicerce.api.json import json_response
-from alicerce.errors import AlicerceError, InvalidRequest
+from alicerce.errors import AlicerceError, InvalidRequest, internal_error
 
 log = logging.getLogger("alicerce.api")
 
@@ -58,5 +58,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        error = AlicerceError("The server had an error while processing your request.")
+        error = internal_error()
         return json_response(error.to_body(), status=500)

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from alicerce.api.errors import error_response
 from alicerce.api.http import EventStream
-from alicerce.errors import AlicerceError
+from alicerce.errors import AlicerceError, internal_error
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("alicerce.api")
@@ -51,9 +51,7 @@ class FastPath:
             response = error_response(exc)
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            response = error_response(
-                AlicerceError("The server had an error while processing your request.")
-            )
+            response = error_response(internal_error())
         if isinstance(response, EventStream):
             await stream(response, receive, send)
         else:

@@ -14,16 +14,18 @@ become headers and bytes:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import StreamingResponse
 
 from alicerce.api.auth import require_inference, services_of
-from alicerce.errors import RequestTooLarge
+from alicerce.errors import ClientDisconnected, RequestTooLarge
 from alicerce.inference.pipeline import Served
 from alicerce.inference.relay import Chunks, Closing, Failure, StreamItem
 from alicerce.inference.responses import ResponseEvents
+from alicerce.json_input import load_json
 from alicerce.ledger import Call
 from alicerce.money import encode_json as _encode
 from alicerce.services import Services
@@ -38,7 +40,23 @@ async def open_call(request: Request, endpoint: str) -> tuple[Services, Call]:
     started = time.perf_counter()
     principal = await require_inference(request)
     services = services_of(request)
-    return services, services.ledger.open_call(principal, endpoint, started)
+    call = services.ledger.open_call(principal, endpoint, started)
+    call.client_gone = client_gone(request)  # asked once a whole answer is ready (499)
+    return services, call
+
+
+def client_gone(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the client has gone away. uvicorn's own flag when the server is uvicorn (its
+    `receive` is bound to the request's cycle, which the connection's loss marks): free, where
+    Starlette's `is_disconnected` costs a cancelled receive, about 28 µs a request."""
+    cycle = getattr(request.receive, "__self__", None)
+    if not isinstance(getattr(cycle, "disconnected", None), bool):
+        return request.is_disconnected
+
+    async def disconnected() -> bool:
+        return bool(cycle.disconnected)  # type: ignore[union-attr]
+
+    return disconnected
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -48,12 +66,27 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected(
+            f"The client went away after sending {size} bytes of its body."
+        ) from None
     return b"".join(chunks)
+
+
+async def json_payload(request: Request) -> Any:
+    """A route's JSON body (a FastAPI dependency), read by the rules of every JSON body
+    (`json_input.py`) whatever its `Content-Type`: curl's `-d` sends JSON as a form, and a
+    client that says `text/plain` means JSON all the same. None when there is no body."""
+    raw = await read_body(request, services_of(request).settings.max_body_bytes)
+    if not raw.strip():
+        return None
+    return load_json(raw, content_type=request.headers.get("content-type"))
 
 
 def answer_headers(served: Served) -> dict[str, str]:

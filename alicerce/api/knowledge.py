@@ -11,15 +11,16 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from alicerce.api.auth import require_admin, services_of
-from alicerce.api.http import read_body
+from alicerce.api.http import json_payload, read_body
 from alicerce.api.json import json_response, listing
 from alicerce.api.openapi import json_body
 from alicerce.errors import InvalidRequest, RequestTooLarge
+from alicerce.json_input import load_json
 from alicerce.keys import Principal
 from alicerce.knowledge.search import Hit
 from alicerce.knowledge.service import KnowledgeService
@@ -74,9 +75,9 @@ def hit_view(hit: Hit) -> dict[str, Any]:
     openapi_extra=json_body("CollectionCreate"),
 )
 async def create_collection(
-    payload: Any = Body(None),
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),  # after the key: a 401 before any 400
 ) -> Response:
     """`{name, description?, embedding?}`; without `embedding` the collection uses the local
     multilingual-e5-small, else `{base_url, api_key, model, dimensions}` of an
@@ -112,9 +113,9 @@ async def get_collection(
 )
 async def update_collection(
     collection_id: str,
-    payload: Any = Body(None),
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),  # after the key: a 401 before any 400
 ) -> Response:
     """`{name?, description?}`."""
     updated = await knowledge.update_collection(_account(principal), collection_id, payload)
@@ -144,9 +145,9 @@ async def delete_collection(
 )
 async def reembed_collection(
     collection_id: str,
-    payload: Any = Body(None),
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),  # after the key: a 401 before any 400
 ) -> Response:
     """`{embedding?}`: embeds every chunk again, with the OpenAI-compatible endpoint given (or
     the local model without one), after the documents already queued. Searches use the old
@@ -211,12 +212,7 @@ async def add_document(
         document, created = await _add_upload(knowledge, account_id, collection_id, request)
     else:
         body = await read_body(request, limit + _FORM_OVERHEAD)
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            raise InvalidRequest(
-                "The body must be JSON `{name, content}` or a multipart file upload."
-            ) from None
+        payload = load_json(body, content_type=content_type) if body.strip() else None
         document, created = await knowledge.add_text(account_id, collection_id, payload)
     return json_response(document_view(document), status=202 if created else 200)
 
@@ -332,9 +328,9 @@ async def delete_document(
 )
 async def search(
     collection_id: str,
-    payload: Any = Body(None),
     knowledge: KnowledgeService = Depends(_knowledge),
     principal: Principal = Depends(require_admin),
+    payload: Any = Depends(json_payload),  # after the key: a 401 before any 400
 ) -> Response:
     """`{query, top_k?: 5, mode?: "hybrid"|"vector"|"keyword", min_score?: 0}`: the best
     chunks, best first. `score` is in [0, 1], higher is more relevant. Billed as one

@@ -43,7 +43,16 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        401: {"description": "`ALICERCE_METRICS_KEY` is set and the bearer token is not it."},
+    },
+)
 async def metrics(request: Request) -> Response:
     services = services_of(request)
     wanted = services.settings.metrics_key

@@ -48,6 +48,7 @@ def init() -> None:
 def _serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     import uvicorn
 
+    from alicerce.connections import ConnectionLimits, protocol_class
     from alicerce.logs import logging_config
 
     if host:
@@ -68,7 +69,7 @@ def _serve(host: str | None, port: int | None, workers: int | None, access_log: 
         port=settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(ConnectionLimits.from_settings(settings)),
         access_log=access_log,
         log_config=logging_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=30,

@@ -5,7 +5,8 @@ routed and grounded, and the targets that may serve it (the first, then its fall
 them in order (`fallback.py`), drives the tool rounds (`rounds.py`), relays a stream chunk by
 chunk (`relay.py`), and records what it served in the ledger: a whole answer once it has it, a
 stream when it ends, however it ends (the client leaving is 499, billed for what was
-generated). A failure before the answer began is raised unrecorded: the pipeline records it.
+generated). A failure before the answer began is raised unrecorded: the pipeline records it;
+one after a round was answered (a bug too: a 500) is recorded here, with what it consumed.
 
 Knows nothing of HTTP: it returns a dict, or an async iterator of chunk objects
 (`relay.StreamItem`) that only the API layer turns into bytes.
@@ -13,6 +14,8 @@ Knows nothing of HTTP: it returns a dict, or an async iterator of chunk objects
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -20,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from alicerce.errors import AlicerceError, UpstreamError
+from alicerce.errors import AlicerceError, UpstreamError, internal_error
 from alicerce.inference.answer import normalise_message
 from alicerce.inference.fallback import RetryPolicy, first_success, upstream_failed
 from alicerce.inference.functions import split_calls
@@ -31,6 +34,8 @@ from alicerce.ledger import Call, UsageLedger
 from alicerce.tokens import TokenCounter
 from alicerce.upstreams.base import Completion
 from alicerce.upstreams.registry import Target
+
+log = logging.getLogger("alicerce.api")
 
 
 async def _complete(target: Target, body: dict[str, Any]) -> Completion:
@@ -77,12 +82,17 @@ class ChatService:
                 if not client and choices[0].get("finish_reason") == "tool_calls":
                     choices[0]["finish_reason"] = "stop"
                 break
-        except AlicerceError as exc:
-            if rounds.number:  # earlier rounds were answered: what they cost is billed
-                assert rounds.target is not None
+        except Exception as exc:
+            if rounds.target is not None:  # a round was answered: what it cost is billed
+                if not rounds.billed:  # its answer could not be read: what it reported is
+                    with contextlib.suppress(Exception):
+                        await rounds.bill(completion.get("usage"), "")
+                error = exc if isinstance(exc, AlicerceError) else internal_error()
                 model = rounds.target.upstream.model
-                self._record(call, model, exc.status, rounds, stream=False, ttft_ms=None, error=exc)
-            raise
+                self._record(
+                    call, model, error.status, rounds, stream=False, ttft_ms=None, error=error
+                )
+            raise  # a bug goes on to the door, which logs it and answers 500
         model = completion.get("model") or target.upstream.model
         answer = {
             "id": call.request_id,
@@ -103,7 +113,10 @@ class ChatService:
             "system_fingerprint": completion.get("system_fingerprint"),
             "generation_context": rounds.context.to_json(),
         }
-        self._record(call, model, 200, rounds, stream=False, ttft_ms=None)
+        # A client that left while the model answered is recorded as 499 (nginx's "client
+        # closed request"), billed for the whole answer: the upstream was paid for it.
+        gone = call.client_gone is not None and await call.client_gone()
+        self._record(call, model, 499 if gone else 200, rounds, stream=False, ttft_ms=None)
         return answer, target
 
     async def _start_stream(
@@ -182,6 +195,11 @@ class ChatService:
             status, error = exc.status, exc
             self._broke_off(call, rounds, exc)
             yield Failure(exc)
+        except Exception:  # a bug after the stream began: an error event, recorded as a 500
+            log.exception("unexpected error in the stream of request %s", call.request_id)
+            error = internal_error()
+            status = error.status
+            yield Failure(error)
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()  # type: ignore[attr-defined]

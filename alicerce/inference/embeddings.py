@@ -46,12 +46,9 @@ class EmbeddingsRequest(msgspec.Struct):
     input_type: Literal["query", "passage", "document"] = "query"
 
 
-_decoder = msgspec.json.Decoder(EmbeddingsRequest)
-
-
 def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, list[str]]:
     """The request and its texts; bad input is a 400 naming the field, too much a 413."""
-    request = decode_body(_decoder, raw)
+    request = decode_body(EmbeddingsRequest, raw)
     texts = [request.input] if isinstance(request.input, str) else request.input
     if not texts:
         raise InvalidRequest("'input' must not be empty.", param="input")
@@ -169,7 +166,8 @@ class EmbeddingsService:
         kind: Kind = "query" if request.input_type == "query" else "passage"
         batch = await embedder.embed(texts, kind=kind)
         items = embedding_line_items(self._catalog(), request.model, batch.tokens)
-        self._record(call, 200, batch.tokens, items, model=request.model)
+        gone = call.client_gone is not None and await call.client_gone()  # 499, billed: as chat
+        self._record(call, 499 if gone else 200, batch.tokens, items, model=request.model)
         return embeddings_answer(batch, request.model, request.encoding_format), ratelimit
 
     def embedder_for(self, model_id: str) -> Embedder:

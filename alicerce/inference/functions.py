@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-import jsonschema
 import msgspec
 
 from alicerce.billing import LineItem
 from alicerce.errors import InvalidRequest
+from alicerce.function_schemas import schema_validator
 from alicerce.gateways import Function
 from alicerce.upstreams.http import HttpClients
 
@@ -112,8 +112,15 @@ class WebhookFunction:
                 data=_encode(arguments),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=function.timeout_s),
+                allow_redirects=False,  # a redirect could lead to an internal address
             ) as response:
                 body = await response.text(errors="replace")
+                if 300 <= response.status < 400:
+                    return failed(
+                        call,
+                        f"the function answered a redirect (HTTP {response.status}), "
+                        "which is not followed",
+                    )
                 if response.status >= 400:
                     return failed(
                         call, f"the function answered HTTP {response.status}: {body[:500]}"
@@ -139,7 +146,7 @@ class Toolbox:
         self._validators: dict[str, Any] = {}
         for name, tool in self._tools.items():
             schema = tool.spec()["function"].get("parameters") or {"type": "object"}
-            self._validators[name] = jsonschema.validators.validator_for(schema)(schema)
+            self._validators[name] = schema_validator(schema)
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools
@@ -164,11 +171,16 @@ class Toolbox:
     async def _run(self, call: ToolCall) -> ToolResult:
         try:
             arguments = _decode(call.arguments or "{}")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return failed(call, "the arguments are not valid JSON; call again with a JSON object")
         if not isinstance(arguments, dict):
             return failed(call, "the arguments must be a JSON object")
-        problem = next(iter(self._validators[call.name].iter_errors(arguments)), None)
+        try:
+            problem = next(iter(self._validators[call.name].iter_errors(arguments)), None)
+        except RecursionError:  # a `$ref` loop under a property that creation's probe missed
+            return failed(call, "the function's schema loops on these arguments; it cannot run")
+        except Exception as exc:  # a `$ref` that cannot be resolved, say: the tool's fault
+            return failed(call, f"the function's schema cannot check arguments: {exc}")
         if problem is not None:
             where = "/".join(str(p) for p in problem.absolute_path) or "arguments"
             return failed(

@@ -25,6 +25,7 @@ Embeddings share steps 1 and 8 (`inference/embeddings.py` does the rest).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,7 +36,7 @@ from anyio import to_thread
 
 from alicerce.billing import LineItem, TokenUsage
 from alicerce.catalog import AUTO_MODEL, Catalog
-from alicerce.errors import AlicerceError, NotFound, PermissionDenied
+from alicerce.errors import AlicerceError, NotFound, PermissionDenied, internal_error
 from alicerce.gateways import OVERRIDABLE, Gateway, GatewayService, GatewaySpec
 from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.chat import ChatService
@@ -58,6 +59,8 @@ from alicerce.keys import Principal
 from alicerce.ledger import Call, UsageLedger
 from alicerce.limits import Limiter
 from alicerce.upstreams.registry import Target, UpstreamRegistry
+
+log = logging.getLogger("alicerce.api")
 
 
 @dataclass(slots=True)
@@ -132,24 +135,27 @@ class _Unanswered:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(exc, AlicerceError):
-            exc.request_id = self.call.request_id  # the error names the request
-        if not isinstance(exc, Exception) or self.call.recorded:
+        bug = isinstance(exc, Exception) and not isinstance(exc, AlicerceError)
+        if bug:  # logged here, where the request is known; the client gets a plain 500
+            log.error("unexpected error in request %s", self.call.request_id, exc_info=exc)
+        error = exc if isinstance(exc, AlicerceError) else internal_error()
+        error.request_id = self.call.request_id  # the error names the request
+        if isinstance(exc, Exception) and not self.call.recorded:
+            # Recorded all the same: with planning's charges (the service records what an
+            # upstream call that answered consumed, and a bug after it, itself).
+            self.ledger.record_call(
+                self.call,
+                model=self.model,
+                status=error.status,
+                usage=TokenUsage(),
+                items=list(self.charges or ()),
+                stream=self.stream,
+                error=error,
+            )
+        else:
             self.ledger.release(self.call)  # cancelled unanswered: its reservation goes back
-            return  # answered (a later tool round failed: the service recorded it), or cancelled
-        if isinstance(exc, AlicerceError):
-            error = exc
-        else:  # a bug: the door answers 500 and logs it; the call is recorded all the same
-            error = AlicerceError("The server had an error while processing your request.")
-        self.ledger.record_call(
-            self.call,
-            model=self.model,
-            status=error.status,
-            usage=TokenUsage(),
-            items=list(self.charges or ()),
-            stream=self.stream,
-            error=error,
-        )
+        if bug:
+            raise error from exc
 
 
 def direct_spec(model_id: str) -> GatewaySpec:

@@ -6,7 +6,8 @@
   SmolLM2's among them, expect exactly one). System messages later in the conversation stay put.
 - Parameters: the gateway's values, replaced by the request's only for `overridable` ones.
 - `prefill` is sent as a final assistant message for the upstream to continue.
-- Client `tools`, `tool_choice`, `parallel_tool_calls`, `response_format` and `user` pass through.
+- Client `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`, `logit_bias` (token ids
+  of the model that answers: the client's to know) and `user` pass through.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from alicerce.inference.request import ChatRequest
 from alicerce.messages import text_of
 from alicerce.money import DEFAULT_CURRENCY
 
-_PASS_THROUGH = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "user")
+_PASS_THROUGH = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "logit_bias",
+    "user",
+)
 
 
 @dataclass(slots=True)

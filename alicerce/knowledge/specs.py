@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from alicerce.knowledge.modes import Mode
-from alicerce.validation import Strict, parse_body
+from alicerce.validation import LongName, Name, Strict, parse_body
 
 
 class EmbeddingEndpoint(Strict):
@@ -31,7 +31,7 @@ class Fusion(Strict):
 
 
 class CollectionCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     description: str = Field(default="", max_length=10_000)
     embedding: EmbeddingEndpoint | None = None
     fusion: Fusion | None = None
@@ -45,12 +45,12 @@ class CollectionCreate(Strict):
 
 
 class CollectionUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     description: str | None = Field(default=None, max_length=10_000)
 
 
 class TextDocument(Strict):
-    name: str = Field(min_length=1, max_length=500)
+    name: LongName
     content: str = Field(min_length=1)
     metadata: dict[str, Any] | None = None
     source_url: str | None = Field(default=None, max_length=2000)

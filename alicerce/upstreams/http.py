@@ -1,8 +1,14 @@
 """OpenAI-compatible upstreams over HTTP, through pooled aiohttp sessions.
 
 Two sessions share the work: `trusted` for the operator's catalog providers, and `guarded` for
-URLs that users typed into their gateways, whose resolver refuses internal addresses at connect
-time (so DNS rebinding cannot reach them either), unless the operator allows private upstreams.
+URLs that users typed into their gateways (endpoints, functions, collections' embedders). The
+guarded session checks the address each new connection is about to be made to, after DNS
+(`guarded_socket`, aiohttp's socket factory): a name that resolves to an internal address (DNS
+rebinding), an IP literal in any spelling, an IPv4-mapped IPv6 address, all are refused before a
+packet is sent, unless the operator allows private upstreams. The check is per connection, not
+per request: a pooled connection costs nothing more. No upstream call follows redirects
+(`allow_redirects=False`): an API that answers a POST with a redirect is misconfigured, and a
+redirect is how an internal address would otherwise be reached through a public one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from aiohttp.abc import ResolveResult
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import AbstractResolver
 
 from alicerce.errors import (
     AlicerceError,
@@ -30,16 +37,27 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-class GuardedResolver(aiohttp.ThreadedResolver):
-    """Resolves names, then refuses the connection when any address is internal."""
+PRIVATE_ADDRESS_REFUSED = (
+    "its address is a private address (loopback, private network, link-local or reserved), "
+    "which this server does not connect to (ALICERCE_ALLOW_PRIVATE_UPSTREAMS)"
+)
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await super().resolve(host, port, family)
-        if any(is_private_address(r["host"]) for r in results):
-            raise OSError(f"{host} resolves to a private address, which is not allowed")
-        return results
+
+class PrivateAddressRefused(OSError):
+    """A connection to an internal address, refused before it was made. One message for every
+    address, so that aiohappyeyeballs raises it as it is when all of a name's addresses fail."""
+
+    def __init__(self) -> None:
+        super().__init__(PRIVATE_ADDRESS_REFUSED)
+
+
+def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
+    """aiohttp's socket factory for user-supplied URLs: called with the very address about to
+    be connected to (after DNS, for each address tried and each new connection)."""
+    family, type_, proto, _, address = addr_info
+    if is_private_address(str(address[0])):
+        raise PrivateAddressRefused
+    return socket.socket(family=family, type=type_, proto=proto)
 
 
 class HttpClients:
@@ -52,19 +70,27 @@ class HttpClients:
         pool_size: int,
         connect_timeout_s: float,
         read_timeout_s: float,
+        resolver: AbstractResolver | None = None,
     ) -> None:
+        """`resolver`: the guarded session's name resolver (tests answer a public name with a
+        loopback address, as a rebinding DNS server would); the system's by default."""
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
         self._allow_private = allow_private
         self._pool_size = pool_size
+        self._resolver = resolver
         self.trusted: aiohttp.ClientSession | None = None
         self.guarded: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self.trusted = self._session(aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=60))
-        resolver = None if self._allow_private else GuardedResolver()
-        guarded = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=60, resolver=resolver)
+        guarded = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            ttl_dns_cache=60,
+            resolver=self._resolver,
+            socket_factory=None if self._allow_private else guarded_socket,
+        )
         self.guarded = self._session(guarded)
 
     def _session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
@@ -110,9 +136,11 @@ class OpenAIHttpUpstream:
     async def complete(self, body: dict[str, Any]) -> Completion:
         payload = _encode({**body, "model": self.model, "stream": False})
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+            async with self._session.post(
+                self._url, data=payload, headers=self._headers, allow_redirects=False
+            ) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise status_error(
                         self.label, resp.status, raw, resp.headers.get("retry-after")
                     )
@@ -162,8 +190,10 @@ class OpenAIHttpUpstream:
         )
         headers = self._headers | {"accept": "text/event-stream"}
         try:
-            async with self._session.post(self._url, data=payload, headers=headers) as resp:
-                if resp.status >= 400:
+            async with self._session.post(
+                self._url, data=payload, headers=headers, allow_redirects=False
+            ) as resp:
+                if resp.status >= 300:
                     raw = await resp.read()
                     raise status_error(
                         self.label, resp.status, raw, resp.headers.get("retry-after")
@@ -230,6 +260,11 @@ def status_error(label: str, status: int, raw: bytes, retry_after: str | None) -
 
 
 def _status_error(label: str, status: int, detail: str, retry_after: str | None) -> AlicerceError:
+    if status < 400:
+        return UpstreamError(
+            f"Upstream {label} answered with a redirect ({status}), which is not followed: "
+            "configure the URL it points to."
+        )
     if status in (400, 404, 409, 413, 422):
         return InvalidRequest(
             f"Upstream {label} rejected the request ({status}): {detail}",
@@ -254,8 +289,16 @@ def _status_error(label: str, status: int, detail: str, retry_after: str | None)
 
 
 def connection_error(label: str, exc: aiohttp.ClientError) -> UpstreamError:
-    """The client's error for an upstream that could not be reached (a retryable 503)."""
-    reason = str(exc.os_error) if isinstance(exc, aiohttp.ClientConnectorError) else str(exc)
+    """The client's error for an upstream that could not be reached (a retryable 503), or
+    whose address is internal (502 `private_upstream`: retrying would not help)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, PrivateAddressRefused):
+            return UpstreamError(
+                f"Upstream {label} is refused: {PRIVATE_ADDRESS_REFUSED}.", code="private_upstream"
+            )
+        reason = str(exc.os_error)
+    else:
+        reason = str(exc)
     return UpstreamUnavailable(
         f"Upstream {label} is unreachable: {reason or type(exc).__name__}", retry_after=1
     )
@@ -288,9 +331,9 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 __all__ = [
-    "GuardedResolver",
     "HttpClients",
     "OpenAIHttpUpstream",
+    "PrivateAddressRefused",
     "asyncio",
     "connection_error",
     "status_error",

@@ -286,7 +286,13 @@ class LocalUpstream:
         stops = [self._eos] + ([stop] if isinstance(stop, str) else list(stop or []))
         seed = body.get("seed")
         if seed is not None:
-            model.set_seed(int(seed))
+            model.set_seed(int(seed) & 0xFFFFFFFF)  # llama.cpp's seed is 32 bits; any int maps
+        vocabulary = model.n_vocab()
+        bias = {
+            int(token): float(value)
+            for token, value in (body.get("logit_bias") or {}).items()
+            if int(token) < vocabulary  # an id past the vocabulary biases nothing
+        }
 
         def stop_when_cancelled(_ids: Any, _logits: Any) -> bool:
             return generation.cancelled.is_set()
@@ -304,6 +310,7 @@ class LocalUpstream:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([stop_when_cancelled]),
             grammar=grammar,
+            logit_bias=bias or None,
         )
         created = int(time.time())
 

@@ -136,13 +136,25 @@ def test_documents_are_dropped_in_indexed_searched_and_deleted(
     console.check("collection-phone")
     page.set_viewport_size({"width": 1280, "height": 860})
 
+    # a file dragged from the desktop and dropped on the zone
+    dropped = page.evaluate_handle(
+        "() => { const data = new DataTransfer();"
+        " data.items.add(new File(['# Otters\\n\\nOtters hold hands.'], 'dropped.md',"
+        " {type: 'text/markdown'})); return data; }"
+    )
+    page.dispatch_event("[data-dropzone]", "drop", {"dataTransfer": dropped})
+    page.locator('.upload[data-status="ready"][data-file="dropped.md"]').wait_for(timeout=60_000)
+    table.locator("tr", has_text="dropped.md").wait_for()
+
     table.get_by_role("button", name="Delete broken.pdf").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     table.locator("tr", has_text="broken.pdf").wait_for(state="detached")
     with console_account.api() as client:
         [collection] = client.get("/collections").json()["data"]
         names = [d["name"] for d in _documents(client, collection["id"])]
-    assert sorted(names) == sorted(["reembolso.docx", "handbook.pdf", f"{HOSTILE}.txt"])
+    assert sorted(names) == sorted(
+        ["reembolso.docx", "handbook.pdf", f"{HOSTILE}.txt", "dropped.md"]
+    )
     assert dialogs == []
 
 

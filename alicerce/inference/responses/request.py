@@ -7,11 +7,14 @@ from typing import Any
 import msgspec
 
 from alicerce.errors import InvalidRequest
+from alicerce.inference.content import check_image
 from alicerce.inference.request import (
     ChatRequest,
     Message,
-    PositiveInt,
+    Metadata,
     Temperature,
+    TokenCount,
+    Tools,
     TopP,
     decode_body,
 )
@@ -21,13 +24,13 @@ class ResponsesRequest(msgspec.Struct):
     model: str
     input: str | list[dict[str, Any]]
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Tools | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    max_output_tokens: PositiveInt | None = None
-    metadata: dict[str, str] | None = None
+    max_output_tokens: TokenCount | None = None
+    metadata: Metadata | None = None
     stream: bool = False
     text: dict[str, Any] | None = None
     user: str | None = None
@@ -38,7 +41,6 @@ class ResponsesRequest(msgspec.Struct):
     prompt: dict[str, Any] | None = None
 
 
-_decoder = msgspec.json.Decoder(ResponsesRequest)
 _UNSUPPORTED = {
     "previous_response_id": "Responses are not stored; send the whole conversation in 'input'.",
     "conversation": "Conversations are not stored; send the whole conversation in 'input'.",
@@ -48,7 +50,7 @@ _UNSUPPORTED = {
 
 
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
-    request = decode_body(_decoder, raw)
+    request = decode_body(ResponsesRequest, raw)
     if request.model == "":
         raise InvalidRequest("'model' must name a gateway.", param="model")
     for name, message in _UNSUPPORTED.items():
@@ -66,6 +68,7 @@ def _user_part(part: Any, param: str) -> dict[str, Any]:
         return {"type": "text", "text": part["text"]}
     if kind == "input_image" and isinstance(part.get("image_url"), str):
         image = {"url": part["image_url"], "detail": part.get("detail") or "auto"}
+        check_image(image, f"{param}.image_url")
         return {"type": "image_url", "image_url": image}
     raise InvalidRequest(
         f"Content part type {kind!r} is not supported; use 'input_text' or 'input_image' "
