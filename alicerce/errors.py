@@ -12,6 +12,8 @@
     ├── RateLimited             429 rate_limit_error        (retry-after)
     ├── QuotaExceeded           429 insufficient_quota
     ├── Overloaded              503 service_unavailable     (retry-after)
+    │   ├── LimitsUnavailable   503 limits_unavailable      (retry-after)
+    │   └── StoreUnavailable    503 database_unavailable    (retry-after)
     ├── ClientDisconnected      499 client_disconnected     (recorded only: nobody to answer)
     └── UpstreamError           502 upstream_error
         ├── UpstreamUnavailable 503 upstream_unavailable    (retry-after)
@@ -136,6 +138,19 @@ class Overloaded(AlicerceError):
     status = 503
     type = "service_unavailable"
     code = "overloaded"
+
+
+class LimitsUnavailable(Overloaded):
+    """The key's limits cannot be checked (Redis is unreachable) and it has a budget: refused,
+    never admitted unchecked (docs/decisions.md, "When Redis goes away")."""
+
+    code = "limits_unavailable"
+
+
+class StoreUnavailable(Overloaded):
+    """The database is unreachable: the request cannot be served now (docs/operations.md)."""
+
+    code = "database_unavailable"
 
 
 class ClientDisconnected(AlicerceError):

@@ -13,28 +13,42 @@
   pass a check made before any of them is charged. A request is admitted while anything of the
   budget is left, so the budget is overrun by at most the last admitted request's own cost.
 
-In one process the counters live in memory. With `ALICERCE_REDIS_URL` they live in Redis, so
-every worker and replica shares them; Redis's own clock is used, so servers' clocks may differ.
+In one process the counters live in memory. With `ALICERCE_REDIS_URL` they live in Redis
+(`redis_limits.py`), so every worker and replica shares them; Redis's own clock is used, so
+servers' clocks may differ.
 Keys without limits cost nothing here; `rpm` and `tpm` are checked together in one step (one
 Redis round trip), which also tells where the key stands: the `x-ratelimit-*` headers
 (`rate_headers`) of its answers and of its 429s.
+
+When Redis cannot be reached (docs/decisions.md, "When Redis goes away"): a key with a monthly
+budget is refused with a 503 `limits_unavailable` (money first: never admitted unchecked); a
+key with only `rpm`/`tpm` is counted by this process alone until Redis answers again (each
+replica then allows the whole limit); a key without limits never needs Redis. What a request
+could not settle in Redis is retried in the background for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
-from alicerce.errors import QuotaExceeded, RateLimited
+from alicerce.errors import LimitsUnavailable, QuotaExceeded, RateLimited
 from alicerce.keys import Principal
 
+log = logging.getLogger("alicerce.limits")
+
 WINDOW_S = 60.0
+RETRY_AFTER_S = 5  # a budget key's 503 while Redis is unreachable
+# A settlement Redis refused is tried again after these pauses (about two minutes in all), then
+# given up: what it held stays counted until the counter expires (over-counting, never under).
+_SETTLE_RETRIES_S = (0.5, 1, 2, 4, 8, 15, 30, 60)
 Refusal = Literal["tokens", "requests"]  # over tpm, over rpm
 
 
@@ -102,6 +116,10 @@ def rate_headers(principal: Principal, counted: Counted, prompt_tokens: int) -> 
         headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - math.ceil(used)))
         headers["x-ratelimit-reset-tokens"] = duration(reset)
     return headers
+
+
+class BackendUnavailable(Exception):
+    """The shared counters (Redis) could not be reached or did not answer in time."""
 
 
 class LimitBackend(Protocol):
@@ -212,144 +230,6 @@ class MemoryBackend:
         pass
 
 
-# `MemoryBackend.take` in one atomic step, on Redis's clock. KEYS: the request log (a sorted
-# set of times), the prefix of the per-minute token counts; ARGV: the window, rpm (0: none), this
-# request's member in the log, tpm (0: none), its tokens, its reservation. Numbers go back as
-# strings: Redis would truncate Lua's floats to integers.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[1])
-local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[4])
-local elapsed = now % window
-local minute = math.floor(now / window)
-local refused, previous, current = '', 0, 0
-if tpm > 0 then
-  current = tonumber(redis.call('GET', KEYS[2] .. ':' .. minute) or '0')
-  previous = tonumber(redis.call('GET', KEYS[2] .. ':' .. (minute - 1)) or '0')
-  if previous * (1 - elapsed / window) + current + tonumber(ARGV[5]) > tpm then
-    refused = 'tokens'
-  end
-end
-local count, free, clear = 0, 0, 0
-if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  count = redis.call('ZCARD', KEYS[1])
-  if refused == '' then
-    if count < rpm then
-      redis.call('ZADD', KEYS[1], now, ARGV[3])
-      redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-      count = count + 1
-    else
-      refused = 'requests'
-    end
-  end
-  if count > 0 then
-    free = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
-    clear = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]) + window - now
-  end
-end
-if tpm > 0 and refused == '' and tonumber(ARGV[6]) > 0 then
-  redis.call('INCRBY', KEYS[2] .. ':' .. minute, ARGV[6])
-  redis.call('EXPIRE', KEYS[2] .. ':' .. minute, 180)
-end
-return {refused, tostring(count), tostring(free), tostring(clear), tostring(previous),
-        tostring(current), tostring(elapsed), tostring(minute)}
-"""
-
-# ARGV: the tokens to add (negative: a reservation released), the minute ('' : this one); a
-# minute already out of the window is left alone.
-_ADD_TOKENS = """
-local t = redis.call('TIME')
-local now = math.floor(tonumber(t[1]) / 60)
-local minute = tonumber(ARGV[2]) or now
-if minute < now - 1 then return 0 end
-local key = KEYS[1] .. ':' .. minute
-redis.call('INCRBY', key, ARGV[1])
-redis.call('EXPIRE', key, 180)
-return 1
-"""
-
-
-# `MemoryBackend.reserve` on Redis. KEYS: the key's committed amount this month; ARGV: the
-# budget, the amount to reserve, the counter's lifetime. A missing counter answers 'missing'
-# (the caller loads it from the ledger, with SET NX, and asks again). Every use extends its life,
-# so it is rebuilt from the ledger only after a quiet spell, when no request can be in flight.
-_RESERVE = """
-local committed = redis.call('GET', KEYS[1])
-if not committed then return 'missing' end
-if tonumber(committed) >= tonumber(ARGV[1]) then return {'refused', committed} end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
-return {'admitted', committed}
-"""
-_SPENT_TTL_S = 3600  # a counter unused this long is rebuilt from the ledger
-
-_REFUSALS: dict[bytes, Refusal | None] = {b"": None, b"tokens": "tokens", b"requests": "requests"}
-
-
-class RedisBackend:
-    def __init__(self, url: str, prefix: str = "alicerce") -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url)
-        self._prefix = prefix
-        self._take = self._redis.register_script(_TAKE)
-        self._add_tokens = self._redis.register_script(_ADD_TOKENS)
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._sequence = 0
-
-    async def take(
-        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int, reserve: int = 0
-    ) -> Counted:
-        self._sequence += 1
-        member = f"{time.time_ns()}:{id(self)}:{self._sequence}"
-        refused, count, free, clear, previous, current, elapsed, minute = await self._take(
-            keys=[f"{self._prefix}:rpm:{key_id}", f"{self._prefix}:tpm:{key_id}"],
-            args=[WINDOW_S, rpm or 0, member, tpm or 0, tokens, reserve],
-        )
-        return Counted(
-            _REFUSALS[refused],
-            int(count),
-            float(free),
-            float(clear),
-            float(previous),
-            float(current),
-            float(elapsed),
-            int(minute),
-        )
-
-    async def add_tokens(self, key_id: str, tokens: int, minute: int | None = None) -> None:
-        where = "" if minute is None else minute
-        await self._add_tokens(keys=[f"{self._prefix}:tpm:{key_id}"], args=[tokens, where])
-
-    async def reserve(
-        self,
-        key_id: str,
-        month: str,
-        amount: Decimal,
-        budget: Decimal,
-        initial: Callable[[], Decimal],
-    ) -> Decimal | None:
-        name = f"{self._prefix}:spent:{key_id}:{month}"
-        args: list[str | int] = [str(budget), str(amount), _SPENT_TTL_S]
-        answer = await self._reserve(keys=[name], args=args)
-        if answer == b"missing":  # first use in a while anywhere: start from the ledger
-            loaded = await asyncio.to_thread(initial)
-            await self._redis.set(name, str(loaded), nx=True, ex=_SPENT_TTL_S)
-            answer = await self._reserve(keys=[name], args=args)
-        outcome, committed = answer
-        return Decimal(committed.decode()) if outcome == b"admitted" else None
-
-    async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
-        name = f"{self._prefix}:spent:{key_id}:{month}"
-        if await self._redis.exists(name):
-            await self._redis.incrbyfloat(name, float(amount))
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
 class Reservation(NamedTuple):
     """What an admitted request reserved of its key's budget and tpm, until it is settled."""
 
@@ -357,6 +237,7 @@ class Reservation(NamedTuple):
     amount: Decimal
     minute: int | None = None  # of the tpm counter the tokens were counted in (None: no tpm)
     tokens: int = 0
+    local: bool = False  # rpm/tpm counted by this process alone (Redis was unreachable)
 
 
 class Admission(NamedTuple):
@@ -368,10 +249,22 @@ _FREE = Admission(None, None)
 
 
 class Limiter:
-    def __init__(self, backend: LimitBackend, spent_since: Callable[[str, datetime], Decimal]):
+    def __init__(
+        self,
+        backend: LimitBackend,
+        spent_since: Callable[[str, datetime], Decimal],
+        *,
+        local: LimitBackend | None = None,
+        on_unavailable: Callable[[], None] | None = None,
+    ):
+        """`local` counts rpm/tpm in this process while `backend` (Redis) is unreachable;
+        `on_unavailable` is told of each request that met an unreachable backend (a metric)."""
         self._backend = backend
+        self._local = local
         self._spent_since = spent_since
+        self._on_unavailable = on_unavailable
         self._pending: set[asyncio.Task[Any]] = set()
+        self._degraded = False  # the backend failed last time: said once, until it answers
 
     @staticmethod
     def applies(principal: Principal) -> bool:
@@ -380,6 +273,22 @@ class Limiter:
             or principal.tpm is not None
             or principal.monthly_budget is not None
         )
+
+    def _failed(self, exc: BackendUnavailable) -> None:
+        if self._on_unavailable is not None:
+            self._on_unavailable()
+        if not self._degraded:
+            self._degraded = True
+            log.error(
+                "limits: Redis is unreachable (%s); keys with a monthly budget are refused "
+                "(503 limits_unavailable), rpm and tpm are counted by this process alone",
+                exc,
+            )
+
+    def _answered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            log.warning("limits: Redis answers again; limits are shared again")
 
     async def admit(
         self,
@@ -391,7 +300,8 @@ class Limiter:
         """Raises the contract's 429 when the key is over a limit; counts the request, and
         reserves its worst case: `cost` against a monthly budget, `tokens` (at least its
         prompt) against `tpm`. The reservation must be settled (`settle`) however the request
-        ends."""
+        ends. Raises `LimitsUnavailable` (503) for a key with a budget when Redis is
+        unreachable."""
         if not self.applies(principal):
             return _FREE
         key = principal.key_id
@@ -399,9 +309,22 @@ class Limiter:
         if principal.monthly_budget is not None:
             start = month_start()
             month = start.strftime("%Y-%m")
-            committed = await self._backend.reserve(
-                key, month, cost, principal.monthly_budget, lambda: self._spent_since(key, start)
-            )
+            try:
+                committed = await self._backend.reserve(
+                    key,
+                    month,
+                    cost,
+                    principal.monthly_budget,
+                    lambda: self._spent_since(key, start),
+                )
+            except BackendUnavailable as exc:
+                self._failed(exc)
+                raise LimitsUnavailable(
+                    "This key's budget cannot be checked right now (the limits store is "
+                    "unreachable); try again shortly.",
+                    retry_after=RETRY_AFTER_S,
+                ) from None
+            self._answered()
             if committed is None:
                 raise QuotaExceeded(
                     f"This key has used its monthly budget of {principal.monthly_budget}.",
@@ -409,11 +332,25 @@ class Limiter:
             reserved = Reservation(month, cost)
         if principal.rpm is None and principal.tpm is None:
             return Admission(None, reserved)
+        local = False
         try:
             worst = max(prompt_tokens, tokens or 0) if principal.tpm is not None else 0
-            counted = await self._backend.take(
-                key, principal.rpm, principal.tpm, prompt_tokens, worst
-            )
+            try:
+                counted = await self._backend.take(
+                    key, principal.rpm, principal.tpm, prompt_tokens, worst
+                )
+                self._answered()
+            except BackendUnavailable as exc:
+                if self._local is None:
+                    raise LimitsUnavailable(
+                        "This key's limits cannot be checked right now; try again shortly.",
+                        retry_after=RETRY_AFTER_S,
+                    ) from None
+                self._failed(exc)
+                local = True
+                counted = await self._local.take(
+                    key, principal.rpm, principal.tpm, prompt_tokens, worst
+                )
         except BaseException:
             self.settle(principal, 0, Decimal(0), reserved)
             raise
@@ -440,6 +377,7 @@ class Limiter:
                 reserved.amount if reserved else Decimal(0),
                 counted.minute,
                 worst,
+                local,
             )
         return Admission(headers, reserved)
 
@@ -463,34 +401,58 @@ class Limiter:
     async def _settle(
         self, principal: Principal, tokens: int, amount: Decimal, reserved: Reservation | None
     ) -> None:
+        key = principal.key_id
         if principal.tpm is not None:
-            await self._settle_tokens(principal.key_id, tokens, reserved)
+            backend = self._local if reserved is not None and reserved.local else self._backend
+            assert backend is not None
+            await self._retrying(key, lambda: self._settle_tokens(backend, key, tokens, reserved))
         if principal.monthly_budget is None:
             return
         month = month_start().strftime("%Y-%m")
         booked = reserved.month if reserved is not None else None  # of the budget, when reserved
         held = reserved.amount if reserved is not None and booked is not None else Decimal(0)
         if booked is not None and booked != month:  # reserved last month
-            await self._backend.add_spent(principal.key_id, booked, -held)
+            last = -held
+            await self._retrying(key, lambda: self._backend.add_spent(key, booked, last))
             held = Decimal(0)
         change = amount - held
         if change:
-            await self._backend.add_spent(principal.key_id, month, change)
+            await self._retrying(key, lambda: self._backend.add_spent(key, month, change))
 
-    async def _settle_tokens(self, key: str, tokens: int, reserved: Reservation | None) -> None:
+    async def _retrying(self, key: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Runs one settlement step, again after pauses while Redis is unreachable."""
+        for pause in (*_SETTLE_RETRIES_S, None):
+            try:
+                await step()
+                return
+            except BackendUnavailable as exc:
+                if pause is None:
+                    log.error("limits: key %s not settled, Redis still unreachable: %s", key, exc)
+                    return
+                await asyncio.sleep(pause)
+
+    @staticmethod
+    async def _settle_tokens(
+        backend: LimitBackend, key: str, tokens: int, reserved: Reservation | None
+    ) -> None:
         """The tokens used replace the tokens reserved: in the reservation's minute when the
         request ended in it, else the reservation leaves its minute and the use goes to this."""
         if reserved is None or not reserved.tokens or reserved.minute is None:
             if tokens:
-                await self._backend.add_tokens(key, tokens)
+                await backend.add_tokens(key, tokens)
             return
         if reserved.minute == int(time.time() // WINDOW_S) or not tokens:
-            await self._backend.add_tokens(key, tokens - reserved.tokens, reserved.minute)
+            await backend.add_tokens(key, tokens - reserved.tokens, reserved.minute)
         else:
-            await self._backend.add_tokens(key, -reserved.tokens, reserved.minute)
-            await self._backend.add_tokens(key, tokens)
+            await backend.add_tokens(key, -reserved.tokens, reserved.minute)
+            await backend.add_tokens(key, tokens)
 
     async def close(self) -> None:
+        """Waits a little for settlements in flight; one still retrying against an unreachable
+        Redis does not hold the shutdown."""
         if self._pending:
+            _, waiting = await asyncio.wait(self._pending, timeout=2.0)
+            for task in waiting:
+                task.cancel()
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self._backend.close()

@@ -136,6 +136,27 @@ class Metrics:
             ["limit"],
             registry=registry,
         )
+        self.request_log_pending = Gauge(
+            "alicerce_request_log_pending",
+            "Request-log records waiting to be written (they pile up while the database is "
+            "unreachable).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.request_log_dropped = Counter(
+            "alicerce_request_log_dropped",
+            "Request-log records dropped: the queue was full while the database was "
+            "unreachable, or a record could not be written.",
+            registry=registry,
+        )
+        self.unavailable = Counter(
+            "alicerce_dependency_unavailable",
+            "Failures of an unreachable dependency: `database` (each query or write that failed; "
+            "a request answers 503) or `redis` (each request: a budget key answers 503, rpm/tpm "
+            "are counted by the process alone).",
+            ["dependency"],
+            registry=registry,
+        )
         self.searches = Histogram(
             "alicerce_knowledge_search_duration_seconds",
             "Knowledge searches (through the API and grounded chat) and their duration.",

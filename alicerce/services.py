@@ -29,8 +29,9 @@ from alicerce.knowledge.indexer import Indexer
 from alicerce.knowledge.service import KnowledgeService
 from alicerce.knowledge.store import KnowledgeStore
 from alicerce.ledger import UsageLedger
-from alicerce.limits import LimitBackend, Limiter, MemoryBackend, RedisBackend
+from alicerce.limits import LimitBackend, Limiter, MemoryBackend
 from alicerce.metrics import Metrics
+from alicerce.redis_limits import RedisBackend
 from alicerce.request_log import RequestLog
 from alicerce.settings import Settings
 from alicerce.store import Database
@@ -129,17 +130,25 @@ class Services:
             concurrency=settings.local_model_concurrency,
             queue_timeout_s=settings.local_model_queue_timeout_s,
         )
+        metrics = Metrics(max_gateways=settings.metrics_max_gateways)
+        db.on_unavailable = metrics.unavailable.labels("database").inc
         request_log = RequestLog(
             db,
             flush_interval_s=settings.request_log_flush_interval_s,
             batch_size=settings.request_log_batch_size,
+            max_pending=settings.request_log_max_pending,
+            metrics=metrics,
         )
-        metrics = Metrics(max_gateways=settings.metrics_max_gateways)
         embedder = LocalE5Embedder()  # loads on first use
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()
         )
-        limiter = Limiter(backend, admin.usage.spent)
+        limiter = Limiter(
+            backend,
+            admin.usage.spent,
+            local=MemoryBackend() if settings.redis_url else None,  # rpm/tpm while Redis is away
+            on_unavailable=metrics.unavailable.labels("redis").inc,
+        )
         tokens = TokenCounter(settings.local_model_path)
         ledger = UsageLedger(request_log, limiter, metrics, log_requests=settings.log_requests)
         embedders = EmbedderRegistry(

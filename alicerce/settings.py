@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=2048, ge=1)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)
+    request_log_max_pending: int = Field(default=100_000, ge=1)
 
     # Local model.
     local_model_path: str | None = None

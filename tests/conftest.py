@@ -258,6 +258,20 @@ price_in = 1000
 price_out = 1000
 
 [[models]]
+id = "@mock/cut"
+provider = "mock"
+upstream_model = "stream-cut"
+price_in = 1
+price_out = 2
+
+[[models]]
+id = "@mock/slow-stream"
+provider = "mock"
+upstream_model = "slow-stream"
+price_in = 1
+price_out = 2
+
+[[models]]
 id = "@mock/router"
 provider = "mock"
 upstream_model = "router"

@@ -4,7 +4,9 @@ Models: `echo` answers with the request it received; `cached` reports cached pro
 `nousage` reports no usage; `slow` waits `SLOW_SECONDS`; `pause` waits `PAUSE_SECONDS`;
 `garbage` answers non-JSON;
 `fail-<status>` answers that HTTP status; `stream-error` breaks off a stream with an error event;
-`stream-garbage` sends a non-JSON event; `toolcall` answers with a tool call;
+`stream-garbage` sends a non-JSON event; `stream-cut` sends its first `CUT_AFTER` content pieces
+and then its connection is cut (no error event, no end of the chunked body); `toolcall` answers
+with a tool call;
 `router` rates complexity (1 for EASY, 5 for HARD, nonsense otherwise);
 `agent` calls the tools named in the last user message's `CALL name {json}` lines, and once
 tool results arrive answers "Results: ..." with them (streamed as OpenAI streams tool calls), or
@@ -31,6 +33,11 @@ from starlette.routing import Route
 
 SLOW_SECONDS = 3.0
 PAUSE_SECONDS = 0.8  # `pause`: a model that takes a while, within the tests' read timeout
+CUT_AFTER = 3  # `stream-cut`: content pieces sent before the connection is cut
+
+
+class ConnectionCut(Exception):
+    """Raised inside a response already begun: uvicorn drops the connection mid-body."""
 
 
 class MockUpstream:
@@ -261,6 +268,11 @@ class MockUpstream:
                     with self._closed_early:
                         self.streams_closed_early.append(body["messages"][-1]["content"])
                         self._closed_early.notify_all()
+        if model == "stream-cut":
+            for i in range(CUT_AFTER):
+                yield event([{"index": 0, "delta": {"content": f"piece{i} "}}])
+                await asyncio.sleep(0.01)
+            raise ConnectionCut("the upstream dies mid-stream")
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word

@@ -15,7 +15,8 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from alicerce.limits import WINDOW_S, Counted, LimitBackend, MemoryBackend, RedisBackend, duration
+from alicerce.limits import WINDOW_S, Counted, LimitBackend, MemoryBackend, duration
+from alicerce.redis_limits import RedisBackend
 from tests.conftest import (
     Account,
     Upstream,

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from alicerce.api.auth import bearer_token, services_of
 from alicerce.api.json import json_response
 from alicerce.errors import AuthenticationFailed
+from alicerce.store.database import UNAVAILABLE_RETRY_AFTER_S
 
 router = APIRouter(tags=["operations"])
 
@@ -34,7 +35,11 @@ async def readyz(request: Request) -> Response:
     try:
         await run_in_threadpool(ping)
     except Exception:
-        return json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+        return json_response(
+            {"status": "unavailable", "database": "unreachable"},
+            status=503,
+            headers={"retry-after": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
     return json_response({"status": "ok"})
 
 

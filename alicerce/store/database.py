@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alicerce.errors import StoreUnavailable
 from alicerce.store.url import parse_database_url
 
 if TYPE_CHECKING:
@@ -23,6 +26,23 @@ SCHEMA_REVISION = "0008"
 MMAP_BYTES = 1 << 30  # SQLite maps at most this much of the file (its own cap is ~2 GB)
 # PostgreSQL: how long a new connection may take (libpq waits for the OS, minutes, by default)
 CONNECT_TIMEOUT_S = 10
+UNAVAILABLE_RETRY_AFTER_S = 5  # the `retry-after` of a 503 while the database is unreachable
+
+
+_SQLITE_OUTAGES = ("database is locked", "unable to open", "disk i/o error")
+
+
+def _outage(context: ExceptionContext) -> bool:
+    """A database that cannot be reached (refused, reset, gone, SQLite's lock held past its
+    busy timeout) is the client's 503 with `retry-after`, raised as `StoreUnavailable` from
+    wherever the query was (a key lookup, the pipeline, an admin route): never a 500. Other
+    errors (integrity, data) stay what they are."""
+    error = context.sqlalchemy_exception
+    unreachable = context.is_disconnect or isinstance(error, OperationalError | InterfaceError)
+    if unreachable and context.dialect is not None and context.dialect.name == "sqlite":
+        # SQLite says OperationalError for a mistyped table too: only these are outages
+        unreachable = any(s in str(error).lower() for s in _SQLITE_OUTAGES)
+    return bool(unreachable)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -57,7 +77,19 @@ class Database:
         self.engine: Engine = create_engine(self.target.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _tune_sqlite)
+        event.listen(self.engine, "handle_error", self._unavailable)
+        self.on_unavailable: Callable[[], None] | None = None  # told of each outage error
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _unavailable(self, context: ExceptionContext) -> None:
+        if context.is_pre_ping or not _outage(context):
+            return  # a stale pooled connection: the pool replaces it (and says so if it cannot)
+        if self.on_unavailable is not None:
+            self.on_unavailable()
+        raise StoreUnavailable(
+            "The database is unreachable right now; try again shortly.",
+            retry_after=UNAVAILABLE_RETRY_AFTER_S,
+        ) from context.sqlalchemy_exception
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
+from alicerce.errors import StoreUnavailable
 from alicerce.store.database import SCHEMA_REVISION, Database
 from alicerce.store.url import DatabaseProblem, DatabaseUrl
 
@@ -33,7 +34,9 @@ def prepare_database(db: Database, *, create: bool) -> None:
         with db.engine.connect() as connection:
             _check_schema(db, connection, create=create)
     except DBAPIError as exc:
-        raise DatabaseProblem(_connection_problem(target, exc)) from None
+        raise DatabaseProblem(_connection_problem(target, exc.orig)) from None
+    except StoreUnavailable as exc:  # unreachable (`database.py`): the driver's error is its cause
+        raise DatabaseProblem(_connection_problem(target, exc.__cause__)) from None
     db.migrate()
 
 
@@ -91,12 +94,12 @@ def _describe(target: DatabaseUrl) -> str:
     return f"The PostgreSQL database {target.where()}"
 
 
-def _connection_problem(target: DatabaseUrl, exc: DBAPIError) -> str:
+def _connection_problem(target: DatabaseUrl, orig: BaseException | None) -> str:
     """The driver's complaint as one line that says what to look at; never the password."""
-    message = str(exc.orig).strip()
+    message = str(orig).strip()
     if target.url.password:
         message = message.replace(target.url.password, "***")
-    first = message.splitlines()[0] if message else type(exc.orig).__name__
+    first = message.splitlines()[0] if message else type(orig).__name__
     if target.is_sqlite:
         if "not a database" in first:
             return f"SQLite: {target.where()} is not a SQLite database ({first})."
