@@ -110,6 +110,20 @@ def _describe(path: str, method: str, operation: dict[str, Any]) -> None:
         codes += ["429", "502", "503", "504"]
     for code in sorted(codes):
         responses.setdefault(code, _error(code))
+    if method == "post" and path.endswith(_CREATES) and not calls_a_model:
+        for code in ("200", "201", "202"):
+            if code in responses:
+                responses[code].setdefault("content", {})["application/json"] = {"schema": _CREATED}
+
+
+# The routes that create a resource answer it with its `id`: said in the document, so that a
+# client generated from it (and schemathesis's stateful runs) can follow it to the resource.
+_CREATES = ("/accounts", "/keys", "/gateways", "/collections", "/documents")
+_CREATED: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object"],
+    "properties": {"id": {"type": "string"}, "object": {"type": "string"}},
+}
 
 
 _NAMED_FILTERS = {"gateway", "key"}  # query filters naming a gateway or key: 404 when unknown

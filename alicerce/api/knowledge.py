@@ -177,6 +177,7 @@ async def retry_reembed(
 @router.post(
     "/collections/{collection_id}/documents",
     status_code=202,
+    responses={200: {"description": "The collection holds this content already: its document."}},
     openapi_extra=json_body(
         "TextDocument",
         more={
