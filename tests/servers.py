@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
@@ -50,9 +51,11 @@ class ServerThread:
 
 
 class ServerProcess:
-    """`alicerce serve` as a real process (for several processes sharing one store)."""
+    """`alicerce serve` as a real process (for several processes sharing one store). Its
+    output is read when it stops, or goes to `log` as it comes: a server that logs much (a
+    fuzzer's thousands of requests) would fill a pipe nobody reads and stall."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, log: Path | None = None) -> None:
         import os
         import socket
         import subprocess
@@ -61,13 +64,23 @@ class ServerProcess:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
+        self.log = log
+        sink = log.open("wb") if log is not None else subprocess.PIPE
         self.process = subprocess.Popen(
             [sys.executable, "-m", "alicerce", "serve", "--port", str(self.port), *args],
             env=os.environ | env,
-            stdout=subprocess.PIPE,
+            stdout=sink,
             stderr=subprocess.STDOUT,
         )
-        self.output = ""
+        if log is not None:
+            sink.close()  # type: ignore[union-attr]  # the child holds its own copy
+        self._output = ""
+
+    @property
+    def output(self) -> str:
+        if self.log is not None:
+            return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self._output
 
     @property
     def url(self) -> str:
@@ -90,8 +103,15 @@ class ServerProcess:
 
     def stop(self) -> int:
         import signal
+        import subprocess
 
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        self.output = self.process.communicate(timeout=30)[0].decode()
+        try:
+            out = self.process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out = self.process.communicate()[0]
+        if out is not None:
+            self._output = out.decode()
         return self.process.returncode

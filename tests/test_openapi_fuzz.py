@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import ROOT_KEY, Upstream, write_catalog
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +38,7 @@ EXAMPLES = os.environ.get("ALICERCE_TEST_FUZZ_EXAMPLES", "20")  # per operation 
 def server(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[str]:
     """A server of its own: the root key's run creates and deletes accounts."""
     directory = tmp_path_factory.mktemp("fuzz")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = os.environ | {
+    env = {
         "ALICERCE_DATABASE_URL": f"sqlite:///{directory / 'alicerce.db'}",
         "ALICERCE_CREATE_DATABASE": "true",
         "ALICERCE_ROOT_KEY": ROOT_KEY,
@@ -52,27 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iter
         "ALICERCE_ALLOW_PRIVATE_UPSTREAMS": "true",
         "ALICERCE_KNOWLEDGE_INDEX_DIR": str(directory / "vectors"),
     }
-    log = directory / "serve.log"
-    with log.open("wb") as output:  # a file: a pipe nobody reads would fill and stall it
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alicerce", "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    process = ServerProcess(env, log=directory / "serve.log").wait_ready(60)
+    yield process.url
+    process.stop()
 
 
 def _fuzz(url: str, key: str, *selection: str, tmp_path: Path) -> None:

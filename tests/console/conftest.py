@@ -12,11 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +23,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import ROOT_KEY, Upstream, write_catalog
+from tests.servers import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE / "screenshots"
@@ -84,10 +81,7 @@ def console_server(
 ) -> Iterator[ConsoleServer]:
     directory = tmp_path_factory.mktemp("console")
     catalog = write_catalog(directory, upstream)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = os.environ | {
+    env = {
         "ALICERCE_DATABASE_URL": f"sqlite:///{directory / 'alicerce.db'}",
         "ALICERCE_CREATE_DATABASE": "true",
         "ALICERCE_ROOT_KEY": ROOT_KEY,
@@ -98,31 +92,9 @@ def console_server(
         "ALICERCE_KNOWLEDGE_INDEX_DIR": str(directory / "vectors"),
     }
     log = directory / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alicerce", "serve", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = ConsoleServer(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(server.url + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"alicerce serve did not start:\n{server.output()}")
-        time.sleep(0.1)
-    yield server
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    process = ServerProcess(env, log=log).wait_ready(60)
+    yield ConsoleServer(process.url, process.process, log)
+    process.stop()
 
 
 @pytest.fixture(scope="module")
