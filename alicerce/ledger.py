@@ -97,6 +97,7 @@ class Call:
     target: Target | None = None  # the upstream that served it (or was to)
     attempts: list[FailedAttempt] | None = None  # upstream tries that failed, in order
     reserved: Reservation | None = None  # of the key's budget at admission, settled at record
+    routing: dict[str, Any] | None = None  # `@auto`: how it was routed, kept in the request log
 
 
 class UsageLedger:
@@ -184,6 +185,7 @@ class UsageLedger:
                 line_items=[item.to_record() for item in merged(items)],
                 request_metadata=call.metadata,
                 attempts=[attempt.to_record() for attempt in attempts] if attempts else None,
+                routing=call.routing,
             )
         )
         self._limiter.settle(call.principal, usage.total_tokens, amount, call.reserved)
