@@ -98,15 +98,15 @@ def fit_cuts(scores: list[float], labels: list[int]) -> list[float]:
     return best[1]
 
 
-def by_cuts(
-    score: Callable[[str], float], training: list[Example]
-) -> Callable[[str], int]:
+def by_cuts(score: Callable[[str], float], training: list[Example]) -> Callable[[str], int]:
     labels = [NAMES.index(tier) for _, tier, _ in training]
     cuts = fit_cuts([score(t) for t, _, _ in training], labels)
     return lambda text: bisect.bisect_right(cuts, score(text))
 
 
-async def route_all(router: ComplexityRouter, name: str, texts: list[str]) -> tuple[list[int], list[float]]:
+async def route_all(
+    router: ComplexityRouter, name: str, texts: list[str]
+) -> tuple[list[int], list[float]]:
     routing = Routing(router=name, tiers=TIERS)
     body = {"messages": [{"role": "user", "content": "warm up"}]}
     await router.route(routing, body)  # the model loads on first use: not a decision's cost
@@ -176,7 +176,9 @@ def render(results: dict[str, tuple[list[int], list[float]]]) -> str:
         per_tier = [rate([(t, p) for t, p in pairs if t == k]) for k in range(3)]
         extremes = [(t, p) for t, p in pairs if t != 1]
         hard = [p for t, p in pairs if t == 2]
-        by_lang = [rate([pr for pr, lg in zip(pairs, langs, strict=True) if lg == k]) for k in ("en", "pt")]
+        by_lang = [
+            rate([pr for pr, lg in zip(pairs, langs, strict=True) if lg == k]) for k in ("en", "pt")
+        ]
         ms = sorted(s * 1000 for s in seconds)
         p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
         lines.append(
@@ -193,7 +195,10 @@ def render(results: dict[str, tuple[list[int], list[float]]]) -> str:
             "| --- | --- | --- | --- |",
         ]
         for k, label in enumerate(NAMES):
-            row = [sum(1 for t, p in zip(truth, predicted, strict=True) if t == k and p == j) for j in range(3)]
+            row = [
+                sum(1 for t, p in zip(truth, predicted, strict=True) if t == k and p == j)
+                for j in range(3)
+            ]
             lines.append(f"| {label} | " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
 

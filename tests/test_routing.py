@@ -230,3 +230,24 @@ def test_training_and_evaluation_sets_are_apart_and_labelled() -> None:
 def test_the_shipped_weights_fit_the_features() -> None:
     classifier = complexity.shipped()
     assert classifier.weights.shape == (384 + len(complexity.FEATURES), 3)
+
+
+@pytest.mark.slow
+def test_the_shipped_router_meets_its_targets_on_the_held_out_set() -> None:
+    """Issue 16's bar, on `eval.jsonl` (never trained on): at least 90% of the easy and hard
+    prompts on exactly their own tier, and at most 5% of the hard ones on the smallest."""
+    from alicerce.embeddings import LocalE5Embedder
+
+    evaluation = complexity.load_examples(complexity.EVAL)
+    texts = [complexity.embedded_text(t) for t, _, _ in evaluation]
+    vectors = LocalE5Embedder(threads=1).embed_sync(texts, kind="query").vectors
+    classifier = complexity.shipped()
+    tiers = [
+        tier_index(classifier.judge(complexity.inputs(v, t)).score, [1 / 3, 2 / 3])
+        for v, (t, _, _) in zip(vectors, evaluation, strict=True)
+    ]
+    truth = [complexity.TIERS.index(tier) for _, tier, _ in evaluation]
+    extremes = [(t, p) for t, p in zip(truth, tiers, strict=True) if t != 1]
+    assert sum(t == p for t, p in extremes) / len(extremes) >= 0.9
+    hard = [p for t, p in zip(truth, tiers, strict=True) if t == 2]
+    assert sum(p == 0 for p in hard) / len(hard) <= 0.05
