@@ -27,6 +27,9 @@ LOCAL_CHAT_MODEL = "@local/smollm2-135m"
 LOCAL_EMBEDDING_MODEL = "@local/multilingual-e5-small"
 LOCAL_DIMENSIONS = 384
 AUTO_MODEL = "@auto"
+# `@auto`'s default router, in process (`alicerce.complexity`): billed at the catalog's price
+# for this id when the file lists it, else free.
+LOCAL_ROUTER = "@local/complexity-router"
 PER_MILLION = Decimal(1_000_000)
 
 

@@ -17,10 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from alicerce.cache import TTLCache
-from alicerce.catalog import AUTO_MODEL, Catalog
+from alicerce.catalog import AUTO_MODEL, LOCAL_ROUTER, Catalog
 from alicerce.clock import rfc3339, utcnow
 from alicerce.errors import Conflict, InvalidRequest, NotFound
 from alicerce.function_schemas import check_function_schema
+from alicerce.gateway_routing import Routing as Routing  # re-exported: part of a gateway
+from alicerce.gateway_routing import RoutingRule as RoutingRule
 from alicerce.ids import new_id, slug_for
 from alicerce.knowledge.modes import Mode
 from alicerce.security import CredentialCipher, check_upstream_url
@@ -99,11 +101,6 @@ class Function(Strict):
         return value
 
 
-class Routing(Strict):
-    router: str
-    tiers: list[str] = Field(min_length=1, max_length=10)
-
-
 class GatewaySpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     instructions: str = Field(default="", max_length=200_000)
@@ -134,6 +131,8 @@ class GatewaySpec(Strict):
             raise _across("routing", "'routing' is required with model '@auto'")
         if self.routing is not None and self.model != AUTO_MODEL:
             raise _across("routing", "'routing' is only for model '@auto'")
+        if self.routing is not None and (problem := self.routing.problem()) is not None:
+            raise _across(*problem)
         if self.knowledge.strategy != "none" and not self.knowledge.collections:
             raise _across(
                 "knowledge.collections", "knowledge.strategy needs at least one collection"
@@ -225,7 +224,8 @@ class GatewayService:
             named.append(("model", spec.model))
         named += [(f"fallbacks.{i}", m) for i, m in enumerate(spec.fallbacks)]
         if spec.routing:
-            named.append(("routing.router", spec.routing.router))
+            if spec.routing.router != LOCAL_ROUTER:  # the local router is no catalog model
+                named.append(("routing.router", spec.routing.router))
             named += [(f"routing.tiers.{i}", m) for i, m in enumerate(spec.routing.tiers)]
         for param, model_id in named:
             model = catalog.get(model_id)

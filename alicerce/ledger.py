@@ -99,6 +99,7 @@ class Call:
     reserved: Reservation | None = None  # of the key's budget at admission, settled at record
     # Whether the client has gone away (the HTTP layer's; asked once a whole answer is ready).
     client_gone: Callable[[], Awaitable[bool]] | None = None
+    routing: dict[str, Any] | None = None  # `@auto`: how it was routed, kept in the request log
 
 
 class UsageLedger:
@@ -186,6 +187,7 @@ class UsageLedger:
                 line_items=[item.to_record() for item in merged(items)],
                 request_metadata=call.metadata,
                 attempts=[attempt.to_record() for attempt in attempts] if attempts else None,
+                routing=call.routing,
             )
         )
         self._limiter.settle(call.principal, usage.total_tokens, amount, call.reserved)

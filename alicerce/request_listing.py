@@ -161,4 +161,5 @@ def request_view(row: RequestLogRow, currency: str) -> dict[str, Any]:
         "line_items": [LineItem.from_record(item).to_json() for item in row.line_items],
         "metadata": row.request_metadata,
         "attempts": row.attempts or [],
+        "routing": row.routing,
     }

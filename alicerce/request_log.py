@@ -66,6 +66,7 @@ REQUEST_COLUMNS = (
     "line_items",
     "metadata",
     "attempts",
+    "routing",
 )
 ITEM_COLUMNS = (
     "request_id",
@@ -104,6 +105,7 @@ class RequestRecord:
     line_items: list[dict[str, Any]] = field(default_factory=list)
     request_metadata: dict[str, Any] | None = None
     attempts: list[dict[str, Any]] | None = None  # upstream tries that failed, in order
+    routing: dict[str, Any] | None = None  # `@auto`: how it was routed
 
 
 def _insert(db: Database, table: str, columns: tuple[str, ...]) -> str:
@@ -209,6 +211,7 @@ class RequestLog:
                 if entry.request_metadata is None
                 else _json.encode(entry.request_metadata).decode(),
                 None if entry.attempts is None else _json.encode(entry.attempts).decode(),
+                None if entry.routing is None else _json.encode(entry.routing).decode(),
             )
         )
         for item in entry.line_items:

@@ -206,7 +206,7 @@ class Services:
             ledger=ledger,
             metrics=metrics,
             chat=ChatService(ledger, policy, tokens),
-            router=ComplexityRouter(upstreams, tokens),
+            router=ComplexityRouter(upstreams, tokens, embedder, current_catalog),
             usage=admin.usage,
             limiter=limiter,
             tools=GatewayTools(http),

@@ -22,6 +22,7 @@ class GenerationContext:
     knowledge: list[dict[str, Any]] = field(default_factory=list)  # the passages given
     knowledge_searches: list[dict[str, Any]] = field(default_factory=list)  # and how found
     currency: str = DEFAULT_CURRENCY  # of the line items' amounts
+    routing: dict[str, Any] | None = None  # `@auto` only: router, complexity, score, tier, model
 
     @classmethod
     def of(cls, plan: Plan) -> GenerationContext:
@@ -31,6 +32,7 @@ class GenerationContext:
             knowledge=list(plan.knowledge),
             knowledge_searches=list(plan.searches),
             currency=plan.currency,
+            routing=dict(plan.routing) if plan.routing is not None else None,
         )
 
     def absorb(self, results: list[ToolResult]) -> None:
@@ -42,13 +44,16 @@ class GenerationContext:
             self.knowledge_searches.extend(result.searches)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "currency": self.currency,
             "generated_usage": [item.to_json() for item in merged(self.line_items)],
             "runned_functions": self.runned_functions,
             "knowledge": self.knowledge,
             "knowledge_searches": self.knowledge_searches,
         }
+        if self.routing is not None:
+            answer["routing"] = self.routing
+        return answer
 
 
 def prompt_estimate(body: dict[str, Any]) -> int:

@@ -268,12 +268,14 @@ class Pipeline:
         served = Served(call.request_id, ratelimit=await self._admit(call, plan, spec))
         chosen = None
         if spec.model == AUTO_MODEL and spec.routing is not None:
-            routed = await self._router.route(spec.routing, plan.body["messages"])
+            routed = await self._router.route(spec.routing, plan.body)
             plan.line_items += routed.line_items
             chosen = routed.model_id
             served.complexity = routed.complexity
             if served.complexity is None:  # the router failed: the middle tier, said so
                 served.complexity, served.routing_fallback = 3, True
+                routed.decision |= {"complexity": 3, "fallback": True}
+            plan.routing = call.routing = routed.decision
         targets = self._upstreams.targets(gateway, chosen)
         if spec.knowledge.strategy != "none":
             await self._grounder.ground(gateway.account_id, spec.knowledge, plan, targets[0])

@@ -43,6 +43,7 @@ class Plan:
     searches: list[dict[str, Any]] = field(default_factory=list)  # what grounding searched
     toolbox: Toolbox | None = None  # server-side tools the model may call, run by the gateway
     currency: str = DEFAULT_CURRENCY  # the catalog's, of every price this request is billed at
+    routing: dict[str, Any] | None = None  # `@auto`: how it was routed (`inference/routing.py`)
 
 
 def build_messages(instructions: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

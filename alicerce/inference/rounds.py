@@ -75,6 +75,9 @@ class ToolRounds:
         """The current round's model answered (its first chunk came): it is billed to it."""
         self.target = target
         self.billed = False
+        routing = self.context.routing
+        if routing is not None and target.model is not None:  # a fallback may have answered
+            routing["model"] = target.model.id
 
     async def bill(self, reported: Any, text: str) -> TokenUsage:
         """Bills the current round: the upstream's usage, counted from the text if missing."""

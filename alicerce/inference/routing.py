@@ -1,17 +1,31 @@
-"""`@auto`: a router model rates the request's complexity with one digit; the gateway maps it
-to one of its tiers. A router that fails or answers nonsense sends the request to the middle
-tier, never to an error. Its tokens are billed as `inference.resolving.routing_complexity.*`.
+"""`@auto`: each request goes to one of the gateway's tiers, by how demanding it is.
+
+In order: the gateway's `rules` (the first that matches forces its tier: tools, long prompts,
+images); else the router rates the request. The default router is in process
+(`alicerce.complexity`: the e5 vector and cheap features, a few milliseconds); a router naming
+a catalog chat model is asked for a complexity digit, as before. Either gives a score in
+[0, 1] that the gateway's thresholds cut into tiers. A router that fails or answers nonsense
+sends the request to the middle tier, never to an error. Routing is billed as
+`inference.resolving.routing_complexity.*` at the router's catalog price (the local router:
+its e5 tokens, free unless the catalog prices `@local/complexity-router`), with zero
+quantities when a rule decided, so that the line items always show that routing happened.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alicerce.billing import ROUTING_SKU, LineItem
+from alicerce import complexity
+from alicerce.billing import ROUTING_SKU, LineItem, TokenUsage, inference_line_items
+from alicerce.catalog import LOCAL_PROVIDER, LOCAL_ROUTER, Catalog, CatalogModel
+from alicerce.embeddings import Embedder
 from alicerce.errors import AlicerceError
-from alicerce.gateways import Routing
+from alicerce.gateway_routing import Routing, RoutingRule
+from alicerce.inference.answer import prompt_estimate
 from alicerce.inference.side_calls import ask
 from alicerce.messages import text_of
 from alicerce.tokens import TokenCounter
@@ -36,6 +50,7 @@ LOWEST, HIGHEST = 1, 5
 VIEW_TURNS = 4
 VIEW_CHARS = 600
 _DIGIT = re.compile(r"[0-9]")
+PURPOSE = "Complexity routing"
 
 
 @dataclass(slots=True)
@@ -43,6 +58,7 @@ class Routed:
     model_id: str
     complexity: int | None  # None: the router gave no usable answer
     line_items: list[LineItem] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)  # `generation_context.routing`
 
 
 def compact_view(messages: list[dict[str, Any]]) -> str:
@@ -55,6 +71,26 @@ def compact_view(messages: list[dict[str, Any]]) -> str:
             text = text[: VIEW_CHARS // 2] + " … " + text[-VIEW_CHARS // 2 :]
         lines.append(f"{message['role']}: {text}")
     return "\n".join(lines)
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
+
+
+def tier_index(score: float, cuts: list[float]) -> int:
+    """The tier a score falls in: below the first cut the cheapest, at or above the last the
+    dearest."""
+    return bisect.bisect_right(cuts, score)
+
+
+def complexity_of_tier(index: int, tiers: int) -> int:
+    """A tier as the 1-5 digit the header shows (a rule's choice has no score of its own)."""
+    if tiers == 1:
+        return LOWEST
+    return LOWEST + round(index / (tiers - 1) * (HIGHEST - LOWEST))
 
 
 def tier_for(complexity: int, tiers: list[str]) -> str:
@@ -71,17 +107,103 @@ def parse_complexity(text: str | None) -> int | None:
     return min(max(int(match.group()), LOWEST), HIGHEST)
 
 
+def has_image(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
+def matching_rule(rules: list[RoutingRule], body: dict[str, Any]) -> int | None:
+    """The first rule whose every condition the request meets."""
+    messages = body["messages"]
+    for i, rule in enumerate(rules):
+        if rule.tools is not None and rule.tools != bool(body.get("tools")):
+            continue
+        if rule.images is not None and rule.images != has_image(messages):
+            continue
+        if rule.min_tokens is not None and prompt_estimate(body) < rule.min_tokens:
+            continue
+        return i
+    return None
+
+
 class ComplexityRouter:
-    def __init__(self, upstreams: UpstreamRegistry, tokens: TokenCounter) -> None:
+    def __init__(
+        self,
+        upstreams: UpstreamRegistry,
+        tokens: TokenCounter,
+        embedder: Embedder,
+        catalog: Callable[[], Catalog],
+    ) -> None:
         self._upstreams = upstreams
         self._tokens = tokens
+        self._embedder = embedder
+        self._catalog = catalog
 
-    async def route(self, routing: Routing, messages: list[dict[str, Any]]) -> Routed:
-        middle = routing.tiers[len(routing.tiers) // 2]
+    async def route(self, routing: Routing, body: dict[str, Any]) -> Routed:
+        """The tier for the request `body` (its messages, tools), and what deciding cost."""
+        rule = matching_rule(routing.rules, body)
+        if rule is not None:
+            chosen = routing.rules[rule].tier
+            index = routing.tiers.index(chosen)
+            digit = complexity_of_tier(index, len(routing.tiers))
+            items = self._items(routing.router, TokenUsage())
+            return Routed(chosen, digit, items, self._decision(routing, digit, None, chosen, rule))
+        if routing.router == LOCAL_ROUTER:
+            score, items = await self._judge_locally(body["messages"])
+        else:
+            score, items = await self._ask_model(routing.router, body["messages"])
+        if score is None:
+            middle = routing.tiers[len(routing.tiers) // 2]
+            return Routed(middle, None, items, self._decision(routing, None, None, middle, None))
+        chosen = routing.tiers[tier_index(score, routing.cuts())]
+        digit = LOWEST + round(score * (HIGHEST - LOWEST))
+        return Routed(chosen, digit, items, self._decision(routing, digit, score, chosen, None))
+
+    @staticmethod
+    def _decision(
+        routing: Routing, digit: int | None, score: float | None, chosen: str, rule: int | None
+    ) -> dict[str, Any]:
+        return {
+            "router": routing.router,
+            "complexity": digit,
+            "score": score,
+            "tier": chosen,
+            "model": chosen,
+            "rule": rule,
+        }
+
+    def _router_model(self, router: str) -> CatalogModel | None:
+        model = self._catalog().get(router)
+        if model is None and router == LOCAL_ROUTER:
+            return CatalogModel(LOCAL_ROUTER, LOCAL_PROVIDER, "complexity-router")  # free
+        return model
+
+    def _items(self, router: str, usage: TokenUsage) -> list[LineItem]:
+        return inference_line_items(self._router_model(router), usage, ROUTING_SKU, PURPOSE)
+
+    async def _judge_locally(
+        self, messages: list[dict[str, Any]]
+    ) -> tuple[float | None, list[LineItem]]:
+        text = last_user_text(messages)
         try:
-            target = self._upstreams.for_model(routing.router)
+            batch = await self._embedder.embed([complexity.embedded_text(text)], kind="query")
         except AlicerceError:
-            return Routed(middle, None)
+            return None, self._items(LOCAL_ROUTER, TokenUsage())
+        judgement = complexity.shipped().judge(complexity.inputs(batch.vectors[0], text))
+        return judgement.score, self._items(LOCAL_ROUTER, TokenUsage(batch.tokens, 0))
+
+    async def _ask_model(
+        self, router: str, messages: list[dict[str, Any]]
+    ) -> tuple[float | None, list[LineItem]]:
+        """The router model's digit, as a score; None when it could not answer."""
+        try:
+            target = self._upstreams.for_model(router)
+        except AlicerceError:
+            return None, []
         body: dict[str, Any] = {
             "messages": [
                 {"role": "system", "content": ROUTER_INSTRUCTIONS},
@@ -98,8 +220,8 @@ class ComplexityRouter:
             "max_tokens": 2,
             "temperature": 0,
         }
-        answered = await ask(target, body, self._tokens, ROUTING_SKU, "Complexity routing")
-        complexity = parse_complexity(answered.text)
-        if complexity is None:
-            return Routed(middle, None, answered.line_items)
-        return Routed(tier_for(complexity, routing.tiers), complexity, answered.line_items)
+        answered = await ask(target, body, self._tokens, ROUTING_SKU, PURPOSE)
+        digit = parse_complexity(answered.text)
+        if digit is None:
+            return None, answered.line_items
+        return (digit - LOWEST) / (HIGHEST - LOWEST), answered.line_items

@@ -22,7 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: a database already there needs no Alembic at all, so a
 # command on an up-to-date database does not import it (and Mako, and Pygments: ~0.3 s).
 # `tests/test_store.py` fails when a new migration is not named here.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 MMAP_BYTES = 1 << 30  # SQLite maps at most this much of the file (its own cap is ~2 GB)
 # PostgreSQL: how long a new connection may take (libpq waits for the OS, minutes, by default)
 CONNECT_TIMEOUT_S = 10

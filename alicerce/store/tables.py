@@ -124,6 +124,8 @@ class RequestLogRow(Base):
     request_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JsonType)
     # Upstream tries that failed before the answer (retries, fallbacks), or None: none failed.
     attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType)
+    # `@auto` only: how it was routed (`generation_context.routing`), or None (migration 0009).
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

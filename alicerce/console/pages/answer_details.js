@@ -267,8 +267,11 @@ function routingSection(answer) {
     const tiers = gateway.routing.tiers || [];
     const tier = tiers.indexOf(served.model);
     headline = served.complexity ? `complexity ${served.complexity} → ${served.model || "?"}` : `→ ${served.model || "?"}`;
-    rows.push(["Router", h("code", {}, gateway.routing.router)]);
+    const decided = (answer.context || {}).routing || {};
+    rows.push(["Router", h("code", {}, decided.router || gateway.routing.router)]);
     rows.push(["Complexity", served.complexity ? `${served.complexity} (1 small talk – 5 proofs, complex code)` : "—"]);
+    if (typeof decided.score === "number") rows.push(["Score", `${decided.score.toFixed(3)} (0 easy – 1 hard)`]);
+    if (typeof decided.rule === "number") rows.push(["Rule", `rule ${decided.rule + 1} of the gateway forced this tier`]);
     rows.push(["Tier served", tier >= 0 ? [h("code", {}, served.model), ` (tier ${tier + 1} of ${tiers.length})`] : h("code", {}, served.model || "—")]);
     rows.push(["Tiers", tiers.map((model, i) => [i ? " · " : "", h("code", {}, model)])]);
     if (served.routingFallback) rows.push(["Fallback", h("span", { class: "badge pending" }, "the router gave no digit: the middle tier served")]);

@@ -225,7 +225,13 @@ function modelSection(form, g, catalog) {
   const headers = jsonArea(endpoint.headers, { rows: 2, placeholder: '{"OpenAI-Organization": "org-…"}' });
 
   const routing = g.routing || {};
-  const router = select(modelOptions(catalog, routing.router), routing.router || firstChat);
+  // The local router (in process, the default) is no catalog model: offered first.
+  const localRouter = "@local/complexity-router";
+  const routerOptions = [
+    [localRouter, `${localRouter} — in process, a few milliseconds (default)`],
+    ...modelOptions(catalog, routing.router === localRouter ? null : routing.router),
+  ];
+  const router = select(routerOptions, routing.router || localRouter);
   const tiers = modelList(form, "routing.tiers", "Tier", catalog, routing.tiers || [firstChat], {
     addLabel: "Add a tier",
     minimum: 1,
@@ -252,7 +258,7 @@ function modelSection(form, g, catalog) {
     auto: h(
       "div",
       { class: "upstream-panel" },
-      form.field("routing.router", "Router model", router, { hint: "Reads the conversation and rates its complexity from 1 to 5." }),
+      form.field("routing.router", "Router model", router, { hint: "Rates how demanding each request is: the local classifier, or a chat model asked for a digit from 1 to 5." }),
       h("fieldset", { class: "nested" }, h("legend", {}, "Tiers"), tiers.element),
     ),
   };
