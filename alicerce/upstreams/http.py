@@ -263,48 +263,67 @@ class OpenAIHttpUpstream:
         if slots is not None:
             slots.take(self._origin, self.label)  # before the first item: a fallback may follow
         try:
-            async for chunk in self._stream(body):
-                yield chunk
+            payload = _encode(
+                {
+                    **body,
+                    "model": self.model,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+            )
+            headers = self._headers | {"accept": "text/event-stream"}
+            try:
+                async with self._session.post(
+                    self._url, data=payload, headers=headers, allow_redirects=False
+                ) as resp:
+                    if resp.status >= 300:
+                        raw = await resp.read()
+                        raise status_error(
+                            self.label, resp.status, raw, resp.headers.get("retry-after")
+                        )
+                    if resp.content_type == "application/json":  # a server that ignored `stream`
+                        for chunk in self._as_chunks(self._completion(await resp.read())):
+                            yield chunk
+                        return
+                    if resp.content_type != "text/event-stream":
+                        raise UpstreamError(
+                            f"Upstream {self.label} answered a stream request with "
+                            f"{resp.content_type or 'no content type'}, not an event stream."
+                        )
+                    # Whatever has arrived, split into lines at once (one iteration per read, not
+                    # per line: with thousands of streams open, per-chunk work is what a worker
+                    # runs out of); a line longer than MAX_EVENT_BYTES is refused, as
+                    # aiohttp's readline would have.
+                    partial = b""
+                    async for data in resp.content.iter_any():
+                        lines = (partial + data if partial else data).split(b"\n")
+                        partial = lines.pop()
+                        if len(partial) > MAX_EVENT_BYTES:
+                            raise UpstreamError(
+                                f"Upstream {self.label} sent a stream event line over "
+                                f"{MAX_EVENT_BYTES} bytes."
+                            )
+                        for line in lines:
+                            if not line or line == b"\r":
+                                continue  # the blank line between events
+                            chunk = self._parse_event_line(line)
+                            if chunk is None:
+                                continue
+                            if chunk is _DONE:
+                                return
+                            yield chunk
+                    chunk = self._parse_event_line(partial) if partial else None
+                    if chunk is not None and chunk is not _DONE:
+                        yield chunk
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
+            except aiohttp.ClientPayloadError:
+                raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
+            except aiohttp.ClientError as exc:
+                raise connection_error(self.label, exc) from None
         finally:
             if slots is not None:
                 slots.give(self._origin)
-
-    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[Completion]:
-        payload = _encode(
-            {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
-        )
-        headers = self._headers | {"accept": "text/event-stream"}
-        try:
-            async with self._session.post(
-                self._url, data=payload, headers=headers, allow_redirects=False
-            ) as resp:
-                if resp.status >= 300:
-                    raw = await resp.read()
-                    raise status_error(
-                        self.label, resp.status, raw, resp.headers.get("retry-after")
-                    )
-                if resp.content_type == "application/json":  # a server that ignored `stream`
-                    for chunk in self._as_chunks(self._completion(await resp.read())):
-                        yield chunk
-                    return
-                if resp.content_type != "text/event-stream":
-                    raise UpstreamError(
-                        f"Upstream {self.label} answered a stream request with "
-                        f"{resp.content_type or 'no content type'}, not an event stream."
-                    )
-                async for line in resp.content:
-                    chunk = self._parse_event_line(line)
-                    if chunk is None:
-                        continue
-                    if chunk is _DONE:
-                        return
-                    yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
-        except aiohttp.ClientPayloadError:
-            raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
-        except aiohttp.ClientError as exc:
-            raise connection_error(self.label, exc) from None
 
     def _parse_event_line(self, line: bytes) -> Any:
         line = line.strip()
@@ -327,6 +346,7 @@ class OpenAIHttpUpstream:
 
 
 _DONE = object()
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 # -- what an upstream's failure means to the client (docs/decisions.md, "Errors from upstreams") --
