@@ -222,7 +222,11 @@ class Bench:
         self._warm(targets)
         runs: dict[str, dict[str, Any]] = {}
         for rate in a.rates:
-            runs[f"{rate:g}"] = {t.name: generate(t, rate, a.duration, a) for t in targets}
+            runs[f"{rate:g}"] = {
+                t.name: generate(t, rate, a.duration, a)
+                for t in targets
+                if t.name in ("direct", "alicerce") or rate in a.competitor_rates
+            }
         assert self.setup is not None
         time.sleep(1)
         rows = servers.request_log_rows(self.setup)
@@ -301,9 +305,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("rates", "overload", "streams", "workers"),
         help="run only these scenarios (repeat)",
     )
-    parser.add_argument("--rates", default="300,600,1000,1500", help="requests/s, comma-separated")
+    parser.add_argument("--rates", default="300,1000,1500", help="requests/s, comma-separated")
+    parser.add_argument(
+        "--competitor-rates", default="300,1000", help="the rates Portkey and LiteLLM run at"
+    )
     parser.add_argument("--worker-rates", default="1000,2000")
-    parser.add_argument("--duration", type=float, default=15, help="seconds of load per run")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of load per run")
     parser.add_argument("--latency-ms", type=float, default=1500, help="the upstream's")
     parser.add_argument("--timeout", type=float, default=60, help="a request's, in the client")
     parser.add_argument("--bound", type=int, default=1500, help="overload: requests in flight")
@@ -329,6 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.worker_rates = [float(r) for r in args.worker_rates.split(",") if r]
+    args.competitor_rates = [float(r) for r in args.competitor_rates.split(",") if r]
     return args
 
 

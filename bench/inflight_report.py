@@ -25,6 +25,12 @@ def _ms2(value: Any) -> str:
     return "—" if value is None else f"{value:,.2f} ms"
 
 
+def _cpu(cpu: float | None, requests: int) -> str:
+    if cpu is None:
+        return "—"
+    return f"{cpu:.1f} s ({cpu / max(requests, 1) * 1e6:,.0f} µs/request)"
+
+
 def _row(name: str, run: dict[str, Any]) -> str:
     lat = run.get("latency_ms") or {}
     failed = {**run.get("errors", {})}
@@ -37,7 +43,8 @@ def _row(name: str, run: dict[str, Any]) -> str:
     return (
         f"| {NAMES.get(name, name)} | {run['success']:.1%} | {_ms(lat.get('p50'))} | "
         f"{_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
-        f"{'—' if cpu is None else f'{cpu:.1f} s'} | {'—' if rss is None else f'{rss:.0f} MiB'} | "
+        f"{_cpu(cpu, run['requests'])} | "
+        f"{'—' if rss is None else f'{rss:.0f} MiB'} | "
         f"{fails} | {run['lag_ms']['p99']:.0f} ms, {run['generator_cpu_s']:.1f} s | "
         f"{run['load_before']} |"
     )

@@ -87,9 +87,11 @@ def wait_http(proc: Proc, url: str, timeout: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def post_json(url: str, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+def post_json(
+    url: str, body: dict[str, Any], key: str | None, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """POST `body`, return the decoded JSON answer (raises on HTTP errors)."""
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(extra or {})}
     if key:
         headers["authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
