@@ -274,15 +274,21 @@ class Bench:
         direct, base = self._upstream(*pace, name="paced-upstream")
         target = self._alicerce(base)
         generate(target, 20, 1, a, stream=True)  # warm-up: a few whole streams
-        rate = a.streams / a.ramp
-        runs = {
-            "direct": generate(direct, rate, a.ramp, a, stream=True),
-            target.name: generate(target, rate, a.ramp, a, stream=True),
-        }
+        sizes: dict[str, Any] = {}
+        for count in a.streams:
+            rate = count / a.ramp
+            sizes[str(count)] = {
+                "streams": count,
+                "rate": rate,
+                "runs": {
+                    "direct": generate(direct, rate, a.ramp, a, stream=True),
+                    target.name: generate(target, rate, a.ramp, a, stream=True),
+                },
+            }
         time.sleep(1.5)
         rows = servers.request_log_rows(self._setup())
         self.stop()
-        return {"streams": a.streams, "rate": rate, "runs": runs, "request_log_rows": rows}
+        return {"sizes": sizes, "request_log_rows": rows}
 
     def workers(self) -> dict[str, Any]:
         a = self.args
@@ -315,7 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=60, help="a request's, in the client")
     parser.add_argument("--bound", type=int, default=1500, help="overload: requests in flight")
     parser.add_argument("--overload-rate", type=float, default=0, help="default: 1.25 x bound")
-    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--streams", default="1000,2000", help="concurrent streams, per run")
     parser.add_argument("--chunks", type=int, default=400)
     parser.add_argument("--chunk-interval-ms", type=float, default=50)
     parser.add_argument("--ramp", type=float, default=4, help="seconds to open the streams")
@@ -336,6 +342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.worker_rates = [float(r) for r in args.worker_rates.split(",") if r]
+    args.streams = [int(n) for n in args.streams.split(",") if n]
     args.competitor_rates = [float(r) for r in args.competitor_rates.split(",") if r]
     return args
 
@@ -356,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         "nproc": os.cpu_count(),
         "load_before": loadavg(),
         "latency_ms": args.latency_ms,
+        "chunks": args.chunks,
+        "chunk_interval_ms": args.chunk_interval_ms,
         "duration_s": args.duration,
         "ulimit_n": subprocess.run(
             ["sh", "-c", "ulimit -n"], capture_output=True, text=True

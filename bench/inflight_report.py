@@ -114,41 +114,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"gained {o['request_log_rows']:,} rows (every admitted request, none of the shed).",
         ]
     if "streams" in result:
-        s = result["streams"]
-        d, a = s["runs"]["direct"], s["runs"]["alicerce"]
-        chunks = a["chunks"]
-        cpu = a.get("target_cpu_s") or 0
-        per_stream_kib = ((a.get("rss_peak_mib") or 0) - (a.get("rss_before_mib") or 0)) * 1024
+        for size in result["streams"]["sizes"].values():
+            lines += _stream_lines(size, meta)
         lines += [
             "",
-            f"### {s['streams']:,} concurrent streams through one worker",
-            "",
-            f"Each stream: {meta.get('stream_chunks', '')}{_chunks_text(result)}; opened at "
-            f"{s['rate']:,.0f} per second, so all are open together for most of the run.",
-            "",
-            "| | direct | Alicerce (1 worker) | added |",
-            "| --- | --- | --- | --- |",
-            f"| streams complete | {d['ok']:,} / {d['requests']:,} | {a['ok']:,} / "
-            f"{a['requests']:,} | |",
-            f"| chunks received | {d['chunks']:,} | {a['chunks']:,} | |",
-        ]
-        for key, label in (
-            ("chunk_delay_ms", "chunk delay (arrival - upstream's stamp)"),
-            ("chunk_gap_ms", "gap between a stream's chunks"),
-        ):
-            for q in ("p50", "p99", "p999", "max"):
-                dv, av = (d[key] or {}).get(q), (a[key] or {}).get(q)
-                added = None if dv is None or av is None else av - dv
-                lines.append(f"| {label} {q} | {_ms2(dv)} | {_ms2(av)} | {_ms2(added)} |")
-        lines += [
-            f"| gateway CPU | | {cpu:.1f} s | {cpu / max(chunks, 1) * 1e6:.1f} ms per 1,000 "
-            "chunks |",
-            f"| gateway resident memory | | {a.get('rss_before_mib', 0):.0f} → "
-            f"{a.get('rss_peak_mib', 0):.0f} MiB | {per_stream_kib / s['streams']:.0f} KiB per "
-            "open stream |",
-            f"| load average before | {d['load_before']} | {a['load_before']} | |",
-            "",
-            f"The request log holds {s['request_log_rows']:,} rows (warm-up streams included).",
+            f"The request log holds {result['streams']['request_log_rows']:,} rows after these "
+            "runs (warm-up streams included): every stream, recorded when it ended.",
         ]
     if "workers" in result:
         lines += ["", "### `--workers 2`, same upstream", ""]
@@ -159,11 +130,42 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _chunks_text(result: dict[str, Any]) -> str:
-    s = result["streams"]
-    a = s["runs"]["alicerce"]
-    per = a["chunks"] / max(a["ok"], 1)
-    return f"{per:,.0f} content chunks"
+def _stream_lines(s: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    d, a = s["runs"]["direct"], s["runs"]["alicerce"]
+    chunks = a["chunks"]
+    cpu = a.get("target_cpu_s") or 0
+    per_stream_kib = ((a.get("rss_peak_mib") or 0) - (a.get("rss_before_mib") or 0)) * 1024
+    lines = [
+        "",
+        f"### {s['streams']:,} concurrent streams through one worker",
+        "",
+        f"Each stream: {meta.get('chunks', 400)} content chunks "
+        f"{meta.get('chunk_interval_ms', 50):g} ms apart; the streams are opened at "
+        f"{s['rate']:,.0f} per second, so all are open together for most of the run.",
+        "",
+        "| | direct | Alicerce (1 worker) | added |",
+        "| --- | --- | --- | --- |",
+        f"| streams complete | {d['ok']:,} / {d['requests']:,} | {a['ok']:,} / "
+        f"{a['requests']:,} | |",
+        f"| chunks received | {d['chunks']:,} | {a['chunks']:,} | |",
+    ]
+    for key, label in (
+        ("chunk_delay_ms", "chunk delay (arrival - upstream's stamp)"),
+        ("chunk_gap_ms", "gap between a stream's chunks"),
+    ):
+        for q in ("p50", "p99", "p999", "max"):
+            dv, av = (d[key] or {}).get(q), (a[key] or {}).get(q)
+            added = None if dv is None or av is None else av - dv
+            lines.append(f"| {label} {q} | {_ms2(dv)} | {_ms2(av)} | {_ms2(added)} |")
+    lines += [
+        f"| gateway CPU | | {cpu:.1f} s | {cpu / max(chunks, 1) * 1e6:.1f} ms per 1,000 chunks |",
+        f"| gateway resident memory | | {a.get('rss_before_mib', 0):.0f} → "
+        f"{a.get('rss_peak_mib', 0):.0f} MiB | {per_stream_kib / s['streams']:.0f} KiB per "
+        "open stream |",
+        f"| generator CPU | {d['generator_cpu_s']:.1f} s | {a['generator_cpu_s']:.1f} s | |",
+        f"| load average before | {d['load_before']} | {a['load_before']} | |",
+    ]
+    return lines
 
 
 def write_section(path: Path, body: str) -> None:
