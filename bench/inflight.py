@@ -211,6 +211,10 @@ class Bench:
         a = self.args
         direct, base = self._upstream("--latency-ms", str(a.latency_ms), name="slow-upstream")
         targets = [direct, self._alicerce(base)]
+        main_setup = self._setup()
+        # main's default pool, for the figure of the issue: a queue in front of 256 connections
+        old_pool = {"ALICERCE_UPSTREAM_POOL_SIZE": "256"}
+        targets.append(self._alicerce(base, env=old_pool, tag="-pool-256"))
         if not a.skip_portkey:
             proc, url = servers.start_portkey(a.portkey_start, self.workdir)
             self.procs.append(proc)
@@ -225,11 +229,12 @@ class Bench:
             runs[f"{rate:g}"] = {
                 t.name: generate(t, rate, a.duration, a)
                 for t in targets
-                if t.name in ("direct", "alicerce") or rate in a.competitor_rates
+                if t.name in ("direct", "alicerce")
+                or (rate in a.competitor_rates and t.name != "alicerce-pool-256")
+                or (rate == a.rates[0] and t.name == "alicerce-pool-256")
             }
-        assert self.setup is not None
-        time.sleep(1)
-        rows = servers.request_log_rows(self.setup)
+        time.sleep(1.5)
+        rows = servers.request_log_rows(main_setup)
         self.stop()
         return {"runs": runs, "alicerce_request_log_rows": rows}
 
@@ -240,6 +245,7 @@ class Bench:
         target = self._alicerce(base, env=env, tag=f"-bound-{a.bound}")
         self._warm([target])
         rate = a.overload_rate or round(a.bound / (a.latency_ms / 1000) * 1.25)
+        time.sleep(1.5)  # the warm-up's last request log batch
         before = metrics_text(target.url)
         rows0 = servers.request_log_rows(self._setup())
         runs = {
@@ -319,7 +325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds of load per run")
     parser.add_argument("--latency-ms", type=float, default=1500, help="the upstream's")
     parser.add_argument("--timeout", type=float, default=60, help="a request's, in the client")
-    parser.add_argument("--bound", type=int, default=1500, help="overload: requests in flight")
+    parser.add_argument("--bound", type=int, default=500, help="overload: requests in flight")
     parser.add_argument("--overload-rate", type=float, default=0, help="default: 1.25 x bound")
     parser.add_argument("--streams", default="1000,2000", help="concurrent streams, per run")
     parser.add_argument("--chunks", type=int, default=400)

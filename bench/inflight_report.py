@@ -12,6 +12,7 @@ NAMES = {
     "direct": "upstream directly",
     "alicerce": "Alicerce, default settings",
     "alicerce-2w": "Alicerce `--workers 2`",
+    "alicerce-pool-256": "Alicerce, `ALICERCE_UPSTREAM_POOL_SIZE=256` (main's default)",
     "portkey": "Portkey gateway",
     "litellm": "LiteLLM proxy",
 }
