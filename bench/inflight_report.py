@@ -12,7 +12,7 @@ NAMES = {
     "direct": "upstream directly",
     "alicerce": "Alicerce, default settings",
     "alicerce-2w": "Alicerce `--workers 2`",
-    "alicerce-pool-256": "Alicerce, `ALICERCE_UPSTREAM_POOL_SIZE=256` (main's default)",
+    "alicerce-pool-256": "Alicerce, pool of 256 (main's default): 503 past it, not a queue",
     "portkey": "Portkey gateway",
     "litellm": "LiteLLM proxy",
 }

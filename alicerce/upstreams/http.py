@@ -312,9 +312,9 @@ class OpenAIHttpUpstream:
                             if chunk is _DONE:
                                 return
                             yield chunk
-                    chunk = self._parse_event_line(partial) if partial else None
-                    if chunk is not None and chunk is not _DONE:
-                        yield chunk
+                    last = self._parse_event_line(partial) if partial else None
+                    if last is not None and last is not _DONE:
+                        yield last
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
             except aiohttp.ClientPayloadError:
