@@ -134,9 +134,12 @@ def generate(
     started = time.monotonic()
     if pid:
         with RssPeak(pid) as rss:
-            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
     else:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{done.stderr[-2000:]}")
+    out = done.stdout
     result: dict[str, Any] = json.loads(out)
     result["wall_s"] = round(time.monotonic() - started, 2)
     result["load_before"] = load_before

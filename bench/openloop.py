@@ -237,6 +237,9 @@ class Generator:
             self.connections -= 1
             self.done(request, 0, f"connect: {type(exc).__name__}")
             return
+        if request.timer is None:  # timed out while connecting
+            self.idle.append(conn)
+            return
         conn.send(request)
 
     def _timed_out(self, request: Request) -> None:
@@ -244,6 +247,8 @@ class Generator:
         conn = self.carrying.get(request)
         if conn is not None:
             conn.finish("timeout")
+        else:  # still connecting: counted now, and not sent once connected
+            self.done(request, 0, "timeout")
 
     def done(self, request: Request, status: int, error: str | None) -> None:
         if request.timer is not None:
@@ -283,7 +288,10 @@ class Generator:
             if i < total:
                 await asyncio.sleep(max(0.0, t0 + i * interval - clock()))
         sent_for = clock() - t0
-        await asyncio.wait_for(self.all_done.wait(), args.timeout + 30)
+        try:
+            await asyncio.wait_for(self.all_done.wait(), args.timeout + 30)
+        except TimeoutError:
+            self.errors["unfinished"] += total - self.finished
         cpu = _cpu() - cpu0
         for conn in self.idle:
             if conn.transport is not None:
