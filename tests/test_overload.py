@@ -7,6 +7,8 @@ hold the slots, read with httpx as a client would."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,3 +181,19 @@ def test_the_default_bounds_hold_what_the_benchmark_measured() -> None:
     assert settings.upstream_pool_size >= settings.max_requests_in_flight
     assert settings.upstream_max_connections_per_host >= settings.max_requests_in_flight
     assert settings.http_max_connections > settings.max_requests_in_flight
+
+
+def test_serve_raises_its_open_file_limit_to_the_hard_limit() -> None:
+    """Each request in flight is two descriptors: a soft limit of 256 (1,024 is common) would
+    cap a worker far below its bounds while the hard limit allows them."""
+    code = (
+        "import resource\n"
+        "from alicerce.cli.serve import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "print(raise_open_file_limit(100), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    returned, soft, hard = (int(v) for v in out.stdout.split())
+    assert returned == soft
+    assert soft == hard or (hard == -1 and soft >= 256)
