@@ -162,7 +162,11 @@ def start_upstream(
     argv += ["--stream-gap-ms", str(stream_gap_ms), *extra]
     proc = Proc(f"canned {name}", argv, dict(os.environ), workdir, workdir / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
-    wait_http(proc, base + "/health", timeout=20)
+    try:
+        wait_http(proc, base + "/health", timeout=20)
+    except RuntimeError:
+        proc.stop()  # not left behind by a run that fails here
+        raise
     return proc, base + "/v1"
 
 
