@@ -17,6 +17,7 @@
     ├── ClientDisconnected      499 client_disconnected     (recorded only: nobody to answer)
     └── UpstreamError           502 upstream_error
         ├── UpstreamUnavailable 503 upstream_unavailable    (retry-after)
+        ├── UpstreamSaturated   503 upstream_saturated      (retry-after)
         └── UpstreamTimeout     504 upstream_timeout
 
 Messages never carry secrets or stack traces: upstream failures name the upstream model
@@ -176,6 +177,15 @@ class UpstreamUnavailable(UpstreamError):
 
     status = 503
     code = "upstream_unavailable"
+
+
+class UpstreamSaturated(UpstreamError):
+    """This worker holds as many calls to the upstream's host as it may
+    (`ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST`): refused before any byte was sent, so the
+    next model may serve it, and not retried on the same one (it would only wait)."""
+
+    status = 503
+    code = "upstream_saturated"
 
 
 class UpstreamTimeout(UpstreamError):

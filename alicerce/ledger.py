@@ -57,13 +57,15 @@ class FailedAttempt:
     next_model: str | None = None
 
     def status_class(self) -> str:
-        """The metric's `status` label: `429`, `4xx`, `5xx`, `timeout`, `unreachable` or
-        `invalid` (an answer that was not one)."""
+        """The metric's `status` label: `429`, `4xx`, `5xx`, `timeout`, `unreachable`,
+        `saturated` or `invalid` (an answer that was not one)."""
         if self.status is not None:
             return "429" if self.status == 429 else f"{self.status // 100}xx"
         code = self.error.code
         if code == "upstream_timeout":
             return "timeout"
+        if code == "upstream_saturated":  # refused here, before a connection was asked for
+            return "saturated"
         return "unreachable" if code == "upstream_unavailable" else "invalid"
 
     def to_record(self) -> dict[str, Any]:

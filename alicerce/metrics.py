@@ -181,6 +181,15 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.requests_shed = Counter(
+            "alicerce_requests_shed",
+            "Requests refused at once with 503 because a worker's bound was reached: "
+            "in_flight (ALICERCE_MAX_REQUESTS_IN_FLIGHT) or upstream_connections "
+            "(ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST).",
+            ["reason"],
+            registry=registry,
+        )
+        self._shed = cache(self.requests_shed.labels)
         self._requests = cache(self._requests_child)
         self._series = cache(self._new_series)
         self._ttft = cache(self.ttft.labels)
@@ -192,6 +201,10 @@ class Metrics:
     def connection_refused(self, reason: str) -> None:
         """A connection the HTTP server refused or closed (`alicerce.connections`)."""
         self.connections_refused.labels(reason).inc()
+
+    def shed(self, reason: str) -> None:
+        """A request refused by a worker's overload bound (`in_flight`, `upstream_connections`)."""
+        self._shed(reason).inc()
 
     def _requests_child(self, endpoint: str, status: int, gateway: str, model: str) -> Any:
         return self.requests.labels(endpoint, str(status), gateway, model)

@@ -7,6 +7,7 @@ open those alone); `Services.around` builds the inference and knowledge stack ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable
@@ -120,6 +121,7 @@ class Services:
         http = HttpClients(
             allow_private=settings.allow_private_upstreams,
             pool_size=settings.upstream_pool_size,
+            per_host=settings.upstream_max_connections_per_host,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_read_timeout_s,
         )
@@ -139,6 +141,7 @@ class Services:
             max_pending=settings.request_log_max_pending,
             metrics=metrics,
         )
+        http.slots.on_refused = functools.partial(metrics.shed, "upstream_connections")
         embedder = LocalE5Embedder()  # loads on first use
         backend: LimitBackend = (
             RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend()

@@ -73,7 +73,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=120.0, gt=0)
-    upstream_pool_size: int = Field(default=256, ge=1)
+    # Requests in flight, per worker: what a gateway in front of slow upstreams runs out of
+    # first (BENCHMARKS.md, "Requests in flight"). A request past the bound gets 503 at once
+    # (Envoy's overload manager sheds the same way) rather than a queue without end. Each
+    # request holds at most one upstream connection, so the pool is sized to the bound.
+    max_requests_in_flight: int = Field(default=4096, ge=1)
+    upstream_pool_size: int = Field(default=4096, ge=1)
+    upstream_max_connections_per_host: int = Field(default=4096, ge=1)
     upstream_retries: int = Field(default=1, ge=0, le=5)
     upstream_max_backoff_s: float = Field(default=2.0, ge=0)
     cache_ttl_s: float = Field(default=5.0, ge=0)
@@ -89,7 +95,7 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = Field(default=10.0, gt=0)
     http_body_timeout_s: float = Field(default=30.0, gt=0)
     http_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
-    http_max_connections: int = Field(default=2048, ge=1)
+    http_max_connections: int = Field(default=8192, ge=1)
     request_log_flush_interval_s: float = Field(default=0.1, gt=0)
     request_log_batch_size: int = Field(default=500, ge=1)
     request_log_max_pending: int = Field(default=100_000, ge=1)

@@ -37,6 +37,7 @@ from servers import BENCH_DIR, REPO_DIR, Proc
 
 WRK_SCRIPT = BENCH_DIR / "wrk_post.lua"
 LITELLM_VERSION = "1.82.6"
+PORTKEY_VERSION = "1.15.2"
 ALICERCE_DEPS = (
     "fastapi",
     "starlette",
@@ -68,11 +69,19 @@ def ensure_wrk() -> str:
     return path
 
 
-def run_wrk(url: str, key: str | None, connections: int, seconds: float) -> dict[str, Any]:
+def run_wrk(
+    url: str,
+    key: str | None,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One wrk run (one thread) with the POST script; the JSON its `done` hook prints."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     argv += ["-s", str(WRK_SCRIPT), url]
     env = {**os.environ, "BENCH_KEY": key or ""}
+    if headers:
+        env["BENCH_HEADERS"] = "\n".join(f"{name}: {value}" for name, value in headers.items())
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -80,11 +89,13 @@ def run_wrk(url: str, key: str | None, connections: int, seconds: float) -> dict
     raise RuntimeError(f"wrk printed no result:\n{out}")
 
 
-def check_answers(targets: dict[str, tuple[str, str | None]]) -> None:
+def check_answers(
+    targets: dict[str, tuple[str, str | None]], headers: dict[str, dict[str, str]]
+) -> None:
     """One request to each target must come back with the canned answer."""
     body = {"model": servers.MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}]}
     for name, (url, key) in targets.items():
-        answer = servers.post_json(url, body, key)
+        answer = servers.post_json(url, body, key, headers.get(name))
         content = answer["choices"][0]["message"]["content"]
         if "canned upstream" not in content:
             raise RuntimeError(f"{name} answered {answer!r}")
@@ -132,8 +143,10 @@ class Suite:
         self.workdir = workdir
         self.procs: list[Proc] = []
         self.targets: dict[str, tuple[str, str | None]] = {}  # name -> (URL, key)
+        self.headers: dict[str, dict[str, str]] = {}  # name -> routing headers (Portkey's)
         self.servers: dict[str, Proc] = {}
         self.alicerce: servers.AlicerceSetup | None = None
+        self.portkey_version = "not run"
 
     def start(self, litellm_venv: Path) -> None:
         upstream, base = servers.start_upstream(self.workdir, self.args.stream_gap_ms)
@@ -156,7 +169,18 @@ class Suite:
             self.servers["litellm"] = proc
             self.targets["litellm"] = (url, servers.LITELLM_MASTER_KEY)
             log(f"{proc.name} at {url}")
-        check_answers(self.targets)
+        if not self.args.skip_portkey:
+            start_server, self.portkey_version = servers.ensure_portkey(
+                self.args.portkey_prefix, PORTKEY_VERSION
+            )
+            proc, url = servers.start_portkey(start_server, self.workdir)
+            self.procs.append(proc)
+            self.servers["portkey"] = proc
+            self.targets["portkey"] = (url, "sk-canned")
+            headers = servers.portkey_headers(base)
+            self.headers["portkey"] = {k: v for k, v in headers.items() if k != "authorization"}
+            log(f"{proc.name} at {url}")
+        check_answers(self.targets, self.headers)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -166,32 +190,32 @@ class Suite:
         return [n for n in names if n in self.targets]
 
     def warm_up(self) -> None:
-        for name in self._present("alicerce", "litellm", "alicerce-2w"):
+        for name in self._present("alicerce", "litellm", "portkey", "alicerce-2w"):
             url, key = self.targets[name]
-            run_wrk(url, key, self.args.connections, self.args.warmup)
-            ttft.run(url, key, self.args.warmup, 0)
+            run_wrk(url, key, self.args.connections, self.args.warmup, self.headers.get(name))
+            ttft.run(url, key, self.args.warmup, 0, self.headers.get(name))
 
     def round(self, index: int) -> dict[str, dict[str, dict[str, Any]]]:
         """One round of every figure, targets alternating within each figure."""
         a = self.args
         result: dict[str, dict[str, dict[str, Any]]] = {"throughput": {}, "latency": {}, "ttft": {}}
-        for name in self._present("direct", "alicerce", "litellm", "alicerce-2w"):
+        for name in self._present("direct", "alicerce", "litellm", "portkey", "alicerce-2w"):
             url, key = self.targets[name]
-            wrk = run_wrk(url, key, a.connections, a.duration)
+            wrk = run_wrk(url, key, a.connections, a.duration, self.headers.get(name))
             result["throughput"][name] = wrk
             log(
                 f"round {index}: {name} {wrk['requests'] / (wrk['duration_us'] / 1e6):,.0f} rps "
                 f"at {a.connections} connections"
             )
-        for name in self._present("direct", "alicerce", "litellm"):
+        for name in self._present("direct", "alicerce", "litellm", "portkey"):
             url, key = self.targets[name]
-            wrk = run_wrk(url, key, 1, a.duration)
+            wrk = run_wrk(url, key, 1, a.duration, self.headers.get(name))
             result["latency"][name] = wrk
             lat = wrk["latency_us"]
             log(f"round {index}: {name} p50 {lat['p50']} us, p99 {lat['p99']} us at 1 connection")
-        for name in self._present("direct", "alicerce", "litellm"):
+        for name in self._present("direct", "alicerce", "litellm", "portkey"):
             url, key = self.targets[name]
-            measured = asdict(ttft.run(url, key, a.ttft_duration, 0.3))
+            measured = asdict(ttft.run(url, key, a.ttft_duration, 0.3, self.headers.get(name)))
             result["ttft"][name] = measured
             log(f"round {index}: {name} time to first token p50 {measured['ttft_p50_us']:.0f} us")
         return result
@@ -250,6 +274,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--litellm-venv", type=Path, default=BENCH_DIR / ".venv-litellm")
     parser.add_argument("--skip-litellm", action="store_true", help="Alicerce and direct only")
     parser.add_argument("--skip-workers-2", action="store_true", help="no --workers 2 figure")
+    parser.add_argument("--skip-portkey", action="store_true", help="no Portkey gateway")
+    parser.add_argument(
+        "--portkey-prefix",
+        type=Path,
+        default=Path("/tmp/alicerce-bench-portkey"),
+        help="where npm installs @portkey-ai/gateway (never the project's tree)",
+    )
     parser.add_argument(
         "--alicerce-env",
         action="append",
@@ -288,6 +319,7 @@ def run(args: argparse.Namespace, meta: dict[str, Any], stamp: str) -> dict[str,
     profiles: dict[str, spyprofile.ProfileSummary] = {}
     try:
         suite.start(args.litellm_venv)
+        meta["portkey_version"] = suite.portkey_version
         log("warming up")
         suite.warm_up()
         rounds = [suite.round(i + 1) for i in range(args.rounds)]

@@ -81,7 +81,7 @@ def errors(rounds: Rounds, target: str) -> int:
 def summarise(rounds: Rounds, rss: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Medians over the rounds of every figure, per target."""
     summary: dict[str, Any] = {}
-    for target in ("direct", "alicerce", "litellm", "alicerce-2w"):
+    for target in ("direct", "alicerce", "litellm", "portkey", "alicerce-2w"):
         s: dict[str, Any] = {
             "rps_32": _median(series(rounds, "throughput", target, "rps")),
             "rps_32_rounds": [round(v) for v in series(rounds, "throughput", target, "rps")],
@@ -104,6 +104,8 @@ def summarise(rounds: Rounds, rss: dict[str, dict[str, float]]) -> dict[str, Any
     summary["throughput_ratio"] = a["rps_32"] / lite["rps_32"] if measured else None
     pairs = zip(a["rps_32_rounds"], lite["rps_32_rounds"], strict=False)
     summary["throughput_ratio_rounds"] = [round(x / y, 1) for x, y in pairs if y]
+    pk = summary["portkey"]["rps_32"]
+    summary["portkey_ratio"] = a["rps_32"] / pk if pk == pk and pk > 0 else None
     two = summary["alicerce-2w"]["rps_32"]
     summary["scaling_2w"] = two / a["rps_32"] if a["rps_32"] and two == two else None
     return summary
@@ -161,10 +163,12 @@ def markdown(result: dict[str, Any]) -> str:
     """The body of the gateway section (between the markers)."""
     meta, summary = result["meta"], result["summary"]
     d, a, lite, a2 = (summary[t] for t in ("direct", "alicerce", "litellm", "alicerce-2w"))
+    pk = summary.get("portkey") or {"rps_32": float("nan")}
     ratio = summary["throughput_ratio"]
+    pk_ratio = summary.get("portkey_ratio")
     lines = [
         f"Measured {meta['date']} with `{COMMAND}` "
-        f"({meta['rounds']} alternating rounds — direct, Alicerce, LiteLLM — of "
+        f"({meta['rounds']} alternating rounds — direct, Alicerce, LiteLLM, Portkey — of "
         f"{meta['duration_s']:g} s per wrk run and {meta['ttft_duration_s']:g} s per "
         "time-to-first-token run; the figures are medians of the rounds, the JSON under "
         "`bench/results/` has every round).",
@@ -191,6 +195,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| resident memory after load | — | {_rss_text(a)} | {_rss_text(lite)} | |",
         f"| failed requests (all runs) | {d['errors']} | {a['errors']} | {lite['errors']} | |",
         "",
+        *_portkey_lines(meta, a, pk, pk_ratio),
         f"Alicerce with `--workers 2`: {_rps_text(a2['rps_32'])} requests/s at 32 connections "
         f"({summary['scaling_2w']:.2f}x one worker; {_rss_text(a2)}; "
         f"{meta['nproc']} cores shared with wrk and the upstream)."
@@ -231,6 +236,36 @@ def markdown(result: dict[str, Any]) -> str:
             lines += ["", *_profile_lines(result["meta"], kind, profile)]
     lines += ["", "### Setup", "", *_setup_lines(meta)]
     return "\n".join(lines)
+
+
+def _portkey_lines(
+    meta: dict[str, Any], a: dict[str, Any], pk: dict[str, Any], ratio: float | None
+) -> list[str]:
+    """The Portkey gateway's figures from the same rounds, beside Alicerce's."""
+    if ratio is None:
+        return []
+    return [
+        f"The Portkey gateway {meta.get('portkey_version', '?')} (Node.js, one process, "
+        "`--headless`, routed with `x-portkey-provider: openai` and `x-portkey-custom-host`) in "
+        "the same rounds:",
+        "",
+        "| figure | Alicerce | Portkey | Alicerce / Portkey |",
+        "| --- | --- | --- | --- |",
+        f"| requests/s, 32 connections | {_rps_text(a['rps_32'])} | {_rps_text(pk['rps_32'])} | "
+        f"{ratio:.1f}x |",
+        f"| **added** latency p50 | {_ms(a['added_p50_us'])} | {_ms(pk['added_p50_us'])} | |",
+        f"| **added** latency p99 | {_ms(a['added_p99_us'])} | {_ms(pk['added_p99_us'])} | |",
+        f"| **added** time to first token p50 | {_ms(a['added_ttft_p50_us'])} | "
+        + (
+            f"{_ms(pk['added_ttft_p50_us'])} | |"
+            if pk["ttft_p50_us"]
+            else "every stream failed (500: a `TypeError: immutable` in Portkey's "
+            "`updateHeaders` on Node.js 20) | |"
+        ),
+        f"| resident memory after load | {_rss_text(a)} | {_rss_text(pk)} | |",
+        f"| failed requests (all runs) | {a['errors']} | {pk['errors']} | |",
+        "",
+    ]
 
 
 def _profile_lines(meta: dict[str, Any], kind: str, profile: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The processes of the gateway benchmark: the canned upstream, Alicerce and the LiteLLM proxy.
+"""The processes of the gateway benchmarks: the canned upstream, Alicerce, the LiteLLM proxy and
+the Portkey gateway.
 
 Each server runs in its own process group with its output in a log file, and `Proc.stop` ends the
 whole group, so nothing is left behind when the suite ends or fails.
@@ -86,9 +87,11 @@ def wait_http(proc: Proc, url: str, timeout: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def post_json(url: str, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+def post_json(
+    url: str, body: dict[str, Any], key: str | None, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """POST `body`, return the decoded JSON answer (raises on HTTP errors)."""
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(extra or {})}
     if key:
         headers["authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
@@ -149,14 +152,21 @@ def python_pids(pid: int) -> list[int]:
 # -- the canned upstream ---------------------------------------------------------------------
 
 
-def start_upstream(workdir: Path, stream_gap_ms: float) -> tuple[Proc, str]:
-    """The canned upstream; returns it and its OpenAI base URL (ending in /v1)."""
+def start_upstream(
+    workdir: Path, stream_gap_ms: float, *extra: str, name: str = "upstream"
+) -> tuple[Proc, str]:
+    """The canned upstream (`extra`: its pace options); returns it and its OpenAI base URL
+    (ending in /v1)."""
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "canned_upstream.py"), "--port", str(port)]
-    argv += ["--stream-gap-ms", str(stream_gap_ms)]
-    proc = Proc("canned upstream", argv, dict(os.environ), workdir, workdir / "upstream.log")
+    argv += ["--stream-gap-ms", str(stream_gap_ms), *extra]
+    proc = Proc(f"canned {name}", argv, dict(os.environ), workdir, workdir / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
-    wait_http(proc, base + "/health", timeout=20)
+    try:
+        wait_http(proc, base + "/health", timeout=20)
+    except RuntimeError:
+        proc.stop()  # not left behind by a run that fails here
+        raise
     return proc, base + "/v1"
 
 
@@ -218,13 +228,17 @@ def setup_alicerce(workdir: Path, upstream_base: str) -> AlicerceSetup:
     return AlicerceSetup(env, workdir, db_path, key["key"])
 
 
-def start_alicerce(setup: AlicerceSetup, workers: int) -> tuple[Proc, str]:
-    """`alicerce serve --workers N`; returns it and its chat completions URL."""
+def start_alicerce(
+    setup: AlicerceSetup, workers: int, env: dict[str, str] | None = None, tag: str = ""
+) -> tuple[Proc, str]:
+    """`alicerce serve --workers N` (`env`: settings on top of the setup's); returns it and its
+    chat completions URL."""
     port = free_port()
     argv = [sys.executable, "-m", "alicerce", "serve", "--port", str(port)]
     argv += ["--workers", str(workers)]
-    log = setup.workdir / f"alicerce-{workers}w.log"
-    proc = Proc(f"alicerce ({workers} workers)", argv, setup.env, setup.workdir, log)
+    log = setup.workdir / f"alicerce-{workers}w{tag}.log"
+    env = {**setup.env, **(env or {})}
+    proc = Proc(f"alicerce ({workers} workers{tag})", argv, env, setup.workdir, log)
     base = f"http://127.0.0.1:{port}"
     wait_http(proc, base + "/healthz")
     return proc, base + "/api/v1/chat/completions"
@@ -309,4 +323,51 @@ def start_litellm(venv: Path, workdir: Path, upstream_base: str) -> tuple[Proc, 
     proc = Proc("litellm proxy", argv, env, workdir, workdir / "litellm.log")
     base = f"http://127.0.0.1:{port}"
     wait_http(proc, base + "/health/liveliness", timeout=180)
+    return proc, base + "/v1/chat/completions"
+
+
+# -- Portkey ---------------------------------------------------------------------------------
+
+PORTKEY_PACKAGE = "@portkey-ai/gateway"
+
+
+def ensure_portkey(prefix: Path, version: str) -> tuple[Path, str]:
+    """`npm install @portkey-ai/gateway@version` under `prefix` (never the project's tree);
+    the path of its `build/start-server.js` and the version installed."""
+    package = prefix / "node_modules" / PORTKEY_PACKAGE
+    installed = _npm_version(package)
+    if installed != version:
+        prefix.mkdir(parents=True, exist_ok=True)
+        if not (prefix / "package.json").exists():
+            (prefix / "package.json").write_text('{"private": true}\n')
+        spec = f"{PORTKEY_PACKAGE}@{version}"
+        subprocess.run(["npm", "install", "--silent", "--prefix", str(prefix), spec], check=True)
+        installed = _npm_version(package)
+    return package / "build" / "start-server.js", installed or "?"
+
+
+def _npm_version(package: Path) -> str | None:
+    manifest = package / "package.json"
+    if not manifest.exists():
+        return None
+    return str(json.loads(manifest.read_text())["version"])
+
+
+def portkey_headers(upstream_base: str) -> dict[str, str]:
+    """What routes a request through Portkey to the canned upstream (its OpenAI provider, at a
+    custom host), with the upstream's key."""
+    return {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": upstream_base,
+        "authorization": "Bearer sk-canned",
+    }
+
+
+def start_portkey(start_server: Path, workdir: Path) -> tuple[Proc, str]:
+    """The Portkey gateway (Node.js, one process), headless: no console, no cache, no logs."""
+    port = free_port()
+    argv = ["node", str(start_server), f"--port={port}", "--headless"]
+    proc = Proc("portkey gateway", argv, dict(os.environ), workdir, workdir / "portkey.log")
+    base = f"http://127.0.0.1:{port}"
+    wait_http(proc, base + "/", timeout=60)
     return proc, base + "/v1/chat/completions"

@@ -81,10 +81,12 @@ async def measure(
     duration_s: float,
     warmup_s: float = 0.5,
     body: dict[str, Any] | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> TtftResult:
-    """Stream requests back to back for `duration_s` (after `warmup_s` not counted)."""
+    """Stream requests back to back for `duration_s` (after `warmup_s` not counted);
+    `extra_headers` route the request (Portkey's `x-portkey-*`)."""
     payload = json.dumps(body or DEFAULT_BODY).encode()
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(extra_headers or {})}
     if key:
         headers["authorization"] = f"Bearer {key}"
     ttfts: list[float] = []
@@ -112,14 +114,21 @@ async def measure(
     )
 
 
-def run(url: str, key: str | None, duration_s: float, warmup_s: float = 0.5) -> TtftResult:
+def run(
+    url: str,
+    key: str | None,
+    duration_s: float,
+    warmup_s: float = 0.5,
+    extra_headers: dict[str, str] | None = None,
+) -> TtftResult:
     """`measure` on a fresh event loop (uvloop when installed)."""
+    work = measure(url, key, duration_s, warmup_s, extra_headers=extra_headers)
     try:
         import uvloop
 
-        return uvloop.run(measure(url, key, duration_s, warmup_s))
+        return uvloop.run(work)
     except ImportError:
-        return asyncio.run(measure(url, key, duration_s, warmup_s))
+        return asyncio.run(work)
 
 
 def main() -> None:

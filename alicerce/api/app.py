@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         for prefix in ("/api/v1", "/v1")
         for path, handler in handlers.items()
     }
-    return FastPath(app, hot)
+    return FastPath(app, hot, max_in_flight=settings.max_requests_in_flight)
 
 
 def _document_hand_validated_bodies(app: FastAPI) -> None:

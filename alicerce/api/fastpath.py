@@ -6,6 +6,13 @@ completion). The inference handlers take a plain `Request` and return a `Respons
 none of it; this wrapper dispatches them by exact method and path and hands everything else
 (admin API, docs, lifespan) to the FastAPI app, where the same handlers are also registered so
 that they appear in the OpenAPI document.
+
+It is also where a worker sheds load: at most `max_in_flight` inference requests at once
+(ALICERCE_MAX_REQUESTS_IN_FLIGHT; a stream counts until its last byte). One more is answered 503
+`too_many_requests_in_flight` with `retry-after` at once, before its body is read or its key
+looked up, and counted in `alicerce_requests_shed_total{reason="in_flight"}`: past what a
+worker can hold, an unbounded queue only makes every request late (Envoy's overload manager
+sheds the same way). A shed request was never admitted, so it is in no ledger.
 """
 
 from __future__ import annotations
@@ -22,16 +29,24 @@ from starlette.types import Receive, Scope, Send
 
 from alicerce.api.errors import error_response
 from alicerce.api.http import EventStream
-from alicerce.errors import AlicerceError, internal_error
+from alicerce.errors import AlicerceError, Overloaded, internal_error
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("alicerce.api")
 
 
 class FastPath:
-    def __init__(self, app: FastAPI, routes: dict[tuple[str, str], Handler]) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        routes: dict[tuple[str, str], Handler],
+        *,
+        max_in_flight: int | None = None,
+    ) -> None:
         self.app = app
         self._routes = routes
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # inference requests begun here and not yet answered to the end
 
     def __getattr__(self, name: str) -> Any:  # `state`, `openapi`, ... are the app's
         return getattr(self.app, name)
@@ -43,6 +58,28 @@ class FastPath:
         if handler is None:
             await self.app(scope, receive, send)
             return
+        if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+            await self._shed(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(handler, scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = Overloaded(
+            f"This server holds its maximum of {self.max_in_flight} requests in flight "
+            "(ALICERCE_MAX_REQUESTS_IN_FLIGHT, per worker); retry shortly.",
+            code="too_many_requests_in_flight",
+            retry_after=1,
+        )
+        services = getattr(self.app.state, "services", None)
+        if services is not None:
+            services.metrics.shed("in_flight")
+        await error_response(error)(scope, receive, send)
+
+    async def _handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app
         request = Request(scope, receive)
         try:

@@ -45,6 +45,31 @@ def init() -> None:
         parts.db.dispose()
 
 
+def raise_open_file_limit(needed: int) -> int:
+    """Raises this process's soft limit on open files to its hard limit (workers inherit it),
+    and returns it. Each request in flight holds two descriptors (the client's connection and
+    the upstream's), and the common soft limit of 1,024 would cap a worker near 500 of them
+    while the hard limit allows far more; a limit below `needed` is said, once, at start."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < needed:
+        click.echo(
+            f"warning: the open-file limit is {soft} (ulimit -n), below the {needed} that "
+            "ALICERCE_HTTP_MAX_CONNECTIONS and ALICERCE_UPSTREAM_POOL_SIZE may hold per worker; "
+            "past it, connections fail. Raise the limit or lower those settings.",
+            err=True,
+        )
+    return soft
+
+
 def _serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
     import uvicorn
 
@@ -58,6 +83,7 @@ def _serve(host: str | None, port: int | None, workers: int | None, access_log: 
     settings = load_settings()  # again: --host and --port are in the environment now; the catalog
     # was checked when the caller built its services, in one process, not in every worker
     workers = workers or settings.workers
+    raise_open_file_limit(settings.http_max_connections + 2 * settings.upstream_pool_size + 256)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here, so that /metrics adds up all of them.
         metrics_dir = tempfile.mkdtemp(prefix="alicerce-metrics-")

@@ -9,13 +9,17 @@ packet is sent, unless the operator allows private upstreams. The check is per c
 per request: a pooled connection costs nothing more. No upstream call follows redirects
 (`allow_redirects=False`): an API that answers a POST with a redirect is misconfigured, and a
 redirect is how an internal address would otherwise be reached through a public one.
+
+Connections per upstream host are bounded (`HostSlots`, ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST):
+a request past the bound fails at once with 503 `upstream_saturated` (and may fall back to another
+model) instead of waiting in the pool's queue, which has no bound of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -27,6 +31,7 @@ from alicerce.errors import (
     AlicerceError,
     InvalidRequest,
     UpstreamError,
+    UpstreamSaturated,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -60,6 +65,50 @@ def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
     return socket.socket(family=family, type=type_, proto=proto)
 
 
+class HostSlots:
+    """Chat calls in progress per upstream origin (`scheme://host:port`), each holding one
+    connection (HTTP/1.1: one request per connection at a time), at most `limit` per origin.
+
+    A plain count per origin, taken and given back without waiting: O(1) whatever the number in
+    flight. `on_refused` is told of each refusal (the metrics' `alicerce_requests_shed_total`)."""
+
+    __slots__ = ("_open", "limit", "on_refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self.on_refused: Callable[[], None] | None = None
+
+    def take(self, origin: str, label: str) -> None:
+        """One more call to `origin`, or `UpstreamSaturated` if it holds `limit` already."""
+        held = self._open.get(origin, 0)
+        if held >= self.limit:
+            if self.on_refused is not None:
+                self.on_refused()
+            raise UpstreamSaturated(
+                f"Upstream {label} has {self.limit} requests in progress from this worker "
+                "already (ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST); retry shortly.",
+                retry_after=1,
+            )
+        self._open[origin] = held + 1
+
+    def give(self, origin: str) -> None:
+        held = self._open[origin] - 1
+        if held:
+            self._open[origin] = held
+        else:
+            del self._open[origin]
+
+    def held(self, origin: str) -> int:
+        return self._open.get(origin, 0)
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of an absolute URL: the key of its connections in the pool."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
 class HttpClients:
     """The process's pooled HTTP sessions; made in the app's lifespan, closed at its end."""
 
@@ -70,23 +119,34 @@ class HttpClients:
         pool_size: int,
         connect_timeout_s: float,
         read_timeout_s: float,
+        per_host: int | None = None,
         resolver: AbstractResolver | None = None,
     ) -> None:
-        """`resolver`: the guarded session's name resolver (tests answer a public name with a
+        """`per_host`: connections at most to one upstream origin (`pool_size` by default);
+        `resolver`: the guarded session's name resolver (tests answer a public name with a
         loopback address, as a rebinding DNS server would); the system's by default."""
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
         self._allow_private = allow_private
         self._pool_size = pool_size
+        self._per_host = min(per_host or pool_size, pool_size)
+        self.slots = HostSlots(self._per_host)
         self._resolver = resolver
         self.trusted: aiohttp.ClientSession | None = None
         self.guarded: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self.trusted = self._session(aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=60))
+        # aiohttp's own per-host limit bounds the other callers (embeddings, functions),
+        # which wait for a connection; chat calls are refused at `slots` before they would.
+        self.trusted = self._session(
+            aiohttp.TCPConnector(
+                limit=self._pool_size, limit_per_host=self._per_host, ttl_dns_cache=60
+            )
+        )
         guarded = aiohttp.TCPConnector(
             limit=self._pool_size,
+            limit_per_host=self._per_host,
             ttl_dns_cache=60,
             resolver=self._resolver,
             socket_factory=None if self._allow_private else guarded_socket,
@@ -122,9 +182,13 @@ class OpenAIHttpUpstream:
         api_key: str | None,
         headers: dict[str, str] | None,
         label: str,
+        slots: HostSlots | None = None,
     ) -> None:
+        """`slots`: the bound on calls in progress per origin; none, unbounded (tests)."""
         self._session = session
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._slots = slots
+        self._origin = origin_of(self._url)
         self.model = model
         self.label = label
         self._headers = {"content-type": "application/json", "accept": "application/json"}
@@ -134,6 +198,16 @@ class OpenAIHttpUpstream:
             self._headers["authorization"] = f"Bearer {api_key}"
 
     async def complete(self, body: dict[str, Any]) -> Completion:
+        slots = self._slots
+        if slots is None:
+            return await self._complete(body)
+        slots.take(self._origin, self.label)
+        try:
+            return await self._complete(body)
+        finally:
+            slots.give(self._origin)
+
+    async def _complete(self, body: dict[str, Any]) -> Completion:
         payload = _encode({**body, "model": self.model, "stream": False})
         try:
             async with self._session.post(
@@ -185,41 +259,71 @@ class OpenAIHttpUpstream:
         return chunks
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[Completion]:
-        payload = _encode(
-            {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
-        )
-        headers = self._headers | {"accept": "text/event-stream"}
+        slots = self._slots
+        if slots is not None:
+            slots.take(self._origin, self.label)  # before the first item: a fallback may follow
         try:
-            async with self._session.post(
-                self._url, data=payload, headers=headers, allow_redirects=False
-            ) as resp:
-                if resp.status >= 300:
-                    raw = await resp.read()
-                    raise status_error(
-                        self.label, resp.status, raw, resp.headers.get("retry-after")
-                    )
-                if resp.content_type == "application/json":  # a server that ignored `stream`
-                    for chunk in self._as_chunks(self._completion(await resp.read())):
-                        yield chunk
-                    return
-                if resp.content_type != "text/event-stream":
-                    raise UpstreamError(
-                        f"Upstream {self.label} answered a stream request with "
-                        f"{resp.content_type or 'no content type'}, not an event stream."
-                    )
-                async for line in resp.content:
-                    chunk = self._parse_event_line(line)
-                    if chunk is None:
-                        continue
-                    if chunk is _DONE:
+            payload = _encode(
+                {
+                    **body,
+                    "model": self.model,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+            )
+            headers = self._headers | {"accept": "text/event-stream"}
+            try:
+                async with self._session.post(
+                    self._url, data=payload, headers=headers, allow_redirects=False
+                ) as resp:
+                    if resp.status >= 300:
+                        raw = await resp.read()
+                        raise status_error(
+                            self.label, resp.status, raw, resp.headers.get("retry-after")
+                        )
+                    if resp.content_type == "application/json":  # a server that ignored `stream`
+                        for chunk in self._as_chunks(self._completion(await resp.read())):
+                            yield chunk
                         return
-                    yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
-        except aiohttp.ClientPayloadError:
-            raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
-        except aiohttp.ClientError as exc:
-            raise connection_error(self.label, exc) from None
+                    if resp.content_type != "text/event-stream":
+                        raise UpstreamError(
+                            f"Upstream {self.label} answered a stream request with "
+                            f"{resp.content_type or 'no content type'}, not an event stream."
+                        )
+                    # Whatever has arrived, split into lines at once (one iteration per read, not
+                    # per line: with thousands of streams open, per-chunk work is what a worker
+                    # runs out of); a line longer than MAX_EVENT_BYTES is refused, as
+                    # aiohttp's readline would have.
+                    partial = b""
+                    async for data in resp.content.iter_any():
+                        lines = (partial + data if partial else data).split(b"\n")
+                        partial = lines.pop()
+                        if len(partial) > MAX_EVENT_BYTES:
+                            raise UpstreamError(
+                                f"Upstream {self.label} sent a stream event line over "
+                                f"{MAX_EVENT_BYTES} bytes."
+                            )
+                        for line in lines:
+                            if not line or line == b"\r":
+                                continue  # the blank line between events
+                            chunk = self._parse_event_line(line)
+                            if chunk is None:
+                                continue
+                            if chunk is _DONE:
+                                return
+                            yield chunk
+                    last = self._parse_event_line(partial) if partial else None
+                    if last is not None and last is not _DONE:
+                        yield last
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
+            except aiohttp.ClientPayloadError:
+                raise UpstreamError(f"Upstream {self.label} broke off its answer.") from None
+            except aiohttp.ClientError as exc:
+                raise connection_error(self.label, exc) from None
+        finally:
+            if slots is not None:
+                slots.give(self._origin)
 
     def _parse_event_line(self, line: bytes) -> Any:
         line = line.strip()
@@ -242,6 +346,7 @@ class OpenAIHttpUpstream:
 
 
 _DONE = object()
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 # -- what an upstream's failure means to the client (docs/decisions.md, "Errors from upstreams") --
@@ -331,6 +436,7 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 __all__ = [
+    "HostSlots",
     "HttpClients",
     "OpenAIHttpUpstream",
     "PrivateAddressRefused",

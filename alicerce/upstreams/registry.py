@@ -81,6 +81,7 @@ class UpstreamRegistry:
                 api_key=gateway.endpoint_api_key,
                 headers=spec.endpoint.headers,
                 label=f"'{spec.endpoint.model}' of gateway {gateway.slug}",
+                slots=self._clients.slots,
             )
             return Target(upstream, None, base_url)
         assert spec.model is not None
@@ -110,5 +111,6 @@ class UpstreamRegistry:
             api_key=model.provider.api_key,
             headers=model.provider.headers,
             label=f"'{model.id}'",
+            slots=self._clients.slots,
         )
         return Target(upstream, model)
