@@ -63,8 +63,11 @@ def open_fds(pid: int) -> int:
 class Traffic:
     """The clients' loop and what it counted."""
 
-    def __init__(self, base: str, inference_key: str, admin_key: str, collection: str) -> None:
+    def __init__(
+        self, base: str, inference_key: str, admin_key: str, collection: str, uploads: float
+    ) -> None:
         self.base = base
+        self.upload_share = uploads
         self.inference = {"authorization": f"Bearer {inference_key}"}
         self.admin = {"authorization": f"Bearer {admin_key}"}
         self.collection = collection
@@ -119,12 +122,15 @@ class Traffic:
             document = await r.json()
         for _ in range(600):  # until it is indexed, then it goes: the collection keeps its size
             async with session.get(f"{documents}/{document['id']}", headers=self.admin) as r:
-                status = (await r.json())["status"]
+                state = await r.json()
+            status = state["status"]
             if status in ("ready", "failed"):
                 break
             await asyncio.sleep(0.2)
         async with session.delete(f"{documents}/{document['id']}", headers=self.admin) as r:
             await r.read()
+        if status == "failed":  # why, in its words
+            return f"upload failed: {(state.get('error') or '')[:100]}"
         return "upload ok" if status == "ready" else f"upload {status}"
 
     async def client(self, session: aiohttp.ClientSession, until: float) -> None:
@@ -138,7 +144,7 @@ class Traffic:
                     outcome = await self.chat(session, stream=True, leave=False)
                 elif roll < 0.85:
                     outcome = await self.chat(session, stream=True, leave=True)
-                elif roll < 0.97:
+                elif roll < 1 - self.upload_share:
                     outcome = await self.search(session)
                 else:
                     outcome = await self.upload(session)
@@ -165,7 +171,7 @@ async def run(args: argparse.Namespace, base: str, setup: Any, pid: int) -> dict
             f"{base}/api/v1/collections/{collection}/documents", data=form, headers=headers
         ) as r:
             await r.read()
-    traffic = Traffic(base, setup.key, admin, collection)
+    traffic = Traffic(base, setup.key, admin, collection, args.upload_share)
     samples: list[dict[str, float]] = []
     started = time.monotonic()
     until = started + args.duration_s
@@ -215,6 +221,9 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--stream-gap-ms", type=float, default=100)
+    parser.add_argument(
+        "--upload-share", type=float, default=0.03, help="of the requests, taken from searches"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the result here too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="alicerce-soak-") as directory:
