@@ -876,17 +876,22 @@ def broken_gateway(account: Account, broken: BrokenUpstream, model: str) -> str:
     return account.create_gateway(**spec)["slug"]  # type: ignore[no-any-return]
 
 
-def record_of(account: Account, marker: str, *, timeout: float = 10) -> dict[str, Any]:
-    """The request log record whose metadata carries `marker`, once it is written."""
+def first_record(account: Account, params: dict[str, str], timeout: float) -> dict[str, Any]:
+    """The newest request log record `GET /requests?params` finds, once there is one."""
     deadline = time.monotonic() + timeout
     while True:
         account.alicerce.flushed()
         with account.http() as client:
-            rows = client.get("/requests", params={"metadata.case": marker}).json()["data"]
+            rows = client.get("/requests", params=params).json()["data"]
         if rows or time.monotonic() > deadline:
-            assert rows, f"no record with metadata.case={marker}"
+            assert rows, f"no record with {params}"
             return rows[0]  # type: ignore[no-any-return]
         time.sleep(0.05)
+
+
+def record_of(account: Account, marker: str, *, timeout: float = 10) -> dict[str, Any]:
+    """The request log record whose metadata carries `marker`, once it is written."""
+    return first_record(account, {"metadata.case": marker}, timeout)
 
 
 def test_a_500_after_the_upstream_answered_is_recorded_with_its_line_items(
@@ -987,15 +992,7 @@ def records_of_key(account: Account, key: str, *, timeout: float = 60) -> dict[s
             for k in client.get("/keys").json()["data"]
             if key.startswith(k["prefix"].rstrip("…"))
         )
-    deadline = time.monotonic() + timeout
-    while True:
-        account.alicerce.flushed()
-        with account.http() as client:
-            rows = client.get("/requests", params={"key": key_id}).json()["data"]
-        if rows or time.monotonic() > deadline:
-            assert rows, f"no record of key {key_id}"
-            return rows[0]  # type: ignore[no-any-return]
-        time.sleep(0.05)
+    return first_record(account, {"key": key_id}, timeout)
 
 
 def test_a_client_that_leaves_mid_body_is_one_info_line(

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -382,6 +383,20 @@ def _concurrent_asks(
     return asyncio.run(all_of_them())
 
 
+def _one_slow_answer(account: Account, kind: str) -> tuple[dict[str, Any], str, list[Any]]:
+    """A gateway on the slow model, the marker of its requests, and the line items of one
+    answer to the question `_concurrent_asks` sends."""
+    gateway = account.create_gateway(model="@mock/pause")
+    marker = f"{kind}-" + uuid.uuid4().hex[:8]
+    _, context = account.answer(
+        stream=False,
+        model=gateway["id"],
+        messages=[{"role": "user", "content": f"{marker} how much is this?"}],
+        max_tokens=16,
+    )
+    return gateway, marker, context["generated_usage"]
+
+
 def _spent(client: httpx.Client, key_id: str) -> float:
     return float(client.get("/usage", params={"key": key_id}).json()["amount"])
 
@@ -391,15 +406,8 @@ def test_a_budget_holds_under_concurrent_slow_requests(
 ) -> None:
     """40 requests at once to a model that takes 0.8 s, at a budget worth 2.5 of them: the
     budget is overrun by at most one request's cost, and the refused ones call no model."""
-    gateway = account.create_gateway(model="@mock/pause")
-    marker = "budget-" + uuid.uuid4().hex[:8]
-    _, context = account.answer(
-        stream=False,
-        model=gateway["id"],
-        messages=[{"role": "user", "content": f"{marker} how much is this?"}],
-        max_tokens=16,
-    )
-    one = sum(float(item["amount"]) for item in context["generated_usage"])
+    gateway, marker, items = _one_slow_answer(account, "budget")
+    one = sum(float(item["amount"]) for item in items)
     assert one > 0
     budget = round(one * 2.5, 8)
     with account.http() as client:
@@ -533,15 +541,8 @@ def test_tpm_holds_under_concurrent_slow_requests(account: Account, upstream: Up
     """40 requests at once to a model that takes 0.8 s, at a tpm worth about 2.5 of their worst
     cases: without reservations every one passed the check; now the requests in flight count,
     so the key is overrun by at most one request, and the refused ones call no model."""
-    gateway = account.create_gateway(model="@mock/pause")
-    marker = "tpm-" + uuid.uuid4().hex[:8]
-    _, context = account.answer(
-        stream=False,
-        model=gateway["id"],
-        messages=[{"role": "user", "content": f"{marker} how much is this?"}],
-        max_tokens=16,
-    )
-    one = sum(i["quantity"] for i in context["generated_usage"] if i["sku"].endswith(".in"))
+    gateway, marker, items = _one_slow_answer(account, "tpm")
+    one = sum(i["quantity"] for i in items if i["sku"].endswith(".in"))
     worst = one + 16  # its prompt and max_tokens
     key = account.create_key(role="inference", tpm=int(worst * 2.5))
     calls = len(upstream.mock.received)

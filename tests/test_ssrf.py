@@ -109,6 +109,22 @@ def _upstream_at(clients: HttpClients, base_url: str) -> OpenAIHttpUpstream:
     )
 
 
+def _failure(*, allow_private: bool, base_url: str, marker: str, stream: bool) -> AlicerceError:
+    """The error an upstream at `base_url` fails with, asked once (streamed or not)."""
+
+    async def use(clients: HttpClients) -> AlicerceError:
+        upstream_ = _upstream_at(clients, base_url)
+        with pytest.raises(AlicerceError) as caught:
+            if stream:
+                async for _ in upstream_.stream(_ask(marker)):
+                    pass
+            else:
+                await upstream_.complete(_ask(marker))
+        return caught.value
+
+    return asyncio.run(_with_clients(allow_private, use))
+
+
 def _rebound(upstream: Upstream) -> str:
     """The mock upstream's base URL under the public name the seam resolves to loopback."""
     return upstream.url.replace("127.0.0.1", PUBLIC_NAME)
@@ -157,17 +173,7 @@ def test_a_public_name_that_resolves_to_loopback_is_refused(
 ) -> None:
     marker = "rebound-" + uuid.uuid4().hex
 
-    async def use(clients: HttpClients) -> AlicerceError:
-        upstream_ = _upstream_at(clients, _rebound(upstream))
-        with pytest.raises(AlicerceError) as caught:
-            if stream:
-                async for _ in upstream_.stream(_ask(marker)):
-                    pass
-            else:
-                await upstream_.complete(_ask(marker))
-        return caught.value
-
-    error = asyncio.run(_with_clients(False, use))
+    error = _failure(allow_private=False, base_url=_rebound(upstream), marker=marker, stream=stream)
     assert isinstance(error, UpstreamError) and error.status == 502
     assert error.code == "private_upstream" and "private address" in error.message
     assert not _received(upstream, marker)
@@ -257,17 +263,7 @@ def test_a_redirect_is_not_followed(upstream: Upstream, redirector: str, stream:
     is answered as the upstream's error, never followed to where it points."""
     marker = "redirected-" + uuid.uuid4().hex
 
-    async def use(clients: HttpClients) -> AlicerceError:
-        upstream_ = _upstream_at(clients, redirector + "/v1")
-        with pytest.raises(AlicerceError) as caught:
-            if stream:
-                async for _ in upstream_.stream(_ask(marker)):
-                    pass
-            else:
-                await upstream_.complete(_ask(marker))
-        return caught.value
-
-    error = asyncio.run(_with_clients(True, use))
+    error = _failure(allow_private=True, base_url=redirector + "/v1", marker=marker, stream=stream)
     assert error.status == 502 and "redirect (307)" in error.message
     assert not _received(upstream, marker)
 
