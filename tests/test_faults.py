@@ -233,18 +233,24 @@ def metric(url: str, name: str) -> float:
 # -- 4. Redis goes away ------------------------------------------------------------------------
 
 
+def _replica_behind_a_redis_proxy(
+    tmp_path: Path, upstream: Upstream, db_name: str
+) -> tuple[TcpProxy, Replica]:
+    """A server on a fresh SQLite file whose Redis is reached through a proxy the test cuts."""
+    proxy = TcpProxy("127.0.0.1", 6379)
+    database = create_database(f"sqlite:///{tmp_path / db_name}")
+    env = server_env(
+        tmp_path, upstream, database, ALICERCE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15"
+    )
+    return proxy, Replica(env)
+
+
 @pytest.mark.slow
 def test_redis_going_away_fails_budgets_closed_serves_the_rest_and_recovers(
     tmp_path: Path, upstream: Upstream
 ) -> None:
-    redis = pytest.importorskip("redis")
-    redis.Redis.from_url(REDIS_URL).ping()
-    proxy = TcpProxy("127.0.0.1", 6379)
-    database = create_database(f"sqlite:///{tmp_path / 'redis.db'}")
-    env = server_env(
-        tmp_path, upstream, database, ALICERCE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15"
-    )
-    replica = Replica(env)
+    pytest.importorskip("redis").Redis.from_url(REDIS_URL).ping()
+    proxy, replica = _replica_behind_a_redis_proxy(tmp_path, upstream, "redis.db")
     try:
         admin = replica.client(replica.account())
         gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/plain"}), 201)
@@ -326,12 +332,7 @@ def test_a_settlement_redis_missed_is_applied_when_it_is_back(
     redis = pytest.importorskip("redis")
     direct = redis.Redis.from_url(REDIS_URL)
     direct.ping()
-    proxy = TcpProxy("127.0.0.1", 6379)
-    database = create_database(f"sqlite:///{tmp_path / 'settle.db'}")
-    env = server_env(
-        tmp_path, upstream, database, ALICERCE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/15"
-    )
-    replica = Replica(env)
+    proxy, replica = _replica_behind_a_redis_proxy(tmp_path, upstream, "settle.db")
     try:
         admin = replica.client(replica.account())
         gateway = body(admin.post("/gateways", json={"name": "g", "model": "@mock/pause"}), 201)
