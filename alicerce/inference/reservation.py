@@ -25,12 +25,18 @@ CHUNK_TOKENS_BOUND = 512  # a knowledge chunk put in the prompt (e5 reads 512 to
 def output_bound(body: dict[str, Any], model: CatalogModel | None, prompt_tokens: int) -> int:
     """The most tokens the answer may have: the request's own limit, else what the model's
     context leaves, else `UNBOUNDED_OUTPUT_TOKENS`."""
-    wanted = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(wanted, int) and wanted > 0:
+    wanted = _requested_output(body)
+    if wanted is not None:
         return wanted
     if model is not None and model.context_length:
         return max(1, model.context_length - prompt_tokens)
     return UNBOUNDED_OUTPUT_TOKENS
+
+
+def _requested_output(body: dict[str, Any]) -> int | None:
+    """The request's own bound on its answer (`max_completion_tokens` or `max_tokens`)."""
+    wanted = body.get("max_completion_tokens") or body.get("max_tokens")
+    return wanted if isinstance(wanted, int) and wanted > 0 else None
 
 
 def models_of(spec: GatewaySpec, catalog: Catalog) -> list[CatalogModel]:
@@ -77,6 +83,5 @@ def worst_case_tokens(
     chunks, and its `max_tokens` (or `UNBOUNDED_OUTPUT_TOKENS`: a rate limit is not money, so a
     model's whole context is not held for an answer that sets no bound). Tool rounds are not
     multiplied in; their tokens count when the request settles."""
-    wanted = body.get("max_completion_tokens") or body.get("max_tokens")
-    output = wanted if isinstance(wanted, int) and wanted > 0 else UNBOUNDED_OUTPUT_TOKENS
+    output = _requested_output(body) or UNBOUNDED_OUTPUT_TOKENS
     return prompt_tokens + knowledge_chunks * CHUNK_TOKENS_BOUND + output
