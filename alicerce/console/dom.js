@@ -146,6 +146,11 @@ export function table(columns, rows, { onRow = null, caption = null } = {}) {
   );
 }
 
+/** One term of a definition list (`<dl class="details-grid">`): its label and its value. */
+export function term(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value)];
+}
+
 /** A status as a coloured badge (`ready`, `failed`, `2xx`...). */
 export function badge(text, tone = "") {
   return h("span", { class: `badge ${tone}` }, text);

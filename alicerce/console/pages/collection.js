@@ -3,7 +3,7 @@
 // queued or indexing, and the polling stops when the page is left.
 
 import { ApiError, del, get, post } from "../api.js";
-import { bytes, confirmAction, dialog, emptyState, h, number, replace, table, toast, when } from "../dom.js";
+import { bytes, confirmAction, dialog, emptyState, h, number, replace, table, term, toast, when } from "../dom.js";
 import { busy } from "../forms.js";
 import { searchTester } from "./search_tester.js";
 import { statusCell, typeName, uploadPanel } from "./uploads.js";
@@ -67,10 +67,10 @@ export default async function collectionPage(ctx, id, actions) {
     const ready = documents.filter((d) => d.status === "ready").length;
     replace(
       facts,
-      fact("Documents", `${number(documents.length)} (${number(ready)} ready)`),
-      fact("Chunks", number(collection.chunks)),
-      fact("Embedding", h("code", {}, `${collection.embedding.model} · ${collection.embedding.dimensions} dimensions`)),
-      fact("Id", h("code", {}, collection.id)),
+      term("Documents", `${number(documents.length)} (${number(ready)} ready)`),
+      term("Chunks", number(collection.chunks)),
+      term("Embedding", h("code", {}, `${collection.embedding.model} · ${collection.embedding.dimensions} dimensions`)),
+      term("Id", h("code", {}, collection.id)),
     );
     replace(reembed, reembedNotice(collection));
   }
@@ -158,16 +158,16 @@ export default async function collectionPage(ctx, id, actions) {
     const grid = h(
       "dl",
       { class: "details-grid" },
-      fact("Status", statusCell(document)),
-      fact("Chunks", number(document.chunks)),
-      fact("Tokens", number(document.tokens)),
-      fact("Type", document.media_type ? `${typeName(document.media_type)} (${document.media_type})` : "—"),
-      fact("Size", bytes(document.size_bytes)),
-      fact("Source", document.source_url || "—"),
-      fact("Content hash", h("code", {}, document.content_hash || "—")),
-      fact("Id", h("code", {}, document.id)),
-      fact("Added", when(document.created_at)),
-      fact("Updated", when(document.updated_at)),
+      term("Status", statusCell(document)),
+      term("Chunks", number(document.chunks)),
+      term("Tokens", number(document.tokens)),
+      term("Type", document.media_type ? `${typeName(document.media_type)} (${document.media_type})` : "—"),
+      term("Size", bytes(document.size_bytes)),
+      term("Source", document.source_url || "—"),
+      term("Content hash", h("code", {}, document.content_hash || "—")),
+      term("Id", h("code", {}, document.id)),
+      term("Added", when(document.created_at)),
+      term("Updated", when(document.updated_at)),
     );
     const metadata = document.metadata && Object.keys(document.metadata).length ? h("pre", { class: "quoted" }, JSON.stringify(document.metadata, null, 2)) : null;
     const modal = dialog(document.name, [grid, metadata && h("h3", {}, "Metadata"), metadata], [close]);
@@ -197,8 +197,4 @@ export default async function collectionPage(ctx, id, actions) {
   ctx.signal.addEventListener("abort", () => clearTimeout(timer));
   await poll();
   return page;
-}
-
-function fact(label, value) {
-  return [h("dt", {}, label), h("dd", {}, value)];
 }

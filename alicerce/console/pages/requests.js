@@ -6,7 +6,7 @@
 // stay in the address as the local times typed; the API is sent them in UTC.
 
 import { ApiError, get } from "../api.js";
-import { badge, copyButton, emptyState, h, money, ms, number, statusTone, table, when } from "../dom.js";
+import { badge, copyButton, emptyState, h, money, ms, number, statusTone, table, term, when } from "../dom.js";
 import { Form, input, select } from "../forms.js";
 
 const FILTERS = ["gateway", "key", "status", "from", "to", "limit"];
@@ -301,9 +301,6 @@ function section(title, body) {
   return h("section", { class: "card request-section" }, h("h2", {}, title), body);
 }
 
-function term(name, value) {
-  return [h("dt", {}, name), h("dd", {}, value)];
-}
 
 function deleted(id) {
   return h("span", {}, h("span", { class: "muted" }, "deleted "), h("code", {}, id));
