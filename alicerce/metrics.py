@@ -189,6 +189,14 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.gc_pauses = Histogram(
+            "alicerce_gc_pause_seconds",
+            "A worker's garbage collections and how long each paused it, by trigger: idle "
+            "(nothing in flight), interval (ALICERCE_GC_MAX_INTERVAL_S) or objects.",
+            ["trigger"],
+            buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
         self._shed = cache(self.requests_shed.labels)
         self._requests = cache(self._requests_child)
         self._series = cache(self._new_series)
@@ -201,6 +209,9 @@ class Metrics:
     def connection_refused(self, reason: str) -> None:
         """A connection the HTTP server refused or closed (`alicerce.connections`)."""
         self.connections_refused.labels(reason).inc()
+
+    def gc_paused(self, trigger: str, seconds: float) -> None:
+        self.gc_pauses.labels(trigger).observe(seconds)
 
     def shed(self, reason: str) -> None:
         """A request refused by a worker's overload bound (`in_flight`, `upstream_connections`)."""

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # request holds at most one upstream connection, so the pool is sized to the bound.
     max_requests_in_flight: int = Field(default=4096, ge=1)
     upstream_pool_size: int = Field(default=4096, ge=1)
+    # The longest a busy worker goes without a garbage collection (alicerce/gc_pacing.py); an
+    # idle one collects at once. 0: CPython's own schedule, which pauses amid requests.
+    gc_max_interval_s: float = Field(default=300.0, ge=0)
     upstream_max_connections_per_host: int = Field(default=4096, ge=1)
     upstream_retries: int = Field(default=1, ge=0, le=5)
     upstream_max_backoff_s: float = Field(default=2.0, ge=0)

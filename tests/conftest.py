@@ -183,6 +183,7 @@ def test_settings(tmp: Path, **overrides: Any) -> Settings:
         "max_body_bytes": 256 * 1024,
         "local_model_queue_timeout_s": 120,
         "metrics_max_gateways": 100_000,  # the session's server sees every test's gateways
+        "gc_max_interval_s": 0,  # servers in the test process leave its collector alone
     }
     values.update(overrides)
     create_database(values["database_url"])

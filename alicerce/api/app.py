@@ -16,6 +16,7 @@ from alicerce.api.docs import describe_security_and_errors, offline_app
 from alicerce.api.errors import install_error_handlers
 from alicerce.api.fastpath import FastPath, Handler
 from alicerce.gateways import GatewaySpec
+from alicerce.gc_pacing import GcPacer
 from alicerce.inference.request import ChatRequest
 from alicerce.services import Services
 from alicerce.settings import Settings
@@ -34,10 +35,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # collector's sight, so that collections stay short on the request path.
         gc.collect()
         gc.freeze()
+        # From here on, collections wait for the worker to be idle (alicerce/gc_pacing.py).
+        pacer = GcPacer(
+            lambda: door.in_flight,
+            max_interval_s=settings.gc_max_interval_s,
+            observe=built.metrics.gc_paused,
+        )
+        pacer.start()
         try:
             # The server's connection guard counts its refusals here (alicerce/connections.py).
             yield {"metrics": built.metrics}
         finally:
+            await pacer.stop()
             await built.close()
 
     app = offline_app(  # /docs and /redoc with their assets served here, not from a CDN
@@ -70,7 +79,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         for prefix in ("/api/v1", "/v1")
         for path, handler in handlers.items()
     }
-    return FastPath(app, hot, max_in_flight=settings.max_requests_in_flight)
+    door = FastPath(app, hot, max_in_flight=settings.max_requests_in_flight)
+    return door
 
 
 def _document_hand_validated_bodies(app: FastAPI) -> None:
