@@ -184,8 +184,9 @@ class Metrics:
         self.requests_shed = Counter(
             "alicerce_requests_shed",
             "Requests refused at once with 503 because a worker's bound was reached: "
-            "in_flight (ALICERCE_MAX_REQUESTS_IN_FLIGHT) or upstream_connections "
-            "(ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST).",
+            "in_flight (ALICERCE_MAX_REQUESTS_IN_FLIGHT), upstream_connections "
+            "(ALICERCE_UPSTREAM_MAX_CONNECTIONS_PER_HOST) or event_loop_lag "
+            "(ALICERCE_MAX_EVENT_LOOP_LAG_MS: out of CPU).",
             ["reason"],
             registry=registry,
         )

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # (Envoy's overload manager sheds the same way) rather than a queue without end. Each
     # request holds at most one upstream connection, so the pool is sized to the bound.
     max_requests_in_flight: int = Field(default=4096, ge=1)
+    # A worker whose event loop runs this late, tick after tick, is out of CPU: it sheds new
+    # inference requests (503 worker_overloaded) until it catches up (alicerce/loop_lag.py).
+    max_event_loop_lag_ms: float = Field(default=250.0, ge=0)
     upstream_pool_size: int = Field(default=4096, ge=1)
     # The longest a busy worker goes without a garbage collection (alicerce/gc_pacing.py); an
     # idle one collects at once. 0: CPython's own schedule, which pauses amid requests.

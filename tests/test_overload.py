@@ -7,8 +7,10 @@ hold the slots, read with httpx as a client would."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -169,6 +171,49 @@ def test_a_call_past_the_bound_on_connections_to_one_upstream_host_gets_503_at_o
             time.sleep(0.02)
         response, _ = _ask(client, quick)
     assert response.status_code == 200, response.text
+
+
+def test_a_worker_whose_event_loop_runs_late_sheds_until_it_catches_up(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """CPU starvation is overload too (alicerce/loop_lag.py): callbacks that hold the loop make
+    its ticks late, tick after tick; new requests then get 503 `worker_overloaded` at once, and
+    once the loop is on time again they are served."""
+    alicerce = _server(tmp_path, max_event_loop_lag_ms=50)
+    try:
+        _, quick, key = _gateways(alicerce, upstream)
+        assert alicerce.server.loop is not None
+        release = threading.Event()
+
+        async def hog() -> None:  # a worker out of CPU, in steps, as under load
+            while not release.is_set():
+                time.sleep(0.1)  # noqa: ASYNC251 - the point: the loop is held
+                await asyncio.sleep(0)
+
+        holding = asyncio.run_coroutine_threadsafe(hog(), alicerce.server.loop)
+        try:
+            lag = alicerce.app.lag
+            assert lag is not None
+            deadline = time.monotonic() + 10
+            while not lag.overloaded and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert lag.overloaded
+            with alicerce.http(key) as client:
+                response = _ask(client, quick)[0]
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "worker_overloaded"
+            assert response.headers["retry-after"] == "1"
+            assert _shed_count(alicerce, "event_loop_lag") >= 1
+        finally:
+            release.set()
+            holding.result(5)
+        deadline = time.monotonic() + 10
+        while lag.overloaded and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with alicerce.http(key) as client:
+            assert _ask(client, quick)[0].status_code == 200
+    finally:
+        alicerce.server.stop()
 
 
 def test_the_default_bounds_hold_what_the_benchmark_measured() -> None:

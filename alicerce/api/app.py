@@ -18,6 +18,7 @@ from alicerce.api.fastpath import FastPath, Handler
 from alicerce.gateways import GatewaySpec
 from alicerce.gc_pacing import GcPacer
 from alicerce.inference.request import ChatRequest
+from alicerce.loop_lag import LoopLag
 from alicerce.services import Services
 from alicerce.settings import Settings
 
@@ -42,10 +43,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             observe=built.metrics.gc_paused,
         )
         pacer.start()
+        if settings.max_event_loop_lag_ms > 0:  # the door sheds while the loop runs late
+            door.lag = LoopLag(settings.max_event_loop_lag_ms / 1000)
+            door.lag.start()
         try:
             # The server's connection guard counts its refusals here (alicerce/connections.py).
             yield {"metrics": built.metrics}
         finally:
+            if door.lag is not None:
+                door.lag.stop()
+                door.lag = None
             await pacer.stop()
             await built.close()
 

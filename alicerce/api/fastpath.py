@@ -12,7 +12,9 @@ It is also where a worker sheds load: at most `max_in_flight` inference requests
 `too_many_requests_in_flight` with `retry-after` at once, before its body is read or its key
 looked up, and counted in `alicerce_requests_shed_total{reason="in_flight"}`: past what a
 worker can hold, an unbounded queue only makes every request late (Envoy's overload manager
-sheds the same way). A shed request was never admitted, so it is in no ledger.
+sheds the same way). A worker out of CPU sheds the same way, with `worker_overloaded`
+(`reason="event_loop_lag"`), while its event loop runs late (`alicerce/loop_lag.py`). A shed
+request was never admitted, so it is in no ledger.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from alicerce.api.errors import error_response
 from alicerce.api.http import EventStream
 from alicerce.errors import AlicerceError, Overloaded, internal_error
+from alicerce.loop_lag import LoopLag
 
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("alicerce.api")
@@ -47,6 +50,7 @@ class FastPath:
         self._routes = routes
         self.max_in_flight = max_in_flight
         self.in_flight = 0  # inference requests begun here and not yet answered to the end
+        self.lag: LoopLag | None = None  # set while serving (api/app.py) when a bound is set
 
     def __getattr__(self, name: str) -> Any:  # `state`, `openapi`, ... are the app's
         return getattr(self.app, name)
@@ -61,6 +65,9 @@ class FastPath:
         if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
             await self._shed(scope, receive, send)
             return
+        if self.lag is not None and self.lag.overloaded:
+            await self._shed_late(scope, receive, send)
+            return
         self.in_flight += 1
         try:
             await self._handle(handler, scope, receive, send)
@@ -74,9 +81,24 @@ class FastPath:
             code="too_many_requests_in_flight",
             retry_after=1,
         )
+        await self._refuse(error, "in_flight", scope, receive, send)
+
+    async def _shed_late(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.lag is not None
+        error = Overloaded(
+            f"This server is out of CPU: its event loop runs {self.lag.lag_s * 1000:.0f} ms late "
+            f"(ALICERCE_MAX_EVENT_LOOP_LAG_MS is {self.lag.bound_s * 1000:g}); retry shortly.",
+            code="worker_overloaded",
+            retry_after=1,
+        )
+        await self._refuse(error, "event_loop_lag", scope, receive, send)
+
+    async def _refuse(
+        self, error: Overloaded, reason: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         services = getattr(self.app.state, "services", None)
         if services is not None:
-            services.metrics.shed("in_flight")
+            services.metrics.shed(reason)
         await error_response(error)(scope, receive, send)
 
     async def _handle(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
