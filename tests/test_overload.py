@@ -218,7 +218,8 @@ def test_a_worker_whose_event_loop_runs_late_sheds_until_it_catches_up(
 
 def test_the_default_bounds_hold_what_the_benchmark_measured() -> None:
     """BENCHMARKS.md ("Requests in flight"): one worker holds 1,500 requests in flight and
-    2,000 streams; the defaults must not shed them, and each request holds one connection."""
+    2,000 streams that all complete; the defaults must not shed them, and each request holds
+    one connection."""
     from alicerce.settings import Settings
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
