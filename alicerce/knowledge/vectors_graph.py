@@ -79,8 +79,15 @@ class Graph:
         return len(self.index)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Adds the keys the graph does not hold yet (usearch refuses a key twice)."""
+        if not len(keys):
+            return
+        keys = keys.astype(np.uint64)
+        fresh = ~np.asarray(self.index.contains(keys), dtype=bool)
+        if not fresh.all():
+            keys, vectors = keys[fresh], np.asarray(vectors)[fresh]
         if len(keys):
-            self.index.add(keys.astype(np.uint64), np.asarray(vectors, dtype=np.float32))
+            self.index.add(keys, np.asarray(vectors, dtype=np.float32))
             self.unsaved += len(keys)
 
     def remove(self, keys: np.ndarray) -> None:
@@ -184,7 +191,12 @@ class Graphs:
         removed: np.ndarray | None = None,
     ) -> None:
         """A change this process committed (`before` -> `after`); applied if the graph is loaded
-        and was at `before`, otherwise left for the next sync."""
+        and was at `before`, otherwise left for the next sync.
+
+        A graph labelled `before` may already hold this change: a search that read `before`
+        and then loaded the keys after this commit synced them (its label is only a lower
+        bound). So what is already there is not added again (usearch refused it: the soak's
+        "Duplicate keys" failures), and what is already gone is not removed."""
         with self._lock:
             slot = self._indexes.get(collection_id)
         if slot is None:
@@ -192,10 +204,15 @@ class Graphs:
         with slot.lock:
             if slot.generation != before:
                 return
-            if removed is not None:
-                slot.remove(removed)
-            if added is not None:
-                slot.add(*added)
+            try:
+                if removed is not None:
+                    slot.remove(removed)
+                if added is not None:
+                    slot.add(*added)
+            except Exception:  # the change is committed; the cache must not fail it
+                log.exception("vector graph of collection %s out of step; resyncing", collection_id)
+                slot.generation = -1  # the next search brings it up to date from the database
+                return
             slot.generation = after
 
     def drop(self, collection_id: str) -> None:
