@@ -3,10 +3,11 @@
 CPython collects whenever tracked allocations outnumber deallocations by 700, and a collection
 scans every object of the generations it collects, the objects of the requests in flight
 included. A worker holding 1,500 requests (1,000 requests/s at 1.5 s) holds about 100,000 of
-them: measured with bench/inflight.py, its collections paused it for 40 to 190 ms each, took 2.2 of
-its 10 CPU seconds, put its p99 300 ms above the upstream's and 2,000 streams' chunk delay p99 at
-37 ms, and collected nothing (what a request makes is freed by reference counting, not by the
-collector). With collections paced as below, the same runs are within 5 ms of the upstream.
+them: measured at 1,000 requests/s against a 1.5 s upstream, its collections paused it for 40
+to 190 ms each, took 2.2 of its 10 CPU seconds, put its p99 300 ms above the upstream's and the
+chunk delay p99 of 600 streams at 34-37 ms, and collected nothing (what a request makes is freed
+by reference counting, not by the collector). With collections paced as below, the same runs
+gave a p99 11-51 ms above the upstream's and a chunk delay p99 of 5-9 ms (BENCHMARKS.md).
 
 So once a worker has started (and frozen what it made then, `api/app.py`) automatic collection is
 off, and `GcPacer` collects on its own schedule, checking once a second:
@@ -34,7 +35,7 @@ from collections.abc import Callable
 log = logging.getLogger("alicerce.gc")
 
 # Young objects (net of those freed) at which a busy worker collects before its interval is up:
-# about 200 MB of small objects, and a pause of roughly a second on this project's machines.
+# at the ~160 ms per 100,000 objects measured for a busy collection, a pause of about a second.
 MAX_PENDING_OBJECTS = 1_000_000
 # Below this many new objects an idle worker has nothing worth a collection (CPython's own gen-0
 # threshold).

@@ -1,15 +1,17 @@
 """How far behind a worker's event loop runs: the wait for CPU that no in-flight bound sees.
 
-A worker out of CPU does not hold more requests than its bound; it reads them late. Every
-request, and every timer, waits its turn behind the callbacks already due, and the queue that
-grows is in the kernel (accepted connections and unread sockets), in front of the door: at
-1,500 requests/s on one worker of a 2-core machine requests waited there past the 10 s header
-timeout (bench/inflight.py). So the loop times itself: a timer asks to run every `interval_s`
-and notes how late it ran. Lateness that lasts (`SUSTAINED_TICKS` ticks in a row beyond the
-bound) is overload, and the door (`api/fastpath.py`) answers new inference requests 503 at
-once until a tick is on time again: a shed request costs a few microseconds, an admitted one
-its whole pipeline, so shedding gives the CPU back to the requests already in. A single slow
-callback (a long query, a collection) makes one tick late and sheds nothing.
+A worker out of CPU does not hold more requests than its bound; it reads them late. So the loop
+times itself: a timer asks to run every `interval_s` and notes how late it ran. Lateness that
+lasts (`SUSTAINED_TICKS` ticks in a row beyond the bound) is overload, and the door
+(`api/fastpath.py`) answers new inference requests 503 at once until a tick is on time again: a
+shed request costs a few microseconds, an admitted one its whole pipeline, so shedding gives the
+CPU back to the requests already in. A single slow callback (a long query, a collection) makes
+one tick late and sheds nothing.
+
+What it does not see: a worker just past its CPU whose requests wait unread in the kernel while
+each turn of the loop stays short. At 1,500-1,800 requests/s on one worker of a 2-core machine
+requests waited seconds while the loop ran under 180 ms late (BENCHMARKS.md); it catches a loop
+held by long callbacks or starved by other processes.
 """
 
 from __future__ import annotations

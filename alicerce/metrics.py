@@ -215,7 +215,8 @@ class Metrics:
         self.gc_pauses.labels(trigger).observe(seconds)
 
     def shed(self, reason: str) -> None:
-        """A request refused by a worker's overload bound (`in_flight`, `upstream_connections`)."""
+        """A request refused by a worker's overload bound (`in_flight`, `upstream_connections`,
+        `event_loop_lag`)."""
         self._shed(reason).inc()
 
     def _requests_child(self, endpoint: str, status: int, gateway: str, model: str) -> Any:

@@ -198,11 +198,14 @@ def test_a_worker_whose_event_loop_runs_late_sheds_until_it_catches_up(
             while not lag.overloaded and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert lag.overloaded
-            with alicerce.http(key) as client:
-                response = _ask(client, quick)[0]
-            assert response.status_code == 503, response.text
-            assert response.json()["error"]["code"] == "worker_overloaded"
-            assert response.headers["retry-after"] == "1"
+            sdk = openai.OpenAI(base_url=alicerce.url + "/api/v1", api_key=key, max_retries=0)
+            with pytest.raises(openai.APIStatusError) as refused:
+                sdk.chat.completions.create(
+                    model=quick, messages=[{"role": "user", "content": "Hi"}]
+                )
+            assert refused.value.status_code == 503
+            assert refused.value.code == "worker_overloaded"
+            assert refused.value.response.headers["retry-after"] == "1"
             assert _shed_count(alicerce, "event_loop_lag") >= 1
         finally:
             release.set()
