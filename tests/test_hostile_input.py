@@ -831,7 +831,7 @@ class BrokenUpstream:
     buggy or hostile upstream's are, steered by `model`."""
 
     ANSWERS: dict[str, dict[str, Any]] = {
-        # `message` a string: the gateway cannot read it (the fault behind a 500)
+        # `message` a string: not a chat completion the gateway can read (once a 500)
         "message-string": {
             "choices": [{"index": 0, "message": "hello", "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3},
@@ -852,7 +852,7 @@ class BrokenUpstream:
     def __init__(self) -> None:
         async def chat(request: Request) -> Response:
             body = await request.json()
-            if body.get("stream"):  # `delta` a string: the relay cannot read it
+            if body.get("stream"):  # `delta` a string: not a chunk the relay can read
                 chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
                           {"choices": [{"index": 0, "delta": "x"}]}]  # fmt: skip
                 events = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
@@ -894,30 +894,88 @@ def record_of(account: Account, marker: str, *, timeout: float = 10) -> dict[str
     return first_record(account, {"metadata.case": marker}, timeout)
 
 
-def test_a_500_after_the_upstream_answered_is_recorded_with_its_line_items(
-    hostile: Hostile, broken: BrokenUpstream, caplog: pytest.LogCaptureFixture
+def test_a_malformed_answer_is_a_502_recorded_with_what_the_upstream_reported(
+    hostile: Hostile, broken: BrokenUpstream
 ) -> None:
+    """`message` a string: the upstream's fault, said as one (502, not a 500), and what it
+    reported it consumed is billed: it was paid for."""
     slug = broken_gateway(hostile, broken, "message-string")
     marker = uuid.uuid4().hex
-    with caplog.at_level(logging.ERROR), hostile.http() as client:
+    with hostile.http() as client:
         response = client.post(
             "/chat/completions",
             json={"model": slug, "messages": MSGS, "metadata": {"case": marker}},
         )
+    assert_error(response, 502, type="upstream_error", message="message is not an object")
+    record = record_of(hostile, marker)
+    assert record["status"] == 502 and record["error"]["type"] == "upstream_error"
+    assert record["usage"]["prompt_tokens"] == 7 and record["usage"]["completion_tokens"] == 3
+    assert record["id"] == response.headers["x-request-id"]
+
+
+def test_a_malformed_stream_chunk_ends_the_stream_with_a_502_event(
+    hostile: Hostile, broken: BrokenUpstream
+) -> None:
+    slug = broken_gateway(hostile, broken, "message-string")
+    marker = uuid.uuid4().hex
+    body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
+    with hostile.http() as client:
+        response = client.post("/chat/completions", json=body)
+    assert response.status_code == 200  # the stream had begun
+    events = [line for line in response.text.split("\n") if line.startswith("data: ")]
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "upstream_error"
+    assert "delta is not an object" in last["error"]["message"]
+    assert "data: [DONE]" not in response.text
+    record = record_of(hostile, marker)
+    assert record["status"] == 502 and record["error"]["type"] == "upstream_error"
+
+
+def test_a_500_after_the_upstream_answered_is_recorded_with_its_line_items(
+    hostile: Hostile,
+    upstream: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug after the upstream was paid (injected: the answer cannot be shaped) is a 500,
+    logged with its traceback, and recorded with what the upstream reported."""
+
+    def bug(message: Any, prefill: str | None) -> dict[str, Any]:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr("alicerce.inference.chat.normalise_message", bug)
+    slug = hostile.create_gateway(
+        endpoint={"base_url": upstream.url, "api_key": "sk", "model": "mock"}
+    )["slug"]
+    marker = uuid.uuid4().hex
+    messages = [{"role": "user", "content": marker}]
+    with caplog.at_level(logging.ERROR), hostile.http() as client:
+        response = client.post(
+            "/chat/completions",
+            json={"model": slug, "messages": messages, "metadata": {"case": marker}},
+        )
     assert_error(response, 500, type="server_error", message="The server had an error")
-    assert "unexpected error" in caplog.text  # the bug is logged, with its traceback
+    assert "unexpected error" in caplog.text and "injected fault" in caplog.text
     record = record_of(hostile, marker)
     assert record["status"] == 500
     assert record["error"]["type"] == "server_error"
-    assert record["usage"]["prompt_tokens"] == 7 and record["usage"]["completion_tokens"] == 3
+    reported = upstream.mock.usage(upstream.mock.sent_with(marker), "")
+    assert record["usage"]["prompt_tokens"] == reported["prompt_tokens"]
+    assert record["usage"]["completion_tokens"] > 0
     assert record["id"] == response.headers["x-request-id"]
     still_answers(hostile)
 
 
 def test_a_bug_in_a_stream_ends_it_with_an_error_event_and_a_500_record(
-    hostile: Hostile, broken: BrokenUpstream
+    hostile: Hostile, upstream: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slug = broken_gateway(hostile, broken, "message-string")
+    def bug(self: Any, *args: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr("alicerce.inference.relay.StreamRelay.closing", bug)
+    slug = hostile.create_gateway(
+        endpoint={"base_url": upstream.url, "api_key": "sk", "model": "mock"}
+    )["slug"]
     marker = uuid.uuid4().hex
     body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
     with hostile.http() as client:
@@ -929,6 +987,7 @@ def test_a_bug_in_a_stream_ends_it_with_an_error_event_and_a_500_record(
     assert "data: [DONE]" not in response.text
     record = record_of(hostile, marker)
     assert record["status"] == 500 and record["error"]["type"] == "server_error"
+    assert record["usage"]["completion_tokens"] > 0  # what was streamed is billed
     still_answers(hostile)
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import pytest
 
 from alicerce.api.http import EventStream, chat_sse, chat_stream, response_stream
 from alicerce.errors import UpstreamError
@@ -158,3 +159,18 @@ def test_responses_failure_after_start_is_error_then_response_failed() -> None:
     assert error["type"] == "error" and error["message"] == "it broke off"
     assert failed["type"] == "response.failed"
     assert failed["response"]["status"] == "failed"
+
+
+def test_a_chunk_the_relay_cannot_read_is_the_upstreams_fault() -> None:
+    """A delta that is not an object, content that is not text, tool calls that are not a list:
+    502s (`UpstreamError`), never passed on to break the client's parser, never a 500."""
+    relay = StreamRelay(request_id="r", model="m", prefill=None, started=0.0)
+    assert relay.relay({"choices": [{"index": 0, "delta": {"content": "ok"}}]})
+    for delta, said in [
+        ("x", "delta is not an object"),
+        ({"content": ["a"]}, "content is not a string"),
+        ({"tool_calls": {"index": 0}}, "tool_calls is not a list"),
+    ]:
+        with pytest.raises(UpstreamError, match=said):
+            relay.relay({"choices": [{"index": 0, "delta": delta}]})
+    assert relay.text == "ok"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alicerce.billing import LineItem, TokenUsage, inference_line_items, merged, tokens_by_length
+from alicerce.errors import UpstreamError
 from alicerce.inference.functions import ToolResult
 from alicerce.inference.plan import Plan
 from alicerce.messages import text_of
@@ -63,6 +64,30 @@ def prompt_estimate(body: dict[str, Any]) -> int:
 
 def bill(context: GenerationContext, target: Target, usage: TokenUsage) -> None:
     context.line_items.extend(inference_line_items(target.model, usage))
+
+
+def answer_choices(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """An upstream answer's choices, each checked for the shape the gateway reads: a choice is
+    an object, its `message` an object (or absent), with `content` a string or null and
+    `tool_calls` a list or null. Anything else is the upstream's fault (502), not a bug here."""
+    choices = completion["choices"]
+    for n, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise _malformed(f"choice {n} is not an object")
+        message = choice.get("message")
+        if message is None:
+            continue
+        if not isinstance(message, dict):
+            raise _malformed(f"choice {n}'s message is not an object")
+        if not isinstance(message.get("content"), str | None):
+            raise _malformed(f"choice {n}'s message content is not a string")
+        if not isinstance(message.get("tool_calls"), list | None):
+            raise _malformed(f"choice {n}'s message tool_calls is not a list")
+    return choices  # type: ignore[no-any-return]
+
+
+def _malformed(what: str) -> UpstreamError:
+    return UpstreamError(f"The upstream answered a malformed chat completion: {what}.")
 
 
 def normalise_message(message: Any, prefill: str | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from alicerce.errors import AlicerceError, UpstreamError, internal_error
-from alicerce.inference.answer import normalise_message
+from alicerce.inference.answer import answer_choices, normalise_message
 from alicerce.inference.fallback import RetryPolicy, first_success, upstream_failed
 from alicerce.inference.functions import split_calls
 from alicerce.inference.plan import Plan
@@ -68,8 +68,8 @@ class ChatService:
                     self._ledger,
                 )
                 rounds.started(target)
-                choices = [c for c in completion["choices"] if isinstance(c, dict)]
-                text = "".join(c.get("message", {}).get("content") or "" for c in choices)
+                choices = answer_choices(completion)
+                text = "".join((c.get("message") or {}).get("content") or "" for c in choices)
                 await rounds.bill(completion.get("usage"), text)
                 if not plan.toolbox or not choices:
                     break
@@ -82,6 +82,26 @@ class ChatService:
                 if not client and choices[0].get("finish_reason") == "tool_calls":
                     choices[0]["finish_reason"] = "stop"
                 break
+            model = completion.get("model") or target.upstream.model
+            answer = {
+                "id": call.request_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": c.get("index", i),
+                        "message": normalise_message(c.get("message"), plan.prefill),
+                        "logprobs": c.get("logprobs"),
+                        "finish_reason": c.get("finish_reason") or "stop",
+                    }
+                    for i, c in enumerate(choices)
+                ],
+                "usage": rounds.total.to_openai(),
+                "service_tier": completion.get("service_tier") or "default",
+                "system_fingerprint": completion.get("system_fingerprint"),
+                "generation_context": rounds.context.to_json(),
+            }
         except Exception as exc:
             if rounds.target is not None:  # a round was answered: what it cost is billed
                 if not rounds.billed:  # its answer could not be read: what it reported is
@@ -93,26 +113,6 @@ class ChatService:
                     call, model, error.status, rounds, stream=False, ttft_ms=None, error=error
                 )
             raise  # a bug goes on to the door, which logs it and answers 500
-        model = completion.get("model") or target.upstream.model
-        answer = {
-            "id": call.request_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": c.get("index", i),
-                    "message": normalise_message(c.get("message"), plan.prefill),
-                    "logprobs": c.get("logprobs"),
-                    "finish_reason": c.get("finish_reason") or "stop",
-                }
-                for i, c in enumerate(choices)
-            ],
-            "usage": rounds.total.to_openai(),
-            "service_tier": completion.get("service_tier") or "default",
-            "system_fingerprint": completion.get("system_fingerprint"),
-            "generation_context": rounds.context.to_json(),
-        }
         # A client that left while the model answered is recorded as 499 (nginx's "client
         # closed request"), billed for the whole answer: the upstream was paid for it.
         gone = call.client_gone is not None and await call.client_gone()

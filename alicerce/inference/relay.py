@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from alicerce.errors import AlicerceError
+from alicerce.errors import AlicerceError, UpstreamError
 from alicerce.inference.functions import Toolbox, ToolCall
 
 Chunk = dict[str, Any]  # a `chat.completion.chunk`
@@ -44,6 +44,24 @@ class Failure:
 
 
 StreamItem = Chunks | Closing | Failure
+
+
+def _delta(delta: Any) -> dict[str, Any]:
+    """A copy of a chunk's `delta`, checked for the shape the relay reads and clients parse:
+    anything else is the upstream's fault (502), not a bug here."""
+    if delta is None:
+        return {}
+    if not isinstance(delta, dict):
+        raise _malformed("a choice's delta is not an object")
+    if not isinstance(delta.get("content"), str | None):
+        raise _malformed("a delta's content is not a string")
+    if not isinstance(delta.get("tool_calls"), list | None):
+        raise _malformed("a delta's tool_calls is not a list")
+    return dict(delta)
+
+
+def _malformed(what: str) -> UpstreamError:
+    return UpstreamError(f"The upstream sent a malformed stream chunk: {what}.")
 
 
 class StreamRelay:
@@ -137,7 +155,7 @@ class StreamRelay:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = dict(choice.get("delta") or {})
+            delta = _delta(choice.get("delta"))
             delta.pop("role", None)  # sent once, in the opening chunk
             content = delta.get("content")
             if isinstance(content, str) and content:
