@@ -153,6 +153,10 @@ class LimitBackend(Protocol):
         """Adds `amount` (negative when a reservation is released) to what the key committed."""
         ...
 
+    async def reachable(self) -> bool:
+        """Whether the backend answers now (for readiness: `/readyz`)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -225,6 +229,9 @@ class MemoryBackend:
     async def add_spent(self, key_id: str, month: str, amount: Decimal) -> None:
         if (key_id, month) in self._spent:  # otherwise the first read loads it from the ledger
             self._spent[(key_id, month)] += amount
+
+    async def reachable(self) -> bool:
+        return True
 
     async def close(self) -> None:
         pass
@@ -446,6 +453,10 @@ class Limiter:
         else:
             await backend.add_tokens(key, -reserved.tokens, reserved.minute)
             await backend.add_tokens(key, tokens)
+
+    async def reachable(self) -> bool:
+        """Whether the counters' backend answers now (always, in this process's memory)."""
+        return await self._backend.reachable()
 
     async def close(self) -> None:
         """Waits a little for settlements in flight; one still retrying against an unreachable

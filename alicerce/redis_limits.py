@@ -91,6 +91,7 @@ _REFUSALS: dict[bytes, Refusal | None] = {b"": None, b"tokens": "tokens", b"requ
 
 
 _REDIS_TIMEOUT_S = 2.0  # a Redis that stops answering fails a request in bounded time
+_PING_TIMEOUT_S = 1.0  # readiness probes are short: Kubernetes' default timeout is 1 s
 
 
 class RedisBackend:
@@ -99,7 +100,10 @@ class RedisBackend:
     def __init__(self, url: str, prefix: str = "alicerce") -> None:
         import redis.asyncio as redis
 
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # RuntimeError too: under uvloop, a write to a connection the server just closed raises
+        # it, not ConnectionError as asyncio does (MagicStack/uvloop#506; seen in tests: a
+        # Redis cut while a connection opened was a 500 one time in about 30).
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, RuntimeError)
         self._redis = redis.Redis.from_url(
             url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
         )
@@ -167,6 +171,14 @@ class RedisBackend:
                 await self._redis.incrbyfloat(name, float(amount))
         except self._errors as exc:
             raise BackendUnavailable(f"Redis: {exc}") from exc
+
+    async def reachable(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), _PING_TIMEOUT_S))
+        except TimeoutError:
+            return False
+        except self._errors:
+            return False
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -284,6 +284,9 @@ def test_redis_going_away_fails_budgets_closed_serves_the_rest_and_recovers(
         assert rpm.status_code == 200  # counted by this process alone meanwhile
         assert rpm.headers["x-ratelimit-limit-requests"] == "1000"
         assert metric(replica.url, 'alicerce_dependency_unavailable_total{dependency="redis"}') >= 2
+        ready = httpx.get(replica.url + "/readyz")  # still ready: the rest is served
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "degraded", "database": "ok", "redis": "unreachable"}
 
         proxy.restore()
         recovery = wait_until(
@@ -292,6 +295,7 @@ def test_redis_going_away_fails_budgets_closed_serves_the_rest_and_recovers(
             "budget keys served again once Redis is back",
         )
         print(f"redis: recovered {recovery:.2f} s after the proxy was restored")
+        assert httpx.get(replica.url + "/readyz").json()["redis"] == "ok"
         rows = wait_recorded(admin, sent)
         assert rows[refused.headers["x-request-id"]]["status"] == 503
         assert_ledger_balances(admin)

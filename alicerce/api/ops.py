@@ -26,6 +26,10 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
+    """503 while the database is unreachable: nothing can be served. A Redis that is away
+    (`ALICERCE_REDIS_URL`) is reported but keeps the worker ready, 200 `degraded`: only keys with
+    a budget are refused meanwhile, and taking every replica out of the load balancer for it
+    would refuse the rest too."""
     services = services_of(request)
 
     def ping() -> None:
@@ -40,7 +44,13 @@ async def readyz(request: Request) -> Response:
             status=503,
             headers={"retry-after": str(UNAVAILABLE_RETRY_AFTER_S)},
         )
-    return json_response({"status": "ok"})
+    answer = {"status": "ok", "database": "ok"}
+    if services.settings.redis_url:
+        if await services.limiter.reachable():
+            answer["redis"] = "ok"
+        else:
+            answer |= {"status": "degraded", "redis": "unreachable"}
+    return json_response(answer)
 
 
 @router.get(
