@@ -12,9 +12,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alicerce import json_input
 from alicerce.api.http import chat_sse
 from alicerce.billing import LineItem, TokenUsage, inference_line_items, merged
 from alicerce.catalog import CatalogModel, Provider
+from alicerce.errors import InvalidRequest
 from alicerce.inference.relay import Closing
 from alicerce.knowledge.chunking import chunk
 from alicerce.knowledge.extract import Block
@@ -196,3 +198,46 @@ def test_stream_events_read_back_as_written_however_the_bytes_arrive(
     events = [e for e in read if isinstance(e, dict)]
     assert events == chunks
     assert lines[-2:] == [b"data: [DONE]\n", b"\n"]
+
+
+# -- untrusted JSON: the fast reader agrees with the exact one --------------------------------
+
+_KEYS = st.sampled_from(["a", "b", "model", "x:y", "é", "\\u0061", "\\u003a", "\\\\u003a", "k"])
+_SCALARS = st.sampled_from(
+    ["1", "-0", "1.5", "1e400", "-1e400", "1e-400", "9" * 30, "9" * 5000, "true", "null",
+     "NaN", "Infinity", '"s"', '"a:b"', '"\\u003a"', '"\\ud800"', '"\\ud83d\\ude00"',
+     '"\\u00e9"', '"é"', '"\\n"', '"\\\\"', '"\x01"', "01", "1.", "[", "}"]
+)  # fmt: skip
+
+
+def _json_text(depth: int = 0) -> st.SearchStrategy[str]:
+    """JSON-ish text, valid or not: objects whose keys may repeat (raw or escaped), the
+    numbers and strings the rules are about, and some that are not JSON at all."""
+    if depth >= 3:
+        return _SCALARS
+    inner = st.deferred(lambda: _json_text(depth + 1))
+    space = st.sampled_from(["", " ", "\n", "\t"])
+    pairs = st.lists(st.tuples(_KEYS, space, inner), max_size=4)
+    objects = pairs.map(lambda ps: "{" + ",".join(f'"{k}"{s}:{s}{v}' for k, s, v in ps) + "}")
+    arrays = st.lists(inner, max_size=4).map(lambda vs: "[" + ",".join(vs) + "]")
+    return st.one_of(_SCALARS, objects, arrays)
+
+
+@given(_json_text(), st.sampled_from([b"", b" ", b"\xef\xbb\xbf", b"\xff"]))
+@settings(max_examples=600)
+def test_the_fast_json_reader_accepts_only_what_the_exact_one_reads_the_same(
+    text: str, prefix: bytes
+) -> None:
+    """`load_json`'s msgspec path either steps aside or returns what the stdlib parser with
+    every rule (duplicate keys, depth, finite numbers, Unicode) returns for the same body."""
+    raw = prefix + text.encode()
+    fast = json_input._read_fast(raw)
+    try:
+        exact: Any = json_input._read_exact(raw)
+    except InvalidRequest:
+        exact = "refused"
+    if fast is not json_input._UNSURE:
+        assert exact != "refused", raw
+        assert json.dumps(fast, sort_keys=True) == json.dumps(exact, sort_keys=True), raw
+    assert json_input._read_fast(b'{"a": 1, "a": 1}') is json_input._UNSURE
+    assert json_input._read_fast(b'{"a": {"b": ":", "b": 2}}') is json_input._UNSURE
