@@ -14,18 +14,24 @@ text. `GuardedHttpProtocol` adds, per worker process:
   the app is waiting for it (not while reading is paused because the app is busy); past it, 408
   and closed, and the app sees the client leave;
 - a header size cap on the request line and headers together; past it, 431 and closed, the
-  bytes dropped as they arrive;
+  bytes dropped as they arrive (counted per read, so a pipelined request's headers that share a
+  read with the request before them may pass the cap by up to one read, 256 KiB, before the
+  next read is counted);
 - a bound on open connections; a connection past it is answered 503 and closed at once;
 - every refusal an OpenAI error object, malformed framing included, and counted in
   `alicerce_connections_refused{reason}`.
 
-Each timer is one `call_later` per request (re-armed for each body piece), nothing per byte.
+The timeouts are deadlines that a request sets (a number stored per phase, re-set for each body
+piece), which one sweep per worker checks every second at most (a quarter of the shortest
+timeout when that is less): a timeout fires within that tick of its deadline. Nothing is done
+per byte or per header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from asyncio import TimerHandle
 from dataclasses import dataclass
 from typing import Any, cast
@@ -68,10 +74,6 @@ def protocol_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     return cast(type[asyncio.Protocol], functools.partial(GuardedHttpProtocol, limits=limits))
 
 
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing; `send_400_response` answers it."""
-
-
 def error_response(error: AlicerceError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A whole HTTP/1.1 response carrying `error`'s OpenAI error object, closing the connection."""
     body = msgspec.json.encode(error.to_body())
@@ -90,6 +92,38 @@ def error_response(error: AlicerceError, default_headers: list[tuple[bytes, byte
     return b"".join(lines)
 
 
+class _Deadlines:
+    """The connections' deadlines, checked by one sweep per worker every `tick` seconds while
+    it has connections: a request stores a number where it armed and cancelled a timer (a
+    `call_later`, its cancel, and the callbacks that did it were about a twentieth of the
+    instructions of a whole proxied request)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any], tick: float):
+        self.loop = loop
+        self.connections = connections
+        self.tick = tick
+        self._handle: TimerHandle | None = None
+
+    def watch(self) -> None:
+        if self._handle is None:
+            self._handle = self.loop.call_later(self.tick, self._sweep)
+
+    def _sweep(self) -> None:
+        self._handle = None
+        now = self.loop.time()
+        for connection in list(self.connections):  # an expiry closes connections
+            deadline = getattr(connection, "deadline", None)
+            if deadline is not None and deadline <= now:
+                connection.expired()
+        if self.connections:
+            self.watch()
+
+
+_deadlines: weakref.WeakKeyDictionary[ServerState, _Deadlines] = weakref.WeakKeyDictionary()
+
+_NONE, _HEADERS, _BODY = 0, 1, 2  # what a connection's deadline is for
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body timeouts, a header cap and a connection
     bound (the module's docstring says why each)."""
@@ -105,12 +139,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
-        self._timer: TimerHandle | None = None
+        self.deadline: float | None = None  # when the phase below times out (loop time)
+        self._phase = _NONE
         self._reading_headers = True
         self._header_bytes = 0  # bytes received since the headers began (a bound, not exact)
-        self._header_size = 0  # the request line and headers, as parsed
-        self._refusal: AlicerceError | None = None
         self._refused = False
+        deadlines = _deadlines.get(server_state)
+        if deadlines is None or deadlines.loop is not self.loop:
+            tick = min(1.0, limits.header_timeout_s / 4, limits.body_timeout_s / 4)
+            deadlines = _deadlines[server_state] = _Deadlines(self.loop, self.connections, tick)
+        self._deadlines = deadlines
 
     # -- connections --------------------------------------------------------------------------
 
@@ -128,80 +166,76 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._arm(self.limits.header_timeout_s, self._header_timed_out)
+        self._time(_HEADERS, self.limits.header_timeout_s)
+        self._deadlines.watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._time(_NONE)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if self._reading_headers:
-            self._header_bytes += len(data)
+            before = self._header_bytes
+            self._header_bytes = before + len(data)
+            if self._header_bytes > self.limits.max_header_bytes and (
+                before + _end_of_headers(data) > self.limits.max_header_bytes
+            ):
+                self._refuse(self._too_large(), "header_too_large")
+                return
         super().data_received(data)
-        if (
-            self._reading_headers
-            and self._header_bytes > self.limits.max_header_bytes
-            and not self.transport.is_closing()
-        ):
-            self._refuse(self._too_large(), "header_too_large")
 
     # -- the parser's callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_headers = True
-        self._header_size = 0
-        if self._timer is None:  # a keep-alive request: its headers are timed from here
-            self._arm(self.limits.header_timeout_s, self._header_timed_out)
-
-    def on_url(self, url: bytes) -> None:
-        self._grow(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        if self._phase == _NONE:  # a keep-alive request: its headers are timed from here
+            self._time(_HEADERS, self.limits.header_timeout_s)
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
         self._header_bytes = 0
-        self._disarm()
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.more_body:
-            self._arm(self.limits.body_timeout_s, self._body_timed_out)
+            self._time(_BODY, self.limits.body_timeout_s)
+        else:
+            self._time(_NONE)
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        if self._timer is not None:
-            self._arm(self.limits.body_timeout_s, self._body_timed_out)
+        if self._phase == _BODY:
+            self.deadline = self.loop.time() + self.limits.body_timeout_s
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._time(_NONE)
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """Malformed framing (or a refusal raised from a callback) as an OpenAI error object."""
-        if self._refusal is not None:
-            error, self._refusal = self._refusal, None
-        else:
-            error = InvalidRequest(
-                "The request is not valid HTTP/1.1 (its request line, headers or chunked "
-                "framing could not be parsed).",
-                code="malformed_http",
-            )
-            self._count("malformed_http")
+        """Malformed framing as an OpenAI error object."""
+        error = InvalidRequest(
+            "The request is not valid HTTP/1.1 (its request line, headers or chunked "
+            "framing could not be parsed).",
+            code="malformed_http",
+        )
+        self._count("malformed_http")
         self._answer_and_close(error)
 
     # -- limits -------------------------------------------------------------------------------
 
-    def _grow(self, size: int) -> None:
-        self._header_size += size
-        if self._header_size > self.limits.max_header_bytes:
-            self._refusal = self._too_large()
-            self._count("header_too_large")
-            raise _Refused
+    def _time(self, phase: int, seconds: float = 0.0) -> None:
+        self._phase = phase
+        self.deadline = self.loop.time() + seconds if phase != _NONE else None
+
+    def expired(self) -> None:
+        """The sweep found this connection's deadline passed."""
+        phase = self._phase
+        self._time(_NONE)
+        if phase == _HEADERS:
+            self._header_timed_out()
+        elif phase == _BODY:
+            self._body_timed_out()
 
     def _too_large(self) -> HeadersTooLarge:
         return HeadersTooLarge(
@@ -210,7 +244,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         )
 
     def _header_timed_out(self) -> None:
-        self._timer = None
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False  # a pipelined request: close after this response
             return
@@ -221,13 +254,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refuse(error, "header_timeout")
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
         if self.flow.read_paused or cycle.waiting_for_100_continue:
             # the app is not reading yet (or has not asked for the body): not the client's pause
-            self._arm(self.limits.body_timeout_s, self._body_timed_out)
+            self._time(_BODY, self.limits.body_timeout_s)
             return
         self._count("body_timeout")
         if cycle.response_started:
@@ -247,22 +279,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._answer_and_close(error)
 
     def _answer_and_close(self, error: AlicerceError) -> None:
-        self._disarm()
+        self._time(_NONE)
         if not self.transport.is_closing():
             self.transport.write(error_response(error, self.server_state.default_headers))
             self.transport.close()
-
-    def _arm(self, seconds: float, callback: Any) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, callback)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _count(self, reason: str) -> None:
         metrics = self.app_state.get("metrics")
         if metrics is not None:
             metrics.connection_refused(reason)
+
+
+def _end_of_headers(data: bytes) -> int:
+    """Where the blank line that ends a header block ends in `data`, or past its end when it is
+    not there: how much of `data` is header, at most. (llhttp takes CRLF line ends only.)"""
+    end = data.find(b"\r\n\r\n")
+    return end + 4 if end >= 0 else len(data) + 1

@@ -135,6 +135,23 @@ def test_headers_within_the_cap_are_served(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/healthz", headers=headers).status_code == 200
 
 
+def test_a_body_read_with_its_headers_is_not_counted_as_header(server: ServerProcess) -> None:
+    """The cap is counted per read: a read that holds small headers and a body larger than the
+    cap is served (here a 401: no key), and headers past the cap in the same read are not."""
+    body = json.dumps({"model": "x", "fill": "a" * (MAX_HEADER_BYTES * 3)}).encode()
+
+    def send(fill: int) -> bytes:
+        lines = [b"POST /api/v1/chat/completions HTTP/1.1", b"Host: x", b"Connection: close",
+                 b"Content-Type: application/json", b"Content-Length: %d" % len(body),
+                 b"X-fill: " + b"a" * fill]  # fmt: skip
+        with _connect(server) as sock:
+            sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            return _read_all(sock)
+
+    assert _error(send(100))[0] == 401
+    assert _error(send(MAX_HEADER_BYTES + 100))[0] == 431
+
+
 def test_connections_past_the_bound_are_refused_at_once(server: ServerProcess) -> None:
     held = [_connect(server) for _ in range(MAX_CONNECTIONS)]
     try:
