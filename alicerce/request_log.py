@@ -229,8 +229,6 @@ class RequestLog:
                     created,
                 )
             )
-        if self._metrics is not None:
-            self._metrics.request_log_pending.inc()
         if len(self._requests) >= self._batch_size:
             self._wake.set()
 
@@ -258,6 +256,7 @@ class RequestLog:
             requests, items = self._requests, self._items
             self._requests, self._items = [], []
             self._writing = len(requests)
+            self._observe_pending()  # per batch: a gauge update per record was a lock a request
             try:
                 await asyncio.to_thread(self._write_batch, requests, items)
             except Exception as exc:

@@ -135,6 +135,9 @@ class _Unanswered:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if exc is None:
+            self.ledger.release(self.call)  # nothing to record here (an answer records itself)
+            return
         bug = isinstance(exc, Exception) and not isinstance(exc, AlicerceError)
         if bug:  # logged here, where the request is known; the client gets a plain 500
             log.error("unexpected error in request %s", self.call.request_id, exc_info=exc)

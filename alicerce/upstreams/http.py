@@ -18,6 +18,7 @@ model) instead of waiting in the pool's queue, which has no bound of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -103,6 +104,7 @@ class HostSlots:
         return self._open.get(origin, 0)
 
 
+@functools.lru_cache(maxsize=4096)
 def origin_of(url: str) -> str:
     """`scheme://host:port` of an absolute URL: the key of its connections in the pool."""
     scheme, _, rest = url.partition("://")
