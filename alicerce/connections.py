@@ -206,7 +206,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
         if self._phase == _BODY:
-            self.deadline = self.loop.time() + self.limits.body_timeout_s
+            self._time(_BODY, self.limits.body_timeout_s)
 
     def on_message_complete(self) -> None:
         self._time(_NONE)

@@ -103,7 +103,7 @@ _UNSURE = object()
 
 def _read_fast(raw: bytes) -> Any:
     """The body's value if msgspec reads it and it keeps every rule, else `_UNSURE`."""
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or _COLON_ESCAPE in raw:
+    if not _shallow(raw) or _COLON_ESCAPE in raw:
         return _UNSURE
     try:
         value = _decoder.decode(raw)
@@ -168,10 +168,15 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
 
 
+def _shallow(raw: bytes) -> bool:
+    """Too few brackets to nest past `MAX_DEPTH`, wherever they are: no need to look closer."""
+    return raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+
+
 def _check_depth(raw: bytes) -> None:
     """Refuses nesting beyond `MAX_DEPTH`. Cheap where it cannot happen (fewer brackets than
     the bound); else brackets in strings are dropped and the depth summed in C."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+    if _shallow(raw):
         return
     brackets = _STRINGS.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
     if max(accumulate(memoryview(brackets).cast("b")), default=0) <= MAX_DEPTH:

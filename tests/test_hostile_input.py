@@ -894,6 +894,18 @@ def record_of(account: Account, marker: str, *, timeout: float = 10) -> dict[str
     return first_record(account, {"metadata.case": marker}, timeout)
 
 
+def stream_error(account: Account, slug: str, marker: str) -> dict[str, Any]:
+    """The last event of a stream that began (200) and then failed: its error event, with no
+    `[DONE]` after it."""
+    body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
+    with account.http() as client:
+        response = client.post("/chat/completions", json=body)
+    assert response.status_code == 200  # the stream had begun
+    assert "data: [DONE]" not in response.text
+    events = [line for line in response.text.split("\n") if line.startswith("data: ")]
+    return json.loads(events[-1].removeprefix("data: "))  # type: ignore[no-any-return]
+
+
 def test_a_malformed_answer_is_a_502_recorded_with_what_the_upstream_reported(
     hostile: Hostile, broken: BrokenUpstream
 ) -> None:
@@ -918,15 +930,9 @@ def test_a_malformed_stream_chunk_ends_the_stream_with_a_502_event(
 ) -> None:
     slug = broken_gateway(hostile, broken, "message-string")
     marker = uuid.uuid4().hex
-    body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
-    with hostile.http() as client:
-        response = client.post("/chat/completions", json=body)
-    assert response.status_code == 200  # the stream had begun
-    events = [line for line in response.text.split("\n") if line.startswith("data: ")]
-    last = json.loads(events[-1].removeprefix("data: "))
+    last = stream_error(hostile, slug, marker)
     assert last["error"]["type"] == "upstream_error"
     assert "delta is not an object" in last["error"]["message"]
-    assert "data: [DONE]" not in response.text
     record = record_of(hostile, marker)
     assert record["status"] == 502 and record["error"]["type"] == "upstream_error"
 
@@ -977,14 +983,8 @@ def test_a_bug_in_a_stream_ends_it_with_an_error_event_and_a_500_record(
         endpoint={"base_url": upstream.url, "api_key": "sk", "model": "mock"}
     )["slug"]
     marker = uuid.uuid4().hex
-    body = {"model": slug, "messages": MSGS, "stream": True, "metadata": {"case": marker}}
-    with hostile.http() as client:
-        response = client.post("/chat/completions", json=body)
-    assert response.status_code == 200  # the stream had begun
-    events = [line for line in response.text.split("\n") if line.startswith("data: ")]
-    last = json.loads(events[-1].removeprefix("data: "))
+    last = stream_error(hostile, slug, marker)
     assert last["error"]["type"] == "server_error"
-    assert "data: [DONE]" not in response.text
     record = record_of(hostile, marker)
     assert record["status"] == 500 and record["error"]["type"] == "server_error"
     assert record["usage"]["completion_tokens"] > 0  # what was streamed is billed

@@ -11,6 +11,7 @@ from alicerce.inference.functions import ToolResult
 from alicerce.inference.plan import Plan
 from alicerce.messages import text_of
 from alicerce.money import DEFAULT_CURRENCY
+from alicerce.upstreams.base import message_fault
 from alicerce.upstreams.registry import Target
 
 
@@ -79,10 +80,9 @@ def answer_choices(completion: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         if not isinstance(message, dict):
             raise _malformed(f"choice {n}'s message is not an object")
-        if not isinstance(message.get("content"), str | None):
-            raise _malformed(f"choice {n}'s message content is not a string")
-        if not isinstance(message.get("tool_calls"), list | None):
-            raise _malformed(f"choice {n}'s message tool_calls is not a list")
+        fault = message_fault(message)
+        if fault is not None:
+            raise _malformed(f"choice {n}'s message {fault}")
     return choices  # type: ignore[no-any-return]
 
 

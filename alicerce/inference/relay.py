@@ -24,6 +24,7 @@ from typing import Any
 
 from alicerce.errors import AlicerceError, UpstreamError
 from alicerce.inference.functions import Toolbox, ToolCall
+from alicerce.upstreams.base import message_fault
 
 Chunk = dict[str, Any]  # a `chat.completion.chunk`
 Chunks = list[Chunk]  # what one write to the client carries
@@ -53,10 +54,9 @@ def _delta(delta: Any) -> dict[str, Any]:
         return {}
     if not isinstance(delta, dict):
         raise _malformed("a choice's delta is not an object")
-    if not isinstance(delta.get("content"), str | None):
-        raise _malformed("a delta's content is not a string")
-    if not isinstance(delta.get("tool_calls"), list | None):
-        raise _malformed("a delta's tool_calls is not a list")
+    fault = message_fault(delta)
+    if fault is not None:
+        raise _malformed(f"a delta's {fault}")
     return dict(delta)
 
 

@@ -9,6 +9,16 @@ from typing import Any, Protocol
 Completion = dict[str, Any]
 
 
+def message_fault(message: dict[str, Any]) -> str | None:
+    """What of an upstream's `message` (or a chunk's `delta`) is not the shape the gateway reads
+    and clients parse, content a string or null and tool_calls a list or null; None if it is."""
+    if not isinstance(message.get("content"), str | None):
+        return "content is not a string"
+    if not isinstance(message.get("tool_calls"), list | None):
+        return "tool_calls is not a list"
+    return None
+
+
 class Upstream(Protocol):
     """A model that answers OpenAI chat-completion bodies.
 
