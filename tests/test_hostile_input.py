@@ -925,6 +925,26 @@ def test_a_malformed_answer_is_a_502_recorded_with_what_the_upstream_reported(
     assert record["id"] == response.headers["x-request-id"]
 
 
+def test_a_malformed_answer_reaches_the_sdk_as_an_upstream_error(
+    hostile: Hostile, broken: BrokenUpstream
+) -> None:
+    """The official client sees the 502 as an `APIStatusError` with the OpenAI error object,
+    whole and streamed (the stream's error event raises in the SDK's iterator)."""
+    slug = broken_gateway(hostile, broken, "message-string")
+    client = hostile.openai()
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model=slug, messages=MSGS)  # type: ignore[arg-type]
+    assert raised.value.status_code == 502
+    assert raised.value.body["type"] == "upstream_error"  # type: ignore[index]
+    with pytest.raises(openai.APIError, match="delta is not an object"):
+        for _ in client.chat.completions.create(
+            model=slug,
+            messages=MSGS,  # type: ignore[arg-type]
+            stream=True,
+        ):
+            pass
+
+
 def test_a_malformed_stream_chunk_ends_the_stream_with_a_502_event(
     hostile: Hostile, broken: BrokenUpstream
 ) -> None:
