@@ -100,7 +100,7 @@ def request_stats(
         )
     )
     with db.session() as session:  # Core rows, not the ORM's: a third of the time
-        records: Sequence[Record] = session.connection().execute(query).tuples().all()
+        records: Sequence[Record] = session.connection().execute(query).all()
         labels = names(session, group_by)
     groups: dict[Any, list[Record]] = defaultdict(list)
     if group_by is not None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import inflight_report
+import loopback_cost
 import servers
 from servers import BENCH_DIR, REPO_DIR, Proc
 
@@ -57,16 +58,16 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its descendants, from /proc."""
-    total = 0
+def tree_cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` and its descendants, from /proc."""
+    user = system = 0
     for p in servers.process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 class RssPeak:
@@ -113,10 +114,15 @@ class Target:
 
 
 def generate(
-    target: Target, rate: float, duration: float, args: argparse.Namespace, stream: bool = False
+    target: Target,
+    rate: float,
+    duration: float,
+    args: argparse.Namespace,
+    stream: bool = False,
+    upstream: Proc | None = None,
 ) -> dict[str, Any]:
     """One open-loop run (bench/openloop.py in a process of its own) against `target`, with the
-    target's CPU seconds and resident memory over the run."""
+    target's CPU seconds (and the upstream's, given its process) and resident memory."""
     argv = [sys.executable, str(BENCH_DIR / "openloop.py"), "--url", target.url]
     argv += ["--rate", str(rate), "--duration", str(duration), "--timeout", str(args.timeout)]
     if target.key:
@@ -129,7 +135,8 @@ def generate(
         argv += ["--stream", "--chunks", str(args.chunks), "--timeout", str(args.timeout + 30)]
     load_before = loadavg()
     pid = target.proc.pid if target.proc else None
-    cpu0 = tree_cpu_s(pid) if pid else 0.0
+    cpu0 = tree_cpu_s(pid) if pid else (0.0, 0.0)
+    upstream_cpu0 = sum(tree_cpu_s(upstream.pid)) if upstream else 0.0
     rss0 = servers.tree_rss_mib(pid)[0] if pid else 0.0
     started = time.monotonic()
     if pid:
@@ -145,11 +152,15 @@ def generate(
     result["load_before"] = load_before
     result["load_after"] = loadavg()
     if pid:
-        result["target_cpu_s"] = round(tree_cpu_s(pid) - cpu0, 2)
+        user, system = tree_cpu_s(pid)
+        result["target_cpu_s"] = round(user + system - sum(cpu0), 2)
+        result["target_cpu_system_s"] = round(system - cpu0[1], 2)
         result["rss_before_mib"] = round(rss0, 1)
         result["rss_peak_mib"] = round(rss.peak, 1)
         result["rss_after_mib"] = round(servers.tree_rss_mib(pid)[0], 1)
         result["rss_samples"] = [(round(t, 2), round(m, 1)) for t, m in rss.samples[::4]]
+    if upstream:
+        result["upstream_cpu_s"] = round(sum(tree_cpu_s(upstream.pid)) - upstream_cpu0, 2)
     lat = result["latency_ms"] or {}
     log(
         f"{target.name} at {rate:g}/s{' (streams)' if stream else ''}: "
@@ -281,6 +292,7 @@ class Bench:
         a = self.args
         pace = ["--chunks", str(a.chunks), "--chunk-interval-ms", str(a.chunk_interval_ms)]
         direct, base = self._upstream(*pace, name="paced-upstream")
+        upstream = self.procs[-1]
         target = self._alicerce(base)
         generate(target, 20, 1, a, stream=True)  # warm-up: a few whole streams
         sizes: dict[str, Any] = {}
@@ -290,14 +302,15 @@ class Bench:
                 "streams": count,
                 "rate": rate,
                 "runs": {
-                    "direct": generate(direct, rate, a.ramp, a, stream=True),
-                    target.name: generate(target, rate, a.ramp, a, stream=True),
+                    "direct": generate(direct, rate, a.ramp, a, True, upstream),
+                    target.name: generate(target, rate, a.ramp, a, True, upstream),
                 },
             }
         time.sleep(1.5)
         rows = servers.request_log_rows(self._setup())
         self.stop()
-        return {"sizes": sizes, "request_log_rows": rows}
+        loopback = loopback_cost.measure()
+        return {"sizes": sizes, "request_log_rows": rows, "loopback": loopback}
 
     def workers(self) -> dict[str, Any]:
         a = self.args

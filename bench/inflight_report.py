@@ -115,6 +115,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"gained {o['request_log_rows']:,} rows (every admitted request, none of the shed).",
         ]
     if "streams" in result:
+        loopback = result["streams"].get("loopback")
+        if loopback:
+            lines += [
+                "",
+                "On this machine one 250-byte write over TCP loopback costs the writer "
+                f"{loopback['send_waking_reader_us']:g} µs of CPU when it wakes a reader asleep "
+                f"in `recv` and {loopback['send_back_to_back_us']:g} µs when the reader is "
+                "awake (`bench/loopback_cost.py`): loopback delivers in the writer's system "
+                "call, so whoever writes a chunk pays for waking whoever reads it. A relayed "
+                "chunk is two such deliveries, the upstream's to the gateway and the "
+                "gateway's to its client.",
+            ]
         for size in result["streams"]["sizes"].values():
             lines += _stream_lines(size, meta)
         lines += [
@@ -131,10 +143,26 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_row(label: str, d: dict[str, Any] | None, a: dict[str, Any], chunks: int) -> str:
+    """The gateway's CPU (with its kernel share), or the upstream's in both runs, and per
+    1,000 chunks relayed (milliseconds per 1,000 chunks are microseconds per chunk)."""
+    if d is None:
+        cpu, system = a.get("target_cpu_s") or 0, a.get("target_cpu_system_s")
+        kernel = "" if system is None else f" ({system:.1f} s)"
+        per_chunk = cpu / max(chunks, 1) * 1e6
+        return f"| {label} | | {cpu:.1f} s{kernel} | {per_chunk:.1f} ms per 1,000 chunks |"
+    dv, av = d.get("upstream_cpu_s"), a.get("upstream_cpu_s")
+    if dv is None or av is None:
+        return f"| {label} | | | |"
+    return (
+        f"| {label} | {dv:.1f} s | {av:.1f} s | "
+        f"{av / max(chunks, 1) * 1e6:.1f} ms per 1,000 chunks |"
+    )
+
+
 def _stream_lines(s: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     d, a = s["runs"]["direct"], s["runs"]["alicerce"]
     chunks = a["chunks"]
-    cpu = a.get("target_cpu_s") or 0
     per_stream_kib = ((a.get("rss_peak_mib") or 0) - (a.get("rss_before_mib") or 0)) * 1024
     lines = [
         "",
@@ -159,7 +187,8 @@ def _stream_lines(s: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             added = None if dv is None or av is None else av - dv
             lines.append(f"| {label} {q} | {_ms2(dv)} | {_ms2(av)} | {_ms2(added)} |")
     lines += [
-        f"| gateway CPU | | {cpu:.1f} s | {cpu / max(chunks, 1) * 1e6:.1f} ms per 1,000 chunks |",
+        _cpu_row("gateway CPU (in the kernel)", None, a, chunks),
+        _cpu_row("upstream CPU", d, a, chunks),
         f"| gateway resident memory | | {a.get('rss_before_mib', 0):.0f} → "
         f"{a.get('rss_peak_mib', 0):.0f} MiB | {per_stream_kib / s['streams']:.0f} KiB per "
         "open stream |",
