@@ -335,6 +335,7 @@ def plans(database_url: str, account_id: str, gateway: str, key: str, cursor: st
     out = []
     with db.engine.connect() as connection:
         raw = connection.connection.driver_connection
+        assert raw is not None
         for statement, parameters in statements:
             cursor_ = raw.cursor()
             prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 
@@ -83,7 +84,7 @@ def upload(client: httpx.Client, collection: str, name: str, data: bytes, media:
     return str(response.raise_for_status().json()["id"])
 
 
-def wait(client: httpx.Client, collection: str, document: str, until: set[str]) -> dict:
+def wait(client: httpx.Client, collection: str, document: str, until: set[str]) -> dict[str, Any]:
     while True:
         found = client.get(f"/collections/{collection}/documents/{document}").json()
         if found["status"] in until:

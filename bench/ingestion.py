@@ -153,10 +153,18 @@ class TimedStore(KnowledgeStore):
         self.timings = timings
 
     def write_chunks(
-        self, document_id: str, chunks: Sequence[ChunkLike], vectors: np.ndarray, tokens: int
+        self,
+        document_id: str,
+        chunks: Sequence[ChunkLike],
+        vectors: np.ndarray,
+        tokens: int,
+        *,
+        embedding_version: int | None = None,
     ) -> None:
         started = time.perf_counter()
-        super().write_chunks(document_id, chunks, vectors, tokens)
+        super().write_chunks(
+            document_id, chunks, vectors, tokens, embedding_version=embedding_version
+        )
         self.timings.write_s += time.perf_counter() - started
         self.timings.written += 1
 

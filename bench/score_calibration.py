@@ -142,10 +142,10 @@ def query_sets(corpora: list[rev.Corpus], embedder: LocalE5Embedder) -> list[Que
     ) -> QuerySet:
         rows = [i for i, q in enumerate(source.queries) if source.queries[q] in pairs]
         questions = [list(source.queries)[i] for i in rows]
-        answers = [pairs[source.queries[q]] for q in questions]
+        answers: list[str | None] = [pairs[source.queries[q]] for q in questions]
         return QuerySet(
             label, "cross-lingual", target.name, questions, answers, vectors[source.name][rows]
-        )  # type: ignore[arg-type]
+        )
 
     def off(source: rev.Corpus, target: rev.Corpus, label: str) -> QuerySet:
         questions = list(source.queries)
@@ -586,10 +586,10 @@ def render(
     out.append(END_TO_END.format(**results).rstrip("\n"))
     for name, row in results["e2e"].items():
         old = before["e2e"].get(name) if before else None
-        key = "any" if name.startswith(("Python questions", "Debian questions")) else "used"
-        then = f"{old['ranked']} | {old[key]}" if old else "— | —"
-        cells = f"{row['questions']} | {then.split(' | ')[0]} | {row['ranked']}"
-        out.append(f"| {name} | {cells} | {then.split(' | ')[1]} | {row[key]} |")
+        column = "any" if name.startswith(("Python questions", "Debian questions")) else "used"
+        then = f"{old['ranked']} | {old[column]}" if old else "— | —"
+        ranked_cells = f"{row['questions']} | {then.split(' | ')[0]} | {row['ranked']}"
+        out.append(f"| {name} | {ranked_cells} | {then.split(' | ')[1]} | {row[column]} |")
     answerable = [q.name for q in sets if q.kind != "off-topic"]
     total = sum(results["e2e"][n]["questions"] for n in answerable)
     ranked = sum(results["e2e"][n]["ranked"] for n in answerable)
@@ -704,8 +704,8 @@ def main() -> None:
     for mode in MODES:
         if maps[mode] != shipped_maps[mode]:
             print(f"!! the shipped {mode} map differs from the fit: {maps[mode]!r}")
-    before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
-    section = render(results, sets, maps, before)
+    earlier = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
+    section = render(results, sets, maps, earlier)
     print(section)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "score-calibration.json").write_text(
