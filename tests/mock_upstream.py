@@ -268,6 +268,10 @@ class MockUpstream:
                     with self._closed_early:
                         self.streams_closed_early.append(body["messages"][-1]["content"])
                         self._closed_early.notify_all()
+        if model == "stream-stall":  # two pieces, then silence past the read timeout
+            for i in range(2):
+                yield event([{"index": 0, "delta": {"content": f"piece{i} "}}])
+            await asyncio.sleep(SLOW_SECONDS)
         if model == "stream-cut":
             for i in range(CUT_AFTER):
                 yield event([{"index": 0, "delta": {"content": f"piece{i} "}}])

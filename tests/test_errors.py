@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx2 as httpx
 import openai
 import pytest
@@ -241,6 +244,69 @@ def test_error_after_stream_began_is_an_error_event(account: Account, model: str
     )
     with pytest.raises(openai.APIError):
         list(stream)
+
+
+def test_a_stream_that_stalls_past_the_read_timeout_ends_with_a_timeout_event(
+    account: Account,
+) -> None:
+    """Once a stream began, its reads are timed by the process's sweep, not aiohttp's timer
+    (alicerce/upstreams/read_deadlines.py): a stall still ends it within a tick of the
+    timeout, as an `upstream_timeout` event after what did arrive, recorded as a 504."""
+    read_timeout = 1.5  # the test server's
+    assert read_timeout + read_timeout / 4 < SLOW_SECONDS
+    gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "stream-stall"}
+    )
+    payload = {"model": gateway["id"], "messages": [{"role": "user", "content": "Q"}]}
+    with (
+        account.http() as client,
+        client.stream("POST", "/chat/completions", json=payload | {"stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        events: list[str] = []
+        arrived: list[float] = []
+        for line in response.iter_lines():
+            if line:
+                events.append(line.removeprefix("data: "))
+                arrived.append(time.monotonic())
+    assert sum('"piece' in e for e in events) == 2
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "upstream_timeout"
+    stalled = arrived[-1] - arrived[-2]
+    assert read_timeout - 0.1 < stalled < read_timeout + read_timeout / 4 + 0.5
+    row = account.alicerce.wait_for_record(request_id)
+    assert row.status_code == 504
+    assert row.completion_tokens > 0  # the two pieces, billed
+    assert account.alicerce.services.http.stream_deadlines.watched() == 0
+
+
+def test_a_connection_that_carried_a_stream_still_times_its_next_request(
+    account: Account,
+) -> None:
+    """A finished stream's connection goes back to the pool with aiohttp's read timer off
+    (`StreamDeadlines.follow`); the next request on it must have its timer again."""
+    stream_gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "mock-model"}
+    )
+    slow_gateway = account.create_gateway(
+        endpoint={"base_url": account.upstream.url, "model": "slow"}
+    )
+    client = account.openai()
+    for _ in range(3):  # the pool's idle connections have all carried a stream
+        chunks = list(
+            client.chat.completions.create(
+                model=stream_gateway["id"], messages=[{"role": "user", "content": "Q"}], stream=True
+            )
+        )
+        assert chunks
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model=slow_gateway["id"], messages=[{"role": "user", "content": "Q"}]
+        )
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < SLOW_SECONDS
 
 
 def test_failures_are_recorded(account: Account) -> None:

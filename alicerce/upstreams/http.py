@@ -38,6 +38,7 @@ from alicerce.errors import (
 )
 from alicerce.security import is_private_address
 from alicerce.upstreams.base import Completion
+from alicerce.upstreams.read_deadlines import StreamDeadlines
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -134,6 +135,7 @@ class HttpClients:
         self._pool_size = pool_size
         self._per_host = min(per_host or pool_size, pool_size)
         self.slots = HostSlots(self._per_host)
+        self.stream_deadlines = StreamDeadlines(read_timeout_s)
         self._resolver = resolver
         self.trusted: aiohttp.ClientSession | None = None
         self.guarded: aiohttp.ClientSession | None = None
@@ -185,9 +187,12 @@ class OpenAIHttpUpstream:
         headers: dict[str, str] | None,
         label: str,
         slots: HostSlots | None = None,
+        deadlines: StreamDeadlines | None = None,
     ) -> None:
-        """`slots`: the bound on calls in progress per origin; none, unbounded (tests)."""
+        """`slots`: the bound on calls in progress per origin; none, unbounded (tests).
+        `deadlines`: the read timeout of streams once they began; none, aiohttp's per read."""
         self._session = session
+        self._deadlines = deadlines
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._slots = slots
         self._origin = origin_of(self._url)
@@ -297,26 +302,34 @@ class OpenAIHttpUpstream:
                     # runs out of); a line longer than MAX_EVENT_BYTES is refused, as
                     # aiohttp's readline would have.
                     partial = b""
-                    async for data in resp.content.iter_any():
-                        lines = (partial + data if partial else data).split(b"\n")
-                        partial = lines.pop()
-                        if len(partial) > MAX_EVENT_BYTES:
-                            raise UpstreamError(
-                                f"Upstream {self.label} sent a stream event line over "
-                                f"{MAX_EVENT_BYTES} bytes."
-                            )
-                        for line in lines:
-                            if not line or line == b"\r":
-                                continue  # the blank line between events
-                            chunk = self._parse_event_line(line)
-                            if chunk is None:
-                                continue
-                            if chunk is _DONE:
-                                return
-                            yield chunk
-                    last = self._parse_event_line(partial) if partial else None
-                    if last is not None and last is not _DONE:
-                        yield last
+                    deadlines = self._deadlines
+                    content = resp.content if deadlines is None else deadlines.follow(resp)
+                    try:
+                        async for data in content.iter_any():
+                            if deadlines is not None:
+                                deadlines.touch(content)
+                            lines = (partial + data if partial else data).split(b"\n")
+                            partial = lines.pop()
+                            if len(partial) > MAX_EVENT_BYTES:
+                                raise UpstreamError(
+                                    f"Upstream {self.label} sent a stream event line over "
+                                    f"{MAX_EVENT_BYTES} bytes."
+                                )
+                            for line in lines:
+                                if not line or line == b"\r":
+                                    continue  # the blank line between events
+                                chunk = self._parse_event_line(line)
+                                if chunk is None:
+                                    continue
+                                if chunk is _DONE:
+                                    return
+                                yield chunk
+                        last = self._parse_event_line(partial) if partial else None
+                        if last is not None and last is not _DONE:
+                            yield last
+                    finally:
+                        if deadlines is not None:
+                            deadlines.forget(content)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
             except aiohttp.ClientPayloadError:

@@ -87,6 +87,7 @@ class UpstreamRegistry:
                 headers=spec.endpoint.headers,
                 label=f"'{spec.endpoint.model}' of gateway {gateway.slug}",
                 slots=self._clients.slots,
+                deadlines=self._clients.stream_deadlines,
             )
             return Target(upstream, None, base_url)
         assert spec.model is not None
@@ -117,5 +118,6 @@ class UpstreamRegistry:
             headers=model.provider.headers,
             label=f"'{model.id}'",
             slots=self._clients.slots,
+            deadlines=self._clients.stream_deadlines,
         )
         return Target(upstream, model)
