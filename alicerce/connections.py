@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from asyncio import TimerHandle
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,6 +40,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from alicerce.deadlines import DeadlineSweep, sweep_tick
 from alicerce.errors import (
     AlicerceError,
     HeadersTooLarge,
@@ -92,34 +92,10 @@ def error_response(error: AlicerceError, default_headers: list[tuple[bytes, byte
     return b"".join(lines)
 
 
-class _Deadlines:
-    """The connections' deadlines, checked by one sweep per worker every `tick` seconds while
-    it has connections: a request stores a number where it armed and cancelled a timer (a
-    `call_later`, its cancel, and the callbacks that did it were about a twentieth of the
-    instructions of a whole proxied request)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any], tick: float):
-        self.loop = loop
-        self.connections = connections
-        self.tick = tick
-        self._handle: TimerHandle | None = None
-
-    def watch(self) -> None:
-        if self._handle is None:
-            self._handle = self.loop.call_later(self.tick, self._sweep)
-
-    def _sweep(self) -> None:
-        self._handle = None
-        now = self.loop.time()
-        for connection in list(self.connections):  # an expiry closes connections
-            deadline = getattr(connection, "deadline", None)
-            if deadline is not None and deadline <= now:
-                connection.expired()
-        if self.connections:
-            self.watch()
-
-
-_deadlines: weakref.WeakKeyDictionary[ServerState, _Deadlines] = weakref.WeakKeyDictionary()
+# One sweep per server (its connections), made by its first connection: a request stores a
+# number where it armed and cancelled a timer (which, with the callbacks that did it, was about
+# a twentieth of the instructions of a whole proxied request).
+_deadlines: weakref.WeakKeyDictionary[ServerState, DeadlineSweep] = weakref.WeakKeyDictionary()
 
 _NONE, _HEADERS, _BODY = 0, 1, 2  # what a connection's deadline is for
 
@@ -146,8 +122,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         deadlines = _deadlines.get(server_state)
         if deadlines is None or deadlines.loop is not self.loop:
-            tick = min(1.0, limits.header_timeout_s / 4, limits.body_timeout_s / 4)
-            deadlines = _deadlines[server_state] = _Deadlines(self.loop, self.connections, tick)
+            tick = sweep_tick(limits.header_timeout_s, limits.body_timeout_s)
+            deadlines = _deadlines[server_state] = DeadlineSweep(self.loop, self.connections, tick)
         self._deadlines = deadlines
 
     # -- connections --------------------------------------------------------------------------

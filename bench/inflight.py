@@ -302,8 +302,8 @@ class Bench:
                 "streams": count,
                 "rate": rate,
                 "runs": {
-                    "direct": generate(direct, rate, a.ramp, a, True, upstream),
-                    target.name: generate(target, rate, a.ramp, a, True, upstream),
+                    "direct": generate(direct, rate, a.ramp, a, stream=True, upstream=upstream),
+                    target.name: generate(target, rate, a.ramp, a, stream=True, upstream=upstream),
                 },
             }
         time.sleep(1.5)

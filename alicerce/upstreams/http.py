@@ -303,11 +303,11 @@ class OpenAIHttpUpstream:
                     # aiohttp's readline would have.
                     partial = b""
                     deadlines = self._deadlines
-                    content = resp.content if deadlines is None else deadlines.follow(resp)
+                    timed = None if deadlines is None else deadlines.follow(resp)
                     try:
-                        async for data in content.iter_any():
-                            if deadlines is not None:
-                                deadlines.touch(content)
+                        async for data in resp.content.iter_any():
+                            if timed is not None:
+                                timed.touch()
                             lines = (partial + data if partial else data).split(b"\n")
                             partial = lines.pop()
                             if len(partial) > MAX_EVENT_BYTES:
@@ -328,8 +328,8 @@ class OpenAIHttpUpstream:
                         if last is not None and last is not _DONE:
                             yield last
                     finally:
-                        if deadlines is not None:
-                            deadlines.forget(content)
+                        if deadlines is not None and timed is not None:
+                            deadlines.forget(timed)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise UpstreamTimeout(f"Upstream {self.label} stopped answering in time.") from None
             except aiohttp.ClientPayloadError:

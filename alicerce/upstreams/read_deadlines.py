@@ -4,58 +4,66 @@ aiohttp's `sock_read` timeout re-arms a timer on every read (a `call_later` and 
 ~2 µs): for a stream that is every chunk, thousands of streams times twenty chunks a second.
 Once a stream's headers have arrived, `StreamDeadlines.follow` turns that timer off for its
 connection (aiohttp sets it again for the connection's next request) and keeps the stream's
-deadline here instead: each read stores a number, and a sweep every second at most (a quarter of
-the timeout when that is less) fails the reads of a stream past its deadline with aiohttp's own
-timeout error, as its timer would have. A stalled stream thus fails within one tick of its
-timeout; the wait for the headers is still aiohttp's `sock_read`.
+deadline instead, which each read moves on and a `DeadlineSweep` (`alicerce/deadlines.py`)
+checks: a stream past it has its reads failed with aiohttp's own timeout error, as its timer
+would have. A stalled stream thus fails within one tick of its timeout; the wait for the
+headers is still aiohttp's `sock_read`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import StreamReader
+
+from alicerce.deadlines import DeadlineSweep, sweep_tick
+
+
+class TimedRead:
+    """One stream's body, with the deadline of its next read."""
+
+    __slots__ = ("_clock", "_timeout_s", "deadline", "reader")
+
+    def __init__(self, reader: StreamReader, clock: Callable[[], float], timeout_s: float):
+        self.reader = reader
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self.deadline: float | None = clock() + timeout_s
+
+    def touch(self) -> None:
+        """A read arrived: the deadline moves on."""
+        self.deadline = self._clock() + self._timeout_s
+
+    def expired(self) -> None:
+        self.deadline = None
+        self.reader.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
 
 
 class StreamDeadlines:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.tick = min(1.0, timeout_s / 4)
-        self._due: dict[StreamReader, float] = {}
-        self._sweep_handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the sweep's
+        self._streams: set[TimedRead] = set()
+        self._sweep: DeadlineSweep | None = None  # made on the first stream's loop
 
-    def follow(self, response: aiohttp.ClientResponse) -> StreamReader:
-        """Times `response`'s body reads from now on; its content, to `touch` on each read."""
+    def follow(self, response: aiohttp.ClientResponse) -> TimedRead:
+        """Times `response`'s body reads from now on, until `forget`."""
         connection = response.connection
         if connection is not None and connection.protocol is not None:
             connection.protocol.read_timeout = None
             connection.protocol.start_timeout()  # cancels the timer armed by the last read
-        reader = response.content
         loop = asyncio.get_running_loop()
-        self._due[reader] = loop.time() + self.timeout_s
-        if self._sweep_handle is None or self._loop is not loop:  # (tests run several loops)
-            self._loop = loop
-            self._sweep_handle = loop.call_later(self.tick, self._sweep)
-        return reader
+        timed = TimedRead(response.content, loop.time, self.timeout_s)
+        self._streams.add(timed)
+        if self._sweep is None or self._sweep.loop is not loop:  # (tests run several loops)
+            self._sweep = DeadlineSweep(loop, self._streams, sweep_tick(self.timeout_s))
+        self._sweep.watch()
+        return timed
 
-    def touch(self, reader: StreamReader) -> None:
-        """A read arrived: the stream's deadline moves on."""
-        self._due[reader] = asyncio.get_running_loop().time() + self.timeout_s
-
-    def forget(self, reader: StreamReader) -> None:
-        self._due.pop(reader, None)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        expired = [reader for reader, due in self._due.items() if due <= now]
-        for reader in expired:
-            del self._due[reader]
-            reader.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
-        self._sweep_handle = loop.call_later(self.tick, self._sweep) if self._due else None
+    def forget(self, timed: TimedRead) -> None:
+        self._streams.discard(timed)
 
     def watched(self) -> int:
         """Streams whose reads are being timed."""
-        return len(self._due)
+        return len(self._streams)
